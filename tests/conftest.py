@@ -1,0 +1,27 @@
+"""Shared fixtures. Tests run on CPU with one torch thread per process, as CI machines have two
+cores; anything needing PostgreSQL reads the URL that `.ci/run` exports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of a throw-away PostgreSQL database. Under CI its absence is a failure, not a skip:
+    a test that silently skips there would hide a broken `.ci/run`."""
+    url = os.environ.get("LITESEARCH_TEST_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("LITESEARCH_TEST_POSTGRES_URL is not set; .ci/run should start PostgreSQL")
+        pytest.skip("set LITESEARCH_TEST_POSTGRES_URL (see .ci/run) to run PostgreSQL tests")
+    return url
