@@ -12,17 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 from datetime import date
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import models  # noqa: E402
-from models.cost import (  # noqa: E402
+import models
+from models.cost import (
     count_macs,
     count_params,
     export_onnx,
