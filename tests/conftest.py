@@ -10,7 +10,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("LITESEARCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 torch.set_num_threads(1)
 
@@ -25,3 +25,11 @@ def postgres_url() -> str:
             pytest.fail("LITESEARCH_TEST_POSTGRES_URL is not set; .ci/run should start PostgreSQL")
         pytest.skip("set LITESEARCH_TEST_POSTGRES_URL (see .ci/run) to run PostgreSQL tests")
     return url
+
+
+def pytest_configure(config) -> None:
+    if not SHARED_DATA.is_dir():
+        raise pytest.UsageError(
+            f"{SHARED_DATA}: the shared data folder is missing; the tests read the real "
+            "TACO annotations and JPEG crops from ../shared/data beside the repo"
+        )

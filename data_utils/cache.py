@@ -1,0 +1,198 @@
+"""Decode once: every image of a split decoded and resized once into a uint8 array on disk.
+
+Trials read the array (memory-mapped, so all trials on a node share one copy in the page
+cache) instead of decoding JPEGs every epoch, which was the seed projects' bottleneck.
+The cache is keyed by the file list (paths, sizes, mtimes, labels), the target size and the
+resize mode; a changed file makes a new key, a re-run with the same inputs reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data_utils.folder import FolderIndex
+from data_utils.images import BadImage, fit, open_rgb
+from data_utils.skips import DataError, SkipLog
+
+log = logging.getLogger("litesearch.data")
+
+CACHE_VERSION = 1
+DEFAULT_CACHE_DIR = Path(os.environ.get("LITESEARCH_CACHE", Path.home() / ".cache/litesearch"))
+
+
+@dataclass
+class DecodedSplit:
+    """A split's pixels (N, S, S, 3) uint8, labels (N,), and where each row came from."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    files: list[str]
+    hashes: list[str]  # content hash per row, for duplicate checks across splits
+    classes: list[str]
+    skipped: SkipLog
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, rows: np.ndarray) -> DecodedSplit:
+        rows = np.asarray(rows)
+        return DecodedSplit(self.images[rows], self.labels[rows],
+                            [self.files[i] for i in rows], [self.hashes[i] for i in rows],
+                            self.classes, self.skipped)
+
+
+def cache_bytes(n: int, size: int) -> int:
+    """Memory of a cache: N * S * S * 3 bytes."""
+    return n * size * size * 3
+
+
+def cache_key(index: FolderIndex, size: int, mode: str) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_VERSION, size, mode, index.classes]).encode())
+    for path, label in zip(index.files, index.labels, strict=True):
+        st = path.stat()
+        h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _decode(job: tuple[str, int, str]) -> tuple[np.ndarray | None, str, str]:
+    """Worker: (pixels or None, content hash, skip reason)."""
+    path, size, mode = job
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        return None, "", f"unreadable file ({err.strerror})"
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        return fit(open_rgb(data, draft=size), size, mode), digest, ""
+    except BadImage as err:
+        return None, digest, err.reason
+
+
+def _decode_all(jobs: list[tuple[str, int, str]], workers: int, progress: bool) -> Iterator:
+    bar = tqdm(total=len(jobs), desc="decoding", unit="img", disable=not progress, leave=False)
+    try:
+        if workers <= 1:
+            for job in jobs:
+                yield _decode(job)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for result in pool.map(_decode, jobs, chunksize=64):
+                    yield result
+                    bar.update()
+    finally:
+        bar.close()
+
+
+def _dedupe(labels: list[int], hashes: list[str], files: list[str], classes: list[str],
+            keep: np.ndarray, skipped: SkipLog) -> None:
+    """Keep the first of identical files; drop every copy of one filed under two classes."""
+    groups: dict[str, list[int]] = {}
+    for i, digest in enumerate(hashes):
+        if keep[i]:
+            groups.setdefault(digest, []).append(i)
+    for rows in groups.values():
+        if len(rows) == 1:
+            continue
+        labelled = sorted({classes[labels[i]] for i in rows})
+        if len(labelled) > 1:
+            for i in rows:
+                keep[i] = False
+                skipped.add(files[i], f"same image filed under {' and '.join(labelled)}")
+        else:
+            for i in rows[1:]:
+                keep[i] = False
+                skipped.add(files[i], "duplicate file (same content as another)")
+
+
+def build_cache(
+    index: FolderIndex,
+    size: int,
+    mode: str = "resize",
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> DecodedSplit:
+    """Decode `index` at `size` into `cache_dir/<key>/`, or load it if already there."""
+    cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
+    target = cache_dir / cache_key(index, size, mode)
+    if (target / "meta.json").is_file():
+        return load_cache(target)
+
+    workers = workers or max(1, (os.cpu_count() or 1))
+    n = len(index)
+    log.info("decoding %d images at %dx%d (%s) into %s: %.1f MB", n, size, size, mode, target,
+             cache_bytes(n, size) / 1e6)
+    tmp = cache_dir / f".tmp-{target.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = [str(p) for p in index.files]
+    skipped = SkipLog()
+    skipped.extend(index.skipped)
+    raw = np.lib.format.open_memmap(tmp / "raw.npy", "w+", np.uint8, (max(n, 1), size, size, 3))
+    keep = np.zeros(n, bool)
+    hashes = [""] * n
+    jobs = [(f, size, mode) for f in files]
+    for i, (pixels, digest, reason) in enumerate(_decode_all(jobs, workers, progress)):
+        hashes[i] = digest
+        if pixels is None:
+            skipped.add(files[i], reason)
+        else:
+            raw[i] = pixels
+            keep[i] = True
+    _dedupe(index.labels, hashes, files, index.classes, keep, skipped)
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{index.root}: none of the {n} images could be used\n"
+                        f"{skipped.summary()}")
+    images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8,
+                                       (len(rows), size, size, 3))
+    for start in range(0, len(rows), 1024):  # bounded memory for big caches
+        images[start:start + 1024] = raw[rows[start:start + 1024]]
+    images.flush()
+    del raw, images
+    (tmp / "raw.npy").unlink()
+    np.save(tmp / "labels.npy", np.asarray(index.labels, np.int64)[rows])
+    meta = {
+        "version": CACHE_VERSION, "size": size, "mode": mode, "classes": index.classes,
+        "root": str(index.root), "files": [files[i] for i in rows],
+        "hashes": [hashes[i] for i in rows], "skipped": skipped.to_dict(),
+    }
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    try:
+        os.replace(tmp, target)  # atomic: a half-written cache is never found
+    except OSError:  # another process finished the same cache first
+        shutil.rmtree(tmp, ignore_errors=True)
+    if skipped.total:
+        log.warning("%s: %s", index.root, skipped.summary())
+    return load_cache(target)
+
+
+def load_cache(path: str | Path) -> DecodedSplit:
+    path = Path(path)
+    meta = json.loads((path / "meta.json").read_text())
+    return DecodedSplit(
+        images=np.load(path / "images.npy", mmap_mode="r"),
+        labels=np.load(path / "labels.npy"),
+        files=meta["files"],
+        hashes=meta["hashes"],
+        classes=meta["classes"],
+        skipped=SkipLog.from_dict(meta["skipped"]),
+    )
