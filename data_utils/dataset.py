@@ -1,0 +1,87 @@
+"""From a folder on disk to the arrays a trial trains on: scan, decode once, check, split.
+
+`prepare_data` is what the search, the final job and the benchmarks call; everything it
+skipped is in one `SkipLog` and its summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from data_utils.cache import DecodedSplit, build_cache, cache_bytes
+from data_utils.folder import scan_dataset
+from data_utils.skips import SkipLog
+from data_utils.split import class_counts, stratified_split
+
+log = logging.getLogger("litesearch.data")
+
+
+@dataclass
+class PreparedData:
+    classes: list[str]
+    train: DecodedSplit
+    val: DecodedSplit
+    test: DecodedSplit | None
+    skipped: SkipLog
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def counts(self) -> dict[str, list[int]]:
+        splits = {"train": self.train, "val": self.val, "test": self.test}
+        return {name: class_counts(s.labels, self.num_classes).tolist()
+                for name, s in splits.items() if s is not None}
+
+    def summary(self) -> str:
+        counts = self.counts()
+        header = f"{'class':<14}" + "".join(f"{name:>8}" for name in counts)
+        rows = [header] + [
+            f"{c:<14}" + "".join(f"{counts[s][i]:>8}" for s in counts)
+            for i, c in enumerate(self.classes)
+        ]
+        size = self.train.size
+        total = sum(len(s) for s in (self.train, self.val, self.test) if s is not None)
+        rows.append(f"cache: {total} images at {size}x{size}: "
+                    f"{cache_bytes(total, size) / 1e6:.1f} MB")
+        rows.append(self.skipped.summary())
+        return "\n".join(rows)
+
+
+def prepare_data(
+    path: str | Path,
+    size: int,
+    *,
+    mode: str = "resize",
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PreparedData:
+    """Decode `path` (`train/` + optional `test/`, or class folders) at `size`, drop training
+    images that also appear in the test split, and split train/validation stratified."""
+    folders = scan_dataset(path)
+    train = build_cache(folders.train, size, mode, cache_dir, workers, progress)
+    skipped = SkipLog()
+    skipped.extend(train.skipped)
+    test = None
+    if folders.test is not None:
+        test = build_cache(folders.test, size, mode, cache_dir, workers, progress)
+        skipped.extend(test.skipped)
+        # The same picture in train and test inflates the test score: keep the test copy.
+        test_hashes = set(test.hashes)
+        leaked = np.array([h in test_hashes for h in train.hashes])
+        for i in np.flatnonzero(leaked):
+            skipped.add(train.files[i], "also in the test split (kept there)")
+        if leaked.any():
+            train = train.subset(np.flatnonzero(~leaked))
+    train_rows, val_rows = stratified_split(train.labels, val_fraction, seed)
+    data = PreparedData(train.classes, train.subset(train_rows), train.subset(val_rows), test,
+                        skipped)
+    log.info("data from %s:\n%s", path, data.summary())
+    return data

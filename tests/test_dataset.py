@@ -1,0 +1,45 @@
+import shutil
+
+import numpy as np
+
+from data_utils.dataset import prepare_data
+from data_utils.demo import demo_root
+from data_utils.folder import scan_dataset
+
+
+def test_demo_data_ships_with_the_repo_in_task_proportions() -> None:
+    folders = scan_dataset(demo_root())
+    assert folders.train.classes == ["Metal", "Paper", "Paperpack", "Plastic", "Plasticbag",
+                                     "Styrofoam"]
+    assert len(folders.train) == 1500 and len(folders.test) == 500
+    share = np.bincount(folders.train.labels) / 1500
+    # fmnist-taco6 proportions (data README): Metal 7.5 %, Paper 30.9 %, ..., Styrofoam 7.0 %
+    np.testing.assert_allclose(share, [0.075, 0.309, 0.065, 0.170, 0.312, 0.070], atol=0.002)
+
+
+def test_prepare_demo_data(tmp_path) -> None:
+    data = prepare_data(demo_root(), 24, val_fraction=0.2, seed=0, cache_dir=tmp_path,
+                        workers=1, progress=False)
+    assert data.num_classes == 6
+    assert len(data.train) + len(data.val) == 1500 and len(data.test) == 500
+    counts = data.counts()
+    assert np.allclose(np.array(counts["val"]) / np.array(counts["train"]), 0.25, atol=0.03)
+    text = data.summary()
+    assert "Plasticbag" in text and "cache: 2000 images at 24x24: 3.5 MB" in text
+    assert data.train.images.shape[1:] == (24, 24, 3)
+
+
+def test_train_copies_of_test_images_are_dropped(tmp_path) -> None:
+    root = tmp_path / "d"
+    for split in ("train", "test"):
+        for c in ("Metal", "Paper"):
+            src = demo_root() / split / c
+            (root / split / c).mkdir(parents=True)
+            for f in sorted(src.glob("*.jpg"))[:10]:
+                shutil.copy2(f, root / split / c / f.name)
+    leak = sorted((root / "test" / "Paper").glob("*.jpg"))[0]
+    shutil.copy2(leak, root / "train" / "Paper" / "leaked.jpg")
+    data = prepare_data(root, 16, cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert data.skipped.counts["also in the test split (kept there)"] == 1
+    assert len(data.train) + len(data.val) == 20
+    assert len(data.test) == 20
