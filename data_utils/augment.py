@@ -36,27 +36,32 @@ class AugmentConfig:
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) float in [0, 1] (always a new tensor)."""
-    if images.dtype != torch.uint8:
-        raise TypeError(f"expected a uint8 image batch, got {images.dtype}")
-    return images.permute(0, 3, 1, 2).contiguous().float().div_(255)
+    """(N, 3, H, W) uint8 -> float in [0, 1] (always a new tensor)."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise TypeError(f"expected a (N, 3, H, W) uint8 batch, got {images.dtype} "
+                        f"{tuple(images.shape)}")
+    return images.float().div_(255)
 
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-_INV_STD = 1 / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / std with ImageNet statistics, in place when `x` may be overwritten."""
-    return x.sub_(_MEAN.to(x.device)).mul_(_INV_STD.to(x.device))
+def normalize(x: torch.Tensor, pixel_max: float = 1.0) -> torch.Tensor:
+    """(x / pixel_max - mean) / std with ImageNet statistics, in place, as two passes.
+
+    `pixel_max=255` normalises float pixels straight from uint8 values, saving the divide.
+    """
+    scale = (1 / (pixel_max * _STD)).to(x.device)
+    return x.mul_(scale).sub_((_MEAN / _STD).to(x.device))
 
 
 def prepare_eval(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
-    """uint8 NHWC batch -> normalised float NCHW, resized (antialiased) when `size` differs."""
-    x = to_float(images)
-    if size is not None and size != x.shape[-1]:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
+    """uint8 (N, 3, H, W) batch -> normalised float, resized (antialiased) when `size` differs."""
+    if size is None or size == images.shape[-1]:
+        return normalize(images.float(), pixel_max=255)
+    x = F.interpolate(to_float(images), size=(size, size), mode="bilinear", antialias=True,
+                      align_corners=False)
     return normalize(x)
 
 
@@ -101,7 +106,7 @@ def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class BatchAugment:
-    """Callable: uint8 (N, H, W, 3) batch -> augmented, normalised float (N, 3, S, S)."""
+    """Callable: uint8 (N, 3, H, W) batch -> augmented, normalised float (N, 3, S, S)."""
 
     def __init__(self, config: AugmentConfig = AugmentConfig(), out_size: int | None = None):
         self.cfg = config
@@ -191,18 +196,21 @@ class BatchAugment:
                 and cfg.crop_ratio == (1.0, 1.0) and (cfg.ops == 0 or cfg.magnitude == 0))
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None):
-        x = to_float(images)
-        n, device = x.shape[0], x.device
-        size = self.out_size or x.shape[-1]
+        n, device = images.shape[0], images.device
+        size = self.out_size or images.shape[-1]
         masks = self._op_masks(n, generator, device)
-        if self._flips_only(size, x.shape[-1]):
-            rows = (torch.rand(n, generator=generator, device=device) < self.cfg.hflip)
-            rows = rows.nonzero().squeeze(1)
+        if self._flips_only(size, images.shape[-1]):
+            # nothing to resample: mirror rows of the raw pixels (0..255), normalise later
+            x, pixel_max = images.float(), 255.0
+            flip = torch.rand(n, generator=generator, device=device) < self.cfg.hflip
+            rows = flip.nonzero().squeeze(1)
             x[rows] = x[rows].flip(-1)
         else:
             theta = self._affine(n, masks, generator, device)
-            x = F.grid_sample(x, affine_grid(theta, size), mode="bilinear",
+            x = F.grid_sample(to_float(images), affine_grid(theta, size), mode="bilinear",
                               padding_mode="reflection", align_corners=False)
+            pixel_max = 1.0
         if self.cfg.jitter > 0 or (self.cfg.ops > 0 and self.cfg.magnitude > 0):
-            x = self._photometric(self._jitter(x, masks, generator), masks)
-        return normalize(x)
+            x = self._photometric(self._jitter(x.div_(pixel_max), masks, generator), masks)
+            pixel_max = 1.0
+        return normalize(x, pixel_max)

@@ -33,7 +33,10 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("LITESEARCH_CACHE", Path.home() / ".cach
 
 @dataclass
 class DecodedSplit:
-    """A split's pixels (N, S, S, 3) uint8, labels (N,), and where each row came from."""
+    """A split's pixels (N, 3, S, S) uint8, labels (N,), and where each row came from.
+
+    Planar (channels first): the layout the network reads, so a batch needs no transpose.
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -44,7 +47,7 @@ class DecodedSplit:
 
     @property
     def size(self) -> int:
-        return int(self.images.shape[1])
+        return int(self.images.shape[-1])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -145,7 +148,7 @@ def build_cache(
     files = [str(p) for p in index.files]
     skipped = SkipLog()
     skipped.extend(index.skipped)
-    raw = np.lib.format.open_memmap(tmp / "raw.npy", "w+", np.uint8, (max(n, 1), size, size, 3))
+    raw = np.lib.format.open_memmap(tmp / "raw.npy", "w+", np.uint8, (max(n, 1), 3, size, size))
     keep = np.zeros(n, bool)
     hashes = [""] * n
     jobs = [(f, size, mode) for f in files]
@@ -154,7 +157,7 @@ def build_cache(
         if pixels is None:
             skipped.add(files[i], reason)
         else:
-            raw[i] = pixels
+            raw[i] = pixels.transpose(2, 0, 1)
             keep[i] = True
     _dedupe(index.labels, hashes, files, index.classes, keep, skipped)
     rows = np.flatnonzero(keep)
@@ -163,7 +166,7 @@ def build_cache(
         raise DataError(f"{index.root}: none of the {n} images could be used\n"
                         f"{skipped.summary()}")
     images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8,
-                                       (len(rows), size, size, 3))
+                                       (len(rows), 3, size, size))
     for start in range(0, len(rows), 1024):  # bounded memory for big caches
         images[start:start + 1024] = raw[rows[start:start + 1024]]
     images.flush()

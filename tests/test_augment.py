@@ -16,7 +16,7 @@ IDENTITY = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0
 
 def _batch(n: int = 8, size: int = 32) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=g)
+    return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
 
 
 def test_shapes_and_dtype() -> None:
@@ -76,3 +76,16 @@ def test_affine_grid_equals_torch() -> None:
     theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
     expected = torch.nn.functional.affine_grid(theta, [5, 3, 17, 17], align_corners=False)
     torch.testing.assert_close(affine_grid(theta, 17), expected, atol=1e-5, rtol=0)
+
+
+def test_jitter_without_geometry_still_changes_colours() -> None:
+    x = _batch()
+    cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, jitter=0.4,
+                        ops=0, magnitude=0.0)
+    out = BatchAugment(cfg)(x, torch.Generator().manual_seed(0))
+    assert not torch.allclose(out, normalize(to_float(x)), atol=1e-3)
+
+
+def test_eval_preparation_equals_float_normalisation() -> None:
+    x = _batch()
+    torch.testing.assert_close(prepare_eval(x), normalize(to_float(x)), atol=1e-5, rtol=0)

@@ -30,10 +30,11 @@ def test_real_folder_cache_round_trip_gives_identical_pixels(tmp_path) -> None:
     index = FolderIndex(full.root, full.classes, [full.files[i] for i in rows],
                         [full.labels[i] for i in rows])
     split = build_cache(index, 32, cache_dir=tmp_path, workers=1, progress=False)
-    assert split.images.shape == (len(rows), 32, 32, 3) and split.images.dtype == np.uint8
+    assert split.images.shape == (len(rows), 3, 32, 32) and split.images.dtype == np.uint8
     assert split.images.nbytes == cache_bytes(len(rows), 32)
     for k in (0, 7, len(rows) - 1):
-        np.testing.assert_array_equal(split.images[k], decode_file(index.files[k], 32))
+        planar = decode_file(index.files[k], 32).transpose(2, 0, 1)
+        np.testing.assert_array_equal(split.images[k], planar)
         assert split.labels[k] == index.labels[k]
     again = load_cache(tmp_path / cache_key(index, 32, "resize"))
     np.testing.assert_array_equal(np.asarray(again.images), np.asarray(split.images))
@@ -112,5 +113,5 @@ def test_grayscale_and_png_with_alpha_enter_the_cache_as_rgb(tmp_path) -> None:
     Image.new("RGBA", (50, 30), (0, 0, 255, 255)).save(tmp_path / "d" / "b" / "alpha.png")
     split = build_cache(scan_folder(tmp_path / "d"), 16, cache_dir=tmp_path / "c", workers=1,
                         progress=False)
-    assert split.images.shape == (2, 16, 16, 3)
-    assert split.images[1, 8, 8].tolist() == [0, 0, 255]
+    assert split.images.shape == (2, 3, 16, 16)
+    assert split.images[1, :, 8, 8].tolist() == [0, 0, 255]

@@ -26,7 +26,7 @@ def test_prepare_demo_data(tmp_path) -> None:
     assert np.allclose(np.array(counts["val"]) / np.array(counts["train"]), 0.25, atol=0.03)
     text = data.summary()
     assert "Plasticbag" in text and "cache: 2000 images at 24x24: 3.5 MB" in text
-    assert data.train.images.shape[1:] == (24, 24, 3)
+    assert data.train.images.shape[1:] == (3, 24, 24)
 
 
 def test_train_copies_of_test_images_are_dropped(tmp_path) -> None:

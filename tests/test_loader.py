@@ -9,9 +9,7 @@ from data_utils.split import balanced_sample_weights
 
 def _data(n: int = 50, size: int = 8):
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-    # encode the row index in the first pixel so a test can see which rows a batch holds
-    images[:, 0, 0, 0] = np.arange(n) % 256
+    images = rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
     labels = np.arange(n) % 3
     return images, labels
 
@@ -44,7 +42,7 @@ def test_order_depends_on_seed_and_epoch_only() -> None:
 
 def test_balanced_sampler_draws_classes_evenly() -> None:
     labels = np.repeat(np.arange(3), [900, 90, 10])
-    images = np.zeros((len(labels), 4, 4, 3), np.uint8)
+    images = np.zeros((len(labels), 3, 4, 4), np.uint8)
     weights = balanced_sample_weights(labels, 3)
     loader = BatchLoader(images, labels, 100, sample_weights=weights)
     drawn = np.bincount(torch.cat([y for _, y in loader]).numpy(), minlength=3)
