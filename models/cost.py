@@ -154,17 +154,21 @@ def latency_ratio(
     reference: nn.Module,
     input_size: int,
     *,
+    reference_size: int | None = None,
     threads: int = 1,
     warmup: int = 5,
     rounds: int = 10,
     per_round: int = 5,
 ) -> LatencyRatio:
     """Candidate latency over reference latency, timed interleaved (ABBA rounds) in one process
-    so that load from other processes hits both alike."""
+    so that load from other processes hits both alike. The reference runs at `reference_size`
+    (default: the candidate's `input_size`)."""
     device = _device_of(candidate)
+    sizes = (input_size, reference_size or input_size)
     with _eval_mode(candidate), _eval_mode(reference), fixed_threads(threads):
         timers = [
-            _timer(_torch_runner(m, input_size, 1), device) for m in (candidate, reference)
+            _timer(_torch_runner(m, size, 1), device)
+            for m, size in zip((candidate, reference), sizes, strict=True)
         ]
         for timed in timers:
             for _ in range(warmup):

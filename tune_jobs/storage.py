@@ -40,10 +40,10 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage (what OptunaSearch takes: an object, not a URL)."""
     normalized = normalize_url(url)
     try:
-        return optuna.storages.RDBStorage(
-            normalized, engine_kwargs={"pool_pre_ping": True} if "postgresql" in normalized
-            else {},
-        )
+        # A dead server must fail in seconds, not hang a search before it starts.
+        engine = ({"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+                  if normalized.startswith("postgresql") else {})
+        return optuna.storages.RDBStorage(normalized, engine_kwargs=engine)
     except Exception as err:  # driver errors carry the URL; re-raise without the password
         raise ConnectionError(
             f"cannot open the study storage {mask_url(normalized)}: "

@@ -1,0 +1,246 @@
+"""The one typed configuration of a search, loaded from YAML with `--set a.b=value` overrides.
+
+Errors name the key and the file: an unknown key, a wrong type, an impossible range.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
+
+Scalar = bool | int | float | str
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(Strict):
+    """A numeric range: float unless `int: true`; sampled log-uniformly with `log: true`."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    int: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        if self.log and self.step:
+            raise ValueError("a range cannot be both log and stepped")
+        return self
+
+
+# A searchable value: a fixed list of choices, or a numeric range.
+Param = list[Scalar] | Range
+
+
+def _nonempty(name: str, value: Param) -> None:
+    if isinstance(value, list) and not value:
+        raise ValueError(f"{name} lists no choices")
+
+
+class SlotSpace(Strict):
+    """One stage slot: which block, and the ranges of its arguments (sampled only when the
+    chosen block takes them)."""
+
+    blocks: list[str]
+    out: Param = [16, 24, 32]
+    stride: list[int] = [1, 2]
+    repeat: Param = [1, 2]
+    kernel: Param = [3, 5]
+    expansion: Param = [1.0, 3.0, 6.0]
+    se: list[bool] = [False, True]
+    act: list[str] = ["relu", "hardswish"]
+
+    @model_validator(mode="after")
+    def _check(self) -> SlotSpace:
+        for name in type(self).model_fields:
+            _nonempty(name, getattr(self, name))
+        return self
+
+
+class StemSpace(Strict):
+    channels: Param = [16]
+    act: list[str] = ["hardswish"]
+
+
+class HeadSpace(Strict):
+    channels: Param = Range(low=128, high=1024, step=64, int=True)
+    dropout: Param = [0.2]
+    act: list[str] = ["hardswish"]
+
+
+class TrainSpace(Strict):
+    image_size: list[int] = [32, 48, 64]
+    batch_size: list[int] = [64, 128]
+    optimizer: list[str] = ["sgd", "adamw"]
+    lr: Param = Range(low=1e-3, high=0.2, log=True)
+    weight_decay: Param = Range(low=1e-5, high=1e-3, log=True)
+    schedule: list[str] = ["cosine", "onecycle"]
+    label_smoothing: Param = Range(low=0.0, high=0.2)
+    augment_magnitude: Param = Range(low=0.0, high=0.6)
+
+
+class SpaceConfig(Strict):
+    stem: StemSpace = StemSpace()
+    slots: list[SlotSpace]
+    head: HeadSpace = HeadSpace()
+    width: Param = [0.25, 0.5, 0.75, 1.0]
+    depth: Param = [0.25, 0.5, 0.75, 1.0]
+    max_downsample: int = Field(32, ge=1, description="total stride budget, stem included")
+    train: TrainSpace = TrainSpace()
+
+
+class DataConfig(Strict):
+    path: str | None = None  # None: the built-in demo data
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    resize: Literal["resize", "pad"] = "resize"
+    cache_dir: str | None = None
+    workers: int | None = Field(None, ge=1)
+    class_weights: Literal["none", "inverse", "effective"] = "none"
+    balanced_sampler: bool = False
+
+
+class ObjectiveConfig(Strict):
+    f1_ref: float = Field(0.70, gt=0, lt=1)
+    reference: str = "baseline"  # a preset or tv/<name>: the latency reference
+    reference_size: int = Field(64, ge=8)
+    latency_threads: int = Field(1, ge=1)
+    max_params: int | None = Field(None, ge=1)
+    max_macs: int | None = Field(None, ge=1)
+    max_latency_ratio: float | None = Field(None, gt=0)
+
+
+class SearchConfig(Strict):
+    algorithm: Literal["tpe", "nsga2", "random", "hyperopt"] = "tpe"
+    num_samples: int = Field(24, ge=1)
+    max_concurrent: int = Field(2, ge=1)
+    seed: int = 0
+    storage: str | None = None  # None: $LITESEARCH_STORAGE, else SQLite in the run folder
+    study: str = "litesearch"
+    max_failures: int = Field(1, ge=0, description="retries of a trial whose worker died")
+
+
+class SchedulerConfig(Strict):
+    max_epochs: int = Field(8, ge=1)
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3, gt=1)
+    early_stopping: bool = True  # False: every trial trains to max_epochs (FIFO)
+
+    @model_validator(mode="after")
+    def _check(self) -> SchedulerConfig:
+        if self.grace_period > self.max_epochs:
+            raise ValueError(f"grace_period ({self.grace_period}) exceeds max_epochs "
+                             f"({self.max_epochs})")
+        return self
+
+
+class ResourcesConfig(Strict):
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)
+    num_cpus: int | None = Field(None, ge=1, description="for a local Ray only")
+
+
+class TrackingConfig(Strict):
+    wandb: Literal["disabled", "offline", "online"] = "disabled"
+    project: str = "litesearch"
+
+
+class FinalConfig(Strict):
+    epochs: int = Field(30, ge=1)
+
+
+class Config(Strict):
+    data: DataConfig = DataConfig()
+    space: SpaceConfig
+    objective: ObjectiveConfig = ObjectiveConfig()
+    search: SearchConfig = SearchConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    final: FinalConfig = FinalConfig()
+    output: str = "runs/litesearch"
+
+
+def _set(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        if key.isdigit() and isinstance(node, list):
+            node = node[int(key)]
+            continue
+        if not isinstance(node.get(key), dict | list):
+            node[key] = {}
+        node = node[key]
+    last = keys[-1]
+    if last.isdigit() and isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=value`: the value is read as YAML, so `3`, `0.5`, `true`, `[1, 2]` keep their types."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. search.num_samples=8")
+    key, raw = text.split("=", 1)
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({err})") from None
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("list[", "function")))
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key; check the spelling against configs/demo.yaml")
+        else:
+            lines.append(f"  {key}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file() and (CONFIG_DIR / path).is_file():
+        path = CONFIG_DIR / path
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (presets: "
+                          f"{', '.join(p.name for p in sorted(CONFIG_DIR.glob('*.yaml')))})"
+                          ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: a config is a YAML mapping of sections")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        try:
+            _set(tree, key, value)
+        except (IndexError, AttributeError, TypeError):
+            raise ConfigError(f"--set {text!r}: {key} does not name a setting") from None
+    source = f"{path}" + (f" with --set {' '.join(overrides)}" if overrides else "")
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None

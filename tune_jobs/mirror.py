@@ -1,0 +1,206 @@
+"""The study mirror: every trial lands in the Optuna study in one honest shape, whichever
+searcher drew it.
+
+- state: COMPLETE only when trained to the full epoch budget; PRUNED when ASHA stopped it or
+  it was over budget; FAIL (with the reason) when it diverged, ran out of memory, raised, or
+  its worker died;
+- intermediate values: every reported score, including the one that made ASHA stop it;
+- user attributes: outcome, reason, spec (YAML), last metrics, epochs, params, MACs, latency
+  ratio, node, trial folder (checkpoints), wall time.
+
+Out of the box OptunaSearch tells an ASHA-stopped trial COMPLETE with its short-budget value
+and drops the stopping result; `MirroredOptunaSearch` fixes both. Other searchers (hyperopt)
+are recorded by the `StudyRecorder` callback with the same `record_for`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune import Callback
+from ray.tune.search.optuna import OptunaSearch
+
+from tune_jobs.config import SpaceConfig
+from tune_jobs.space import candidate_from_config, flatten, optuna_distributions
+
+log = logging.getLogger("litesearch.mirror")
+
+STEP = "training_iteration"
+FAILED_OUTCOMES = {"error", "nan_loss", "oom"}
+METRIC_ATTRS = ("score", "f1", "accuracy", "loss", "val_loss", "epoch", "params", "macs",
+                "latency_ratio", "image_size", "node", "trial_dir", "wall_seconds",
+                "images_per_second")
+
+
+@dataclass
+class TrialRecord:
+    state: TrialState
+    values: list[float] | None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordContext:
+    """What the mirror needs to judge and describe a trial."""
+
+    metrics: tuple[str, ...]  # the study's objective(s), e.g. ("score",) or ("f1", "latency_ratio")
+    max_epochs: int
+    space: SpaceConfig
+    num_classes: int
+
+
+def _config_of(result: dict) -> dict | None:
+    if isinstance(result.get("config"), dict):
+        return result["config"]
+    prefix = "config/"  # a flattened result
+    flat = {k[len(prefix):]: v for k, v in result.items() if k.startswith(prefix)}
+    return flat or None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe attribute values (Optuna stores user attributes as JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def record_for(last: dict | None, error: bool, ctx: RecordContext) -> TrialRecord:
+    last = last or {}
+    attrs = {k: _clean(last[k]) for k in METRIC_ATTRS if k in last}
+    attrs["epochs_done"] = max(0, int(last.get("epoch") or 0))  # failures report epoch -1
+    config = _config_of(last)
+    if config:
+        try:
+            attrs["spec"] = candidate_from_config(config, ctx.space, ctx.num_classes
+                                                  ).spec.to_yaml()
+        except Exception as err:  # a config the space cannot rebuild is still recorded
+            attrs["spec_error"] = str(err)
+    outcome = last.get("outcome", "")
+    if error:
+        attrs["outcome"] = "worker_lost"
+        attrs["reason"] = ("the trial's worker died (node lost or process killed) after "
+                           f"{attrs['epochs_done']} epoch(s); Tune's retries were used up")
+        return TrialRecord(TrialState.FAIL, None, attrs)
+    attrs["outcome"] = outcome or "unknown"
+    attrs["reason"] = str(last.get("reason", ""))
+    if outcome in FAILED_OUTCOMES:
+        if last.get("traceback"):
+            attrs["traceback"] = str(last["traceback"])
+        return TrialRecord(TrialState.FAIL, None, attrs)
+    values = [float(last[m]) for m in ctx.metrics] if all(m in last for m in ctx.metrics) \
+        else None
+    if outcome == "trained" and attrs["epochs_done"] >= ctx.max_epochs and values:
+        return TrialRecord(TrialState.COMPLETE, values, attrs)
+    if outcome == "trained":
+        attrs["outcome"] = "stopped_early"
+        attrs["reason"] = f"stopped by the scheduler after {attrs['epochs_done']} epoch(s)"
+    return TrialRecord(TrialState.PRUNED, values, attrs)
+
+
+class MirroredOptunaSearch(OptunaSearch):
+    """OptunaSearch whose study tells the truth (see the module doc)."""
+
+    def __init__(self, *args: Any, record: RecordContext, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._record = record
+        self._last: dict[str, dict] = {}
+        self._reported: dict[str, set[int]] = defaultdict(set)
+
+    def _report(self, trial_id: str, result: dict) -> None:
+        if isinstance(self.metric, list) or STEP not in result or self.metric not in result:
+            return  # Optuna keeps no intermediate values for multi-objective studies
+        step = int(result[STEP])
+        if step in self._reported[trial_id]:
+            return  # a restored or retried trial reports its steps again
+        self._ot_trials[trial_id].report(float(result[self.metric]), step)
+        self._reported[trial_id].add(step)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._last[trial_id] = result
+        self._report(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        last = result or self._last.get(trial_id)
+        if last and not error:
+            self._report(trial_id, last)  # the result that made ASHA stop the trial
+        record = record_for(last, error, self._record)
+        ot_trial = self._ot_trials[trial_id]
+        try:
+            for key, value in record.user_attrs.items():
+                ot_trial.set_user_attr(key, value)
+            values = record.values if record.state == TrialState.COMPLETE else None
+            if values is not None and not isinstance(self.metric, list):
+                values = values[0]
+            self._ot_study.tell(ot_trial, values, state=record.state)
+        except Exception as err:  # the study must not take the search down with it
+            log.warning("could not record trial %s in the study: %s", trial_id, err)
+        self._completed_trials.add(trial_id)
+        self._last.pop(trial_id, None)
+        self._reported.pop(trial_id, None)
+
+
+class StudyRecorder(Callback):
+    """Records trials of non-Optuna searchers into the study, in the same shape."""
+
+    def __init__(self, study: optuna.Study, record: RecordContext) -> None:
+        self.study = study
+        self.ctx = record
+        self.distributions = optuna_distributions(record.space)
+        self._values: dict[str, dict[int, float]] = defaultdict(dict)
+        self._last: dict[str, dict] = {}
+        self._done: set[str] = set()
+
+    def _remember(self, trial_id: str, result: dict | None) -> None:
+        if not result:
+            return
+        self._last[trial_id] = result
+        metric = self.ctx.metrics[0]
+        if len(self.ctx.metrics) == 1 and STEP in result and metric in result:
+            self._values[trial_id][int(result[STEP])] = float(result[metric])
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        self._remember(trial.trial_id, result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, error=True)
+
+    def _record(self, trial: Any, error: bool) -> None:
+        if trial.trial_id in self._done:
+            return
+        self._remember(trial.trial_id, trial.last_result)  # the stopping result, too
+        last = self._last.get(trial.trial_id, {})
+        record = record_for(last | {"config": trial.config}, error, self.ctx)
+        params = {k: v for k, v in flatten(trial.config).items() if k in self.distributions}
+        intermediate = self._values.pop(trial.trial_id, {})
+        values = record.values
+        if record.state == TrialState.PRUNED and intermediate and len(self.ctx.metrics) == 1:
+            values = [intermediate[max(intermediate)]]
+        elif record.state != TrialState.COMPLETE:
+            values = None
+        try:
+            frozen = optuna.trial.create_trial(
+                state=record.state, values=values, params=params,
+                distributions={k: self.distributions[k] for k in params},
+                user_attrs=record.user_attrs | {"tune_trial_id": trial.trial_id},
+                intermediate_values=intermediate)
+            self.study.add_trial(frozen)
+        except Exception as err:
+            log.warning("could not record trial %s in the study: %s", trial.trial_id, err)
+        self._done.add(trial.trial_id)

@@ -1,0 +1,211 @@
+"""Run a search: data once, then Ray Tune with the chosen searcher, ASHA, the study mirror,
+and the run's outputs (best spec, trials table, console summary)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from data_utils.dataset import prepare_data
+from data_utils.demo import demo_root
+from data_utils.skips import DataError
+from tune_jobs.config import Config, ConfigError
+from tune_jobs.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
+from tune_jobs.space import define_by_run, tune_domains
+from tune_jobs.storage import mask_url, open_storage, resolve_storage_url
+from tune_jobs.trainable import SplitArrays, TrialData, train_candidate
+
+log = logging.getLogger("litesearch.search")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the searcher optimises: the score (default), or F1 vs latency (NSGA-II)."""
+
+    metrics: tuple[str, ...]
+    modes: tuple[str, ...]
+
+    @property
+    def directions(self) -> list[str]:
+        return ["minimize" if m == "min" else "maximize" for m in self.modes]
+
+
+SCORE = Objective(("score",), ("min",))
+F1_VS_LATENCY = Objective(("f1", "latency_ratio"), ("max", "min"))
+
+
+def _optuna_search(sampler: Callable[[int], optuna.samplers.BaseSampler], objective: Objective):
+    def build(cfg: Config, storage, record: RecordContext, num_classes: int):
+        multi = len(objective.metrics) > 1
+        return MirroredOptunaSearch(
+            space=define_by_run(cfg.space, num_classes),
+            metric=list(objective.metrics) if multi else objective.metrics[0],
+            mode=list(objective.modes) if multi else objective.modes[0],
+            sampler=sampler(cfg.search.seed), storage=storage, study_name=cfg.search.study,
+            record=record)
+
+    return build, objective
+
+
+def _hyperopt(cfg: Config, storage, record: RecordContext, num_classes: int):
+    try:
+        from ray.tune.search.hyperopt import HyperOptSearch
+    except ImportError as err:  # hyperopt imports pkg_resources (setuptools < 81)
+        raise RuntimeError(f"the hyperopt searcher cannot start ({err}); install "
+                           "'setuptools<81' or choose search.algorithm: tpe") from None
+    return HyperOptSearch(metric="score", mode="min", random_state_seed=cfg.search.seed)
+
+
+# name -> (build searcher, objective). hyperopt is recorded by a callback, the rest by the
+# searcher itself (they all keep their study through MirroredOptunaSearch).
+SEARCHERS: dict[str, tuple[Callable, Objective]] = {
+    "tpe": _optuna_search(lambda seed: optuna.samplers.TPESampler(seed=seed), SCORE),
+    "random": _optuna_search(lambda seed: optuna.samplers.RandomSampler(seed=seed), SCORE),
+    "nsga2": _optuna_search(lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+                            F1_VS_LATENCY),
+    "hyperopt": (_hyperopt, SCORE),
+}
+
+
+def prepare_trial_data(cfg: Config) -> TrialData:
+    """Decode the data once per image size of the space (the caches persist across runs)."""
+    path = cfg.data.path or demo_root()
+    train, val, classes = {}, {}, None
+    for size in sorted(set(cfg.space.train.image_size)):
+        data = prepare_data(path, size, mode=cfg.data.resize, val_fraction=cfg.data.val_fraction,
+                            seed=cfg.search.seed, cache_dir=cfg.data.cache_dir,
+                            workers=cfg.data.workers, progress=True)
+        classes = data.classes
+        train[size] = SplitArrays(data.train.images, data.train.labels)
+        val[size] = SplitArrays(data.val.images, data.val.labels)
+        if size == min(cfg.space.train.image_size):
+            log.info("data from %s:\n%s", path, data.summary())
+    if classes is None:
+        raise DataError("space.train.image_size lists no image size")
+    return TrialData(cfg, classes, train, val)
+
+
+def check_reference(cfg: Config) -> None:
+    """The latency reference must build at its size: a config error, found before Ray starts."""
+    import models
+    from models.spec import SpecError
+
+    try:
+        models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
+    except (KeyError, ValueError, SpecError) as err:
+        raise ConfigError(f"objective.reference {cfg.objective.reference!r} at "
+                          f"reference_size {cfg.objective.reference_size}: {err}") from None
+
+
+def storage_for(cfg: Config, output: Path):
+    url = resolve_storage_url(cfg.search.storage, output)
+    storage = open_storage(url)  # fails fast, before Ray starts, with the password masked
+    log.info("study %r in %s", cfg.search.study, mask_url(url))
+    return url, storage
+
+
+def study_direction_kwargs(objective: Objective) -> dict:
+    if len(objective.metrics) > 1:
+        return {"directions": objective.directions}
+    return {"direction": objective.directions[0]}
+
+
+def _scheduler(cfg: Config):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    s = cfg.scheduler
+    if not s.early_stopping:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", metric="score", mode="min",
+                         max_t=s.max_epochs, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)
+
+
+def _callbacks(cfg: Config, output: Path, storage, record: RecordContext, objective: Objective):
+    callbacks = []
+    if cfg.search.algorithm == "hyperopt":
+        study = optuna.create_study(study_name=cfg.search.study, storage=storage,
+                                    load_if_exists=True, **study_direction_kwargs(objective))
+        callbacks.append(StudyRecorder(study, record))
+    if cfg.tracking.wandb != "disabled":
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        os.environ.setdefault("WANDB_MODE", cfg.tracking.wandb)
+        os.environ.setdefault("WANDB_DIR", str(output))
+        callbacks.append(WandbLoggerCallback(project=cfg.tracking.project,
+                                             group=cfg.search.study,
+                                             mode=cfg.tracking.wandb, dir=str(output)))
+    return callbacks
+
+
+def _progress_reporter():
+    """Tune's table with our metrics (the newer console output ignores custom columns)."""
+    from ray.tune import CLIReporter
+
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    return CLIReporter(
+        metric_columns={"epoch": "epoch", "score": "score", "f1": "f1",
+                        "latency_ratio": "lat ratio", "params": "params",
+                        "image_size": "size", "outcome": "outcome"},
+        parameter_columns=["width"], max_report_frequency=15)
+
+
+def init_ray(cfg: Config) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        ray.init(num_cpus=cfg.resources.num_cpus, include_dashboard=False,
+                 log_to_driver=True)
+
+
+def run_search(cfg: Config, resume: bool = False):
+    """Run (or resume) the search of `cfg`; returns Tune's ResultGrid."""
+    from ray import tune
+
+    output = Path(cfg.output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    check_reference(cfg)
+    url, storage = storage_for(cfg, output)
+    data = prepare_trial_data(cfg)
+    build_searcher, objective = SEARCHERS[cfg.search.algorithm]
+    record = RecordContext(objective.metrics, cfg.scheduler.max_epochs, cfg.space,
+                           len(data.classes))
+    init_ray(cfg)
+    resources = {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(train_candidate, data=data), resources)
+    ray_dir = output / "ray"
+    experiment = ray_dir / cfg.search.study
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        log.info("resuming %s", experiment)
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        if resume:
+            log.warning("nothing to resume in %s; starting a new run", experiment)
+        searcher = build_searcher(cfg, storage, record, len(data.classes))
+        hyperopt = cfg.search.algorithm == "hyperopt"
+        tuner = tune.Tuner(
+            trainable,
+            param_space=tune_domains(cfg.space) if hyperopt else None,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher, scheduler=_scheduler(cfg),
+                num_samples=cfg.search.num_samples,
+                max_concurrent_trials=cfg.search.max_concurrent),
+            run_config=tune.RunConfig(
+                name=cfg.search.study, storage_path=str(ray_dir),
+                failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=_callbacks(cfg, output, storage, record, objective),
+                progress_reporter=_progress_reporter(), verbose=1),
+        )
+    results = tuner.fit()
+    return results, url

@@ -1,0 +1,70 @@
+"""Search architectures and training hyperparameters for a small, fast image classifier.
+
+    python tune_jobs/search.py [--config FILE] [--data PATH] [--storage URL] [--study NAME]
+        [--num-samples N] [--resume] [--final] [--output DIR] [--set key=value ...]
+
+With no arguments it runs configs/demo.yaml on the built-in demo data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from tune_jobs.config import ConfigError, load_config
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=None, help="experiment YAML (default configs/demo.yaml)")
+    p.add_argument("--data", help="ImageFolder with train/ (and test/); default: demo data")
+    p.add_argument("--storage", help="study database URL (PostgreSQL); default "
+                   "$LITESEARCH_STORAGE, else SQLite in the output folder")
+    p.add_argument("--study", help="study name")
+    p.add_argument("--num-samples", type=int, help="number of trials")
+    p.add_argument("--output", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--final", action="store_true", help="retrain and benchmark the winner")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config value, e.g. search.seed=3")
+    return p
+
+
+def overrides_from(args: argparse.Namespace) -> list[str]:
+    flags = {"data.path": args.data, "search.storage": args.storage, "search.study": args.study,
+             "search.num_samples": args.num_samples, "output": args.output}
+    return [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, overrides_from(args))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from data_utils.skips import DataError
+    from tune_jobs.runner import run_search
+    from tune_jobs.summary import console_summary, write_outputs
+
+    try:
+        _, url = run_search(cfg, resume=args.resume)
+    except (ConfigError, DataError, ConnectionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import optuna
+
+    from tune_jobs.storage import open_storage
+
+    study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
+    summary = write_outputs(study, Path(cfg.output))
+    print(console_summary(study, summary))
+    if args.final:
+        print("the final job (tune_jobs/final.py) is not available yet", file=sys.stderr)
+    return 0 if summary.get("best") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

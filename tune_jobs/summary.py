@@ -1,0 +1,122 @@
+"""What a search leaves behind, read from the study (the one truth): the best COMPLETE
+trial's spec, a table of all trials, and a console summary with the Pareto front."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from models.spec import ModelSpec
+
+COLUMNS = ["number", "state", "outcome", "score", "f1", "latency_ratio", "params", "macs",
+           "epochs_done", "image_size", "node", "wall_seconds", "reason"]
+
+
+class NoCompleteTrial(RuntimeError):
+    pass
+
+
+def trial_score(t: FrozenTrial) -> float | None:
+    """The trial's score whatever the study's objective (NSGA-II studies store F1 and latency)."""
+    if "score" in t.user_attrs and t.user_attrs["score"] is not None:
+        return float(t.user_attrs["score"])
+    return None
+
+
+def best_complete(study: optuna.Study) -> FrozenTrial:
+    """The best COMPLETE trial by score: a PRUNED trial's short-budget value never wins."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if trial_score(t) is not None]
+    if not done:
+        counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+        raise NoCompleteTrial(f"study {study.study_name!r} has no COMPLETE trial "
+                              f"({dict(counts) or 'no trials'}); run more samples or epochs")
+    return min(done, key=trial_score)
+
+
+def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """COMPLETE trials not beaten on both F1 (higher) and latency ratio (lower)."""
+    points = [t for t in trials if t.state == TrialState.COMPLETE
+              and t.user_attrs.get("f1") is not None
+              and t.user_attrs.get("latency_ratio") is not None]
+
+    def dominated(a: FrozenTrial) -> bool:
+        fa, la = a.user_attrs["f1"], a.user_attrs["latency_ratio"]
+        return any(b.user_attrs["f1"] >= fa and b.user_attrs["latency_ratio"] <= la
+                   and (b.user_attrs["f1"] > fa or b.user_attrs["latency_ratio"] < la)
+                   for b in points)
+
+    return sorted((t for t in points if not dominated(t)),
+                  key=lambda t: t.user_attrs["latency_ratio"])
+
+
+def _row(t: FrozenTrial) -> dict:
+    a = t.user_attrs
+    row = {"number": t.number, "state": t.state.name, "score": trial_score(t)}
+    row |= {k: a.get(k) for k in COLUMNS if k not in row}
+    return row | {f"param/{k}": v for k, v in t.params.items()}
+
+
+def write_outputs(study: optuna.Study, output: Path) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    rows = [_row(t) for t in trials]
+    header = COLUMNS + sorted({k for r in rows for k in r if k.startswith("param/")})
+    output.mkdir(parents=True, exist_ok=True)
+    with (output / "trials.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, header)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary = {"trials": len(trials), "states": dict(Counter(t.state.name for t in trials))}
+    try:
+        best = best_complete(study)
+    except NoCompleteTrial as err:
+        summary["best"] = None
+        summary["error"] = str(err)
+        return summary
+    (output / "best").mkdir(exist_ok=True)
+    spec = ModelSpec.from_yaml(best.user_attrs["spec"])
+    spec.to_yaml(output / "best" / "spec.yaml")
+    summary["best"] = _row(best)
+    return summary
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, int) and v > 9999:
+        return f"{v:,}"
+    return str(v)
+
+
+def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
+    trials = study.get_trials(deepcopy=False)
+    lines = [f"study {study.study_name!r}: {summary['trials']} trials, "
+             + ", ".join(f"{n} {s}" for s, n in sorted(summary["states"].items()))]
+    cols = ["number", "state", "score", "f1", "latency_ratio", "params", "epochs_done",
+            "outcome"]
+    ranked = sorted((t for t in trials if trial_score(t) is not None and
+                     t.state != TrialState.FAIL),
+                    key=lambda t: (t.state != TrialState.COMPLETE, trial_score(t)))[:top]
+    lines.append(f"top {len(ranked)} (COMPLETE first, by score; lower is better):")
+    lines.append("  " + " | ".join(cols))
+    lines += ["  " + " | ".join(_fmt(_row(t).get(c)) for c in cols) for t in ranked]
+    front = pareto_front(trials)
+    lines.append("Pareto front, F1 vs latency ratio (COMPLETE trials):")
+    lines += [f"  #{t.number}: f1 {t.user_attrs['f1']:.4f} at latency ratio "
+              f"{t.user_attrs['latency_ratio']:.3f}" for t in front] or ["  (none)"]
+    if summary.get("best"):
+        lines.append(f"best COMPLETE trial: #{summary['best']['number']} "
+                     f"(score {summary['best']['score']:.4f})")
+    else:
+        lines.append(summary.get("error", "no best trial"))
+    return "\n".join(lines)
+
+
+__all__ = ["NoCompleteTrial", "best_complete", "console_summary", "pareto_front",
+           "write_outputs"]

@@ -1,0 +1,172 @@
+"""The Ray Tune trainable: one candidate, trained an epoch at a time, reported per epoch.
+
+It never raises: a candidate over budget, a diverged loss, an out-of-memory error or any
+other exception ends the trial with a final report saying why (`outcome`, `reason`), so the
+search goes on and the study records every trial honestly. Only a dead worker reaches Tune
+as an error (and is retried by `FailureConfig`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import models
+from data_utils.augment import AugmentConfig, BatchAugment
+from data_utils.loader import BatchLoader
+from data_utils.split import balanced_sample_weights, class_weights
+from tune_jobs.config import Config
+from tune_jobs.engine import (
+    NonFiniteLoss,
+    evaluate,
+    make_optimizer,
+    make_schedule,
+    train_epoch,
+)
+from tune_jobs.objective import failure_score, measure_costs, score
+from tune_jobs.space import Candidate, candidate_from_config
+
+CHECKPOINT_FILE = "state.pt"
+
+
+@dataclass
+class SplitArrays:
+    images: np.ndarray  # (N, 3, S, S) uint8
+    labels: np.ndarray  # (N,) int64
+
+
+@dataclass
+class TrialData:
+    """What every trial shares (put once in the object store by `tune.with_parameters`)."""
+
+    config: Config
+    classes: list[str]
+    train: dict[int, SplitArrays]  # by image size
+    val: dict[int, SplitArrays]
+    extra: dict = field(default_factory=dict)
+
+
+def _report(metrics: dict, checkpoint_dir: str | None = None) -> None:
+    from ray import tune
+
+    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+def _device(config: Config) -> torch.device:
+    wants_gpu = config.resources.gpus_per_trial > 0
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
+def _loaders(data: TrialData, cand: Candidate, device: torch.device, seed: int):
+    size = cand.train.image_size
+    train, val = data.train[size], data.val[size]
+    cfg = data.config.data
+    weights = (balanced_sample_weights(train.labels, len(data.classes))
+               if cfg.balanced_sampler else None)
+    augment = BatchAugment(AugmentConfig(magnitude=cand.train.augment_magnitude))
+    train_loader = BatchLoader(train.images, train.labels, cand.train.batch_size, shuffle=True,
+                               augment=augment, sample_weights=weights, drop_last=True,
+                               device=device, seed=seed)
+    val_loader = BatchLoader(val.images, val.labels, 256, device=device)
+    return train_loader, val_loader
+
+
+def _criterion(data: TrialData, cand: Candidate, device: torch.device) -> nn.Module:
+    counts = np.bincount(data.train[cand.train.image_size].labels, minlength=len(data.classes))
+    weight = torch.as_tensor(class_weights(counts, data.config.data.class_weights),
+                             device=device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cand.train.label_smoothing)
+
+
+def _base_metrics(cand: Candidate, costs) -> dict:
+    from ray import tune
+
+    return {
+        "params": costs.params, "macs": costs.macs, "latency_ratio": costs.latency_ratio,
+        "image_size": cand.train.image_size, "node": platform.node(),
+        "trial_dir": tune.get_context().get_trial_dir(),
+    }
+
+
+def train_candidate(config: dict, data: TrialData) -> None:
+    """Tune function trainable; `config` holds the searcher's draws (flat or nested names)."""
+    cfg = data.config
+    torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
+    started = time.perf_counter()
+    base: dict = {}
+    try:
+        cand = candidate_from_config(config, cfg.space, len(data.classes))
+        model = models.build_model(cand.spec)
+        costs = measure_costs(model, cand.train.image_size, cfg.objective)
+        base = _base_metrics(cand, costs)
+        why = costs.over_budget(cfg.objective)
+        if why:
+            penalty = failure_score(costs.latency_ratio, cfg.objective.f1_ref)
+            _report(base | {"score": penalty, "f1": 0.0, "accuracy": 0.0, "loss": float("nan"),
+                            "epoch": 0, "outcome": "over_budget", "reason": why})
+            return
+        _train(cfg, data, cand, model, base, started)
+    except Exception as err:  # recorded, never raised: one bad trial must not stop the search
+        reason = f"{type(err).__name__}: {err}"
+        outcome = "oom" if isinstance(err, torch.OutOfMemoryError) else "error"
+        if isinstance(err, NonFiniteLoss):
+            outcome = "nan_loss"
+        lat = base.get("latency_ratio", 1.0)
+        _report(base | {"score": failure_score(lat, cfg.objective.f1_ref), "f1": 0.0,
+                        "accuracy": 0.0, "loss": float("nan"), "epoch": -1,
+                        "outcome": outcome, "reason": reason[:2000],
+                        "traceback": traceback.format_exc()[-4000:]})
+
+
+def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base: dict,
+           started: float) -> None:
+    from ray import tune
+
+    device = _device(cfg)
+    model.to(device)
+    seed = cfg.search.seed
+    train_loader, val_loader = _loaders(data, cand, device, seed)
+    epochs = cfg.scheduler.max_epochs
+    optimizer = make_optimizer(cand.train.optimizer, model, cand.train.lr,
+                               cand.train.weight_decay)
+    scheduler = make_schedule(cand.train.schedule, optimizer, len(train_loader), epochs)
+    scaler = (torch.amp.GradScaler("cuda") if device.type == "cuda"
+              and not torch.cuda.is_bf16_supported() else None)
+    criterion = _criterion(data, cand, device)
+    start_epoch = 0
+    checkpoint = tune.get_checkpoint()
+    if checkpoint:  # resume where the last report left off (a retried or restored trial)
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=device,
+                               weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = state["epoch"]
+    for epoch in range(start_epoch, epochs):
+        train_loader.set_epoch(epoch)
+        stats = train_epoch(model, train_loader, optimizer, scheduler, criterion, device, scaler)
+        ev = evaluate(model, val_loader, len(data.classes), device)
+        metrics = base | {
+            "score": score(ev.f1, base["latency_ratio"], cfg.objective.f1_ref),
+            "f1": ev.f1, "accuracy": ev.accuracy, "loss": stats.loss, "val_loss": ev.loss,
+            "epoch": epoch + 1, "epoch_seconds": stats.seconds,
+            "images_per_second": stats.images / max(stats.seconds, 1e-9),
+            "outcome": "trained", "reason": "",
+            "wall_seconds": time.perf_counter() - started,
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                        "spec": cand.spec.to_yaml()}, os.path.join(tmp, CHECKPOINT_FILE))
+            _report(metrics, tmp)
