@@ -33,3 +33,19 @@ def pytest_configure(config) -> None:
             f"{SHARED_DATA}: the shared data folder is missing; the tests read the real "
             "TACO annotations and JPEG crops from ../shared/data beside the repo"
         )
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the in-process search tests (starting one costs seconds)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("decoded-cache")

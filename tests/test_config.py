@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from tune_jobs.config import CONFIG_DIR, ConfigError, load_config
+
+
+@pytest.mark.parametrize("name", ["demo", "ci", "taco"])
+def test_presets_load(name: str) -> None:
+    cfg = load_config(CONFIG_DIR / f"{name}.yaml")
+    assert cfg.search.num_samples >= 1 and cfg.space.slots
+
+
+def test_default_is_demo() -> None:
+    assert load_config().search.study == "demo"
+
+
+def test_overrides_keep_their_types() -> None:
+    cfg = load_config("ci.yaml", ["search.num_samples=3", "scheduler.early_stopping=false",
+                                  "space.train.image_size=[16, 24]", "search.storage=sqlite:///x"])
+    assert cfg.search.num_samples == 3 and cfg.scheduler.early_stopping is False
+    assert cfg.space.train.image_size == [16, 24]
+    assert cfg.search.storage == "sqlite:///x"
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("search.numsamples=3", r"ci.yaml.*search.numsamples: unknown key"),
+        ("search.num_samples=many", r"search.num_samples: Input should be a valid integer"),
+        ("search.num_samples=0", r"search.num_samples: Input should be greater than or equal"),
+        ("scheduler.grace_period=50", r"grace_period \(50\) exceeds max_epochs"),
+        ("space.train.lr={low: 0.1, high: 0.01}", r"low \(0.1\) is above high"),
+        ("space.train.lr={low: 0, high: 1, log: true}", r"a log range needs low > 0"),
+        ("search.algorithm=bayes", r"search.algorithm: Input should be 'tpe'"),
+    ],
+)
+def test_bad_values_name_the_key_and_file(override: str, match: str) -> None:
+    with pytest.raises(ConfigError, match="(?s)" + match):
+        load_config("ci.yaml", [override])
+
+
+def test_bad_override_syntax_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config("ci.yaml", ["search.num_samples"])
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("search: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    empty_slot = tmp_path / "slot.yaml"
+    empty_slot.write_text("space:\n  slots:\n    - {blocks: []}\n")
+    with pytest.raises(ConfigError, match=r"space.slots.0.*blocks lists no choices"):
+        load_config(empty_slot)
