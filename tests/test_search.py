@@ -79,8 +79,8 @@ def test_other_searchers_record_the_same_shape_in_sqlite(tmp_path, cache_dir, ra
 def test_a_budget_no_candidate_meets_is_recorded_not_trained(tmp_path, cache_dir,
                                                              ray_local) -> None:
     start = time.monotonic()
-    cfg, grid, study = _search(tmp_path, cache_dir, "objective.max_params=10",
-                               "search.num_samples=4")
+    _, _, study = _search(tmp_path, cache_dir, "objective.max_params=10",
+                          "search.num_samples=4")
     assert len(study.trials) == 4
     for t in study.trials:
         assert t.state == TrialState.PRUNED
