@@ -37,13 +37,19 @@ def pytest_configure(config) -> None:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray for the in-process search tests (starting one costs seconds)."""
+    """One Ray for the in-process search tests: a simulated cluster of a head and two worker
+    nodes with one CPU and one logical GPU each (the machine has two cores and no GPU)."""
     import ray
+    from ray.cluster_utils import Cluster
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    yield ray
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
+                                                            "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
+    yield cluster, workers
     ray.shutdown()
+    cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

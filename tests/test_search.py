@@ -116,3 +116,61 @@ def test_unknown_config_key_and_empty_data_are_clear_errors(tmp_path) -> None:
     out = _cli("--config", "configs/ci.yaml", "--output", str(tmp_path / "run"),
                "--data", str(tmp_path / "empty"))
     assert out.returncode == 2 and "no class folders" in out.stderr
+
+
+def test_fractional_gpus_pack_two_trials_per_gpu_across_nodes(tmp_path, cache_dir,
+                                                              ray_local) -> None:
+    """Two worker nodes with one logical GPU each; gpu 0.5 per trial: trials land on both
+    nodes and never more than two share a GPU at any moment."""
+    _, grid, study = _search(tmp_path, cache_dir, "resources.gpus_per_trial=0.5",
+                             "resources.cpus_per_trial=0.5", "search.max_concurrent=4",
+                             "search.num_samples=8")
+    assert len(study.trials) == 8
+    spans = []
+    for r in grid:
+        m = r.metrics
+        assert m["gpu_ids"], "each trial must hold a (logical) GPU"
+        spans.append(((m["node_id"], m["gpu_ids"]), m["started_at"],
+                      m.get("reported_at", m["timestamp"])))
+    assert len({node for (node, _), _, _ in spans}) == 2, "trials ran on one node only"
+    for key, start, _ in spans:  # at each trial's start, count trials holding the same GPU
+        holding = [1 for k, s, e in spans if k == key and s <= start <= e]
+        assert len(holding) <= 2, f"{len(holding)} trials shared GPU {key} at once"
+
+
+def _finished(db: Path, study: str) -> int:
+    try:
+        s = optuna.load_study(study_name=study, storage=f"sqlite:///{db}")
+    except Exception:
+        return 0
+    return sum(t.state.is_finished() for t in s.trials)
+
+
+def test_resume_after_the_driver_is_killed(tmp_path, cache_dir) -> None:
+    """SIGKILL the whole driver (and its local Ray) mid-search, rerun with --resume: the study
+    ends with exactly num_samples finished trials, none lost, none twice."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    args = ["--config", "configs/ci.yaml", "--output", str(tmp_path), "--study", "resume",
+            "--num-samples", "8", "--set", f"data.cache_dir={cache_dir}"]
+    env = {**os.environ, "LITESEARCH_STORAGE": ""}
+    proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    db = tmp_path / "study.db"
+    deadline = time.monotonic() + 120
+    while _finished(db, "resume") < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    interrupted = optuna.load_study(study_name="resume", storage=f"sqlite:///{db}")
+    assert len(interrupted.trials) < 8 or any(not t.state.is_finished()
+                                              for t in interrupted.trials)
+    out = subprocess.run([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
+                          "--resume"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 8
+    assert all(t.state.is_finished() for t in study.trials)
+    assert len({t.user_attrs["trial_dir"] for t in study.trials}) == 8

@@ -106,13 +106,45 @@ def record_for(last: dict | None, error: bool, ctx: RecordContext) -> TrialRecor
 
 
 class MirroredOptunaSearch(OptunaSearch):
-    """OptunaSearch whose study tells the truth (see the module doc)."""
+    """OptunaSearch whose study tells the truth (see the module doc).
 
-    def __init__(self, *args: Any, record: RecordContext, **kwargs: Any) -> None:
+    Each Optuna trial is tagged with the run it belongs to. A driver killed between asking
+    Optuna for a trial and saving Tune's experiment state leaves that trial RUNNING in the
+    study; on `--resume` the searcher adopts such orphans of its own run (their drawn values
+    are kept) before asking for new ones, so the study ends with exactly `num_samples` trials.
+    """
+
+    RUN_ATTR = "run"
+
+    def __init__(self, *args: Any, record: RecordContext, run_id: str = "", **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._record = record
+        self._run_id = run_id
         self._last: dict[str, dict] = {}
         self._reported: dict[str, set[int]] = defaultdict(set)
+        self._orphans: list[int] = []
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        owned = {t._trial_id for t in self._ot_trials.values()}
+        self._orphans = [
+            t._trial_id for t in self._ot_study.get_trials(deepcopy=False,
+                                                            states=(TrialState.RUNNING,))
+            if t.user_attrs.get(self.RUN_ATTR) == self._run_id and t._trial_id not in owned
+        ]
+        if self._orphans:
+            log.info("adopting %d trial(s) left running by the interrupted driver",
+                     len(self._orphans))
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials:
+            if self._orphans:
+                self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study,
+                                                               self._orphans.pop(0))
+            else:
+                self._ot_trials[trial_id] = self._ot_study.ask()
+                self._ot_trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
+        return super().suggest(trial_id)
 
     def _report(self, trial_id: str, result: dict) -> None:
         if isinstance(self.metric, list) or STEP not in result or self.metric not in result:
@@ -162,6 +194,12 @@ class StudyRecorder(Callback):
         self._values: dict[str, dict[int, float]] = defaultdict(dict)
         self._last: dict[str, dict] = {}
         self._done: set[str] = set()
+
+    def setup(self, **info: Any) -> None:
+        # On resume, trials already in the study (recorded after Tune's last state save) are
+        # not recorded twice when Tune runs them again.
+        self._done |= {t.user_attrs.get("tune_trial_id") for t in
+                       self.study.get_trials(deepcopy=False)} - {None}
 
     def _remember(self, trial_id: str, result: dict | None) -> None:
         if not result:

@@ -40,19 +40,19 @@ F1_VS_LATENCY = Objective(("f1", "latency_ratio"), ("max", "min"))
 
 
 def _optuna_search(sampler: Callable[[int], optuna.samplers.BaseSampler], objective: Objective):
-    def build(cfg: Config, storage, record: RecordContext, num_classes: int):
+    def build(cfg: Config, storage, record: RecordContext, num_classes: int, run_id: str):
         multi = len(objective.metrics) > 1
         return MirroredOptunaSearch(
             space=define_by_run(cfg.space, num_classes),
             metric=list(objective.metrics) if multi else objective.metrics[0],
             mode=list(objective.modes) if multi else objective.modes[0],
             sampler=sampler(cfg.search.seed), storage=storage, study_name=cfg.search.study,
-            record=record)
+            record=record, run_id=run_id)
 
     return build, objective
 
 
-def _hyperopt(cfg: Config, storage, record: RecordContext, num_classes: int):
+def _hyperopt(cfg: Config, storage, record: RecordContext, num_classes: int, run_id: str):
     try:
         from ray.tune.search.hyperopt import HyperOptSearch
     except ImportError as err:  # hyperopt imports pkg_resources (setuptools < 81)
@@ -147,7 +147,6 @@ def _progress_reporter():
     """Tune's table with our metrics (the newer console output ignores custom columns)."""
     from ray.tune import CLIReporter
 
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     return CLIReporter(
         metric_columns={"epoch": "epoch", "score": "score", "f1": "f1",
                         "latency_ratio": "lat ratio", "params": "params",
@@ -160,10 +159,10 @@ def init_ray(cfg: Config) -> None:
 
     if ray.is_initialized():
         return
-    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or pointed at a cluster
+    if os.environ.get("RAY_ADDRESS"):  # inside `ray job submit`, or RAY_ADDRESS=auto/host:port
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
-    else:
-        ray.init(num_cpus=cfg.resources.num_cpus, include_dashboard=False,
+    else:  # a private local instance, never some other Ray that happens to run on this machine
+        ray.init(address="local", num_cpus=cfg.resources.num_cpus, include_dashboard=False,
                  log_to_driver=True)
 
 
@@ -173,6 +172,7 @@ def run_search(cfg: Config, resume: bool = False):
 
     output = Path(cfg.output).resolve()
     output.mkdir(parents=True, exist_ok=True)
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic table, with our metric columns
     check_reference(cfg)
     url, storage = storage_for(cfg, output)
     data = prepare_trial_data(cfg)
@@ -191,7 +191,7 @@ def run_search(cfg: Config, resume: bool = False):
     else:
         if resume:
             log.warning("nothing to resume in %s; starting a new run", experiment)
-        searcher = build_searcher(cfg, storage, record, len(data.classes))
+        searcher = build_searcher(cfg, storage, record, len(data.classes), str(experiment))
         hyperopt = cfg.search.algorithm == "hyperopt"
         tuner = tune.Tuner(
             trainable,

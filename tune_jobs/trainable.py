@@ -88,13 +88,16 @@ def _criterion(data: TrialData, cand: Candidate, device: torch.device) -> nn.Mod
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cand.train.label_smoothing)
 
 
-def _base_metrics(cand: Candidate, costs) -> dict:
+def _base_metrics(cand: Candidate, costs, started_at: float) -> dict:
+    import ray
     from ray import tune
 
     return {
         "params": costs.params, "macs": costs.macs, "latency_ratio": costs.latency_ratio,
         "image_size": cand.train.image_size, "node": platform.node(),
-        "trial_dir": tune.get_context().get_trial_dir(),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+        "started_at": started_at, "trial_dir": tune.get_context().get_trial_dir(),
     }
 
 
@@ -102,13 +105,13 @@ def train_candidate(config: dict, data: TrialData) -> None:
     """Tune function trainable; `config` holds the searcher's draws (flat or nested names)."""
     cfg = data.config
     torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     base: dict = {}
     try:
         cand = candidate_from_config(config, cfg.space, len(data.classes))
         model = models.build_model(cand.spec)
         costs = measure_costs(model, cand.train.image_size, cfg.objective)
-        base = _base_metrics(cand, costs)
+        base = _base_metrics(cand, costs, started_at)
         why = costs.over_budget(cfg.objective)
         if why:
             penalty = failure_score(costs.latency_ratio, cfg.objective.f1_ref)
@@ -163,7 +166,7 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base
             "epoch": epoch + 1, "epoch_seconds": stats.seconds,
             "images_per_second": stats.images / max(stats.seconds, 1e-9),
             "outcome": "trained", "reason": "",
-            "wall_seconds": time.perf_counter() - started,
+            "wall_seconds": time.perf_counter() - started, "reported_at": time.time(),
         }
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
