@@ -174,3 +174,25 @@ def test_resume_after_the_driver_is_killed(tmp_path, cache_dir) -> None:
     assert len(study.trials) == 8
     assert all(t.state.is_finished() for t in study.trials)
     assert len({t.user_attrs["trial_dir"] for t in study.trials}) == 8
+
+
+def test_diverging_trials_fail_with_a_reason_and_the_search_goes_on(tmp_path, cache_dir,
+                                                                    ray_local) -> None:
+    _, _, study = _search(tmp_path, cache_dir, "space.train.lr=[1.0e+9]",
+                          "space.train.optimizer=[sgd]", "search.num_samples=3")
+    assert len(study.trials) == 3
+    for t in study.trials:
+        assert t.state == TrialState.FAIL
+        assert t.user_attrs["outcome"] == "nan_loss"
+        assert t.user_attrs["reason"].startswith("NonFiniteLoss: loss is")
+
+
+def test_wandb_offline_writes_one_run_per_trial_in_the_run_folder(tmp_path, cache_dir,
+                                                                   ray_local,
+                                                                   monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    _search(tmp_path, cache_dir, "tracking.wandb=offline", "search.num_samples=2")
+    runs = list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(runs) == 2

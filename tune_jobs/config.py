@@ -158,7 +158,7 @@ class ResourcesConfig(Strict):
 
 
 class TrackingConfig(Strict):
-    wandb: Literal["disabled", "offline", "online"] = "disabled"
+    wandb: Literal["disabled", "offline", "online"] = "offline"
     project: str = "litesearch"
 
 

@@ -51,7 +51,7 @@ class RecordContext:
 
     metrics: tuple[str, ...]  # the study's objective(s), e.g. ("score",) or ("f1", "latency_ratio")
     max_epochs: int
-    space: SpaceConfig
+    space: SpaceConfig | None  # None: trials carry no spec to rebuild (benchmarks)
     num_classes: int
 
 
@@ -77,7 +77,7 @@ def record_for(last: dict | None, error: bool, ctx: RecordContext) -> TrialRecor
     attrs = {k: _clean(last[k]) for k in METRIC_ATTRS if k in last}
     attrs["epochs_done"] = max(0, int(last.get("epoch") or 0))  # failures report epoch -1
     config = _config_of(last)
-    if config:
+    if config and ctx.space is not None:
         try:
             attrs["spec"] = candidate_from_config(config, ctx.space, ctx.num_classes
                                                   ).spec.to_yaml()

@@ -135,8 +135,8 @@ def _callbacks(cfg: Config, output: Path, storage, record: RecordContext, object
     if cfg.tracking.wandb != "disabled":
         from ray.air.integrations.wandb import WandbLoggerCallback
 
-        os.environ.setdefault("WANDB_MODE", cfg.tracking.wandb)
-        os.environ.setdefault("WANDB_DIR", str(output))
+        if cfg.tracking.wandb == "offline":  # Ray asks for an API key unless this is set
+            os.environ["WANDB_MODE"] = "offline"
         callbacks.append(WandbLoggerCallback(project=cfg.tracking.project,
                                              group=cfg.search.study,
                                              mode=cfg.tracking.wandb, dir=str(output)))
