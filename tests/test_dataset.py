@@ -43,3 +43,16 @@ def test_train_copies_of_test_images_are_dropped(tmp_path) -> None:
     assert data.skipped.counts["also in the test split (kept there)"] == 1
     assert len(data.train) + len(data.val) == 20
     assert len(data.test) == 20
+
+
+def test_without_a_test_folder_a_stratified_holdout_is_the_test_split(tmp_path) -> None:
+    kwargs = dict(val_fraction=0.2, test_fraction=0.2, seed=3, cache_dir=tmp_path, workers=1,
+                  progress=False)
+    data = prepare_data(demo_root() / "train", 16, **kwargs)
+    assert data.test_source == "holdout"
+    assert len(data.test) == 300 and len(data.train) + len(data.val) == 1200
+    assert set(data.test.files).isdisjoint(data.train.files + data.val.files)
+    again = prepare_data(demo_root() / "train", 16, **kwargs)
+    assert again.test.files == data.test.files  # the final job finds the same rows
+    none = prepare_data(demo_root() / "train", 16, **{**kwargs, "test_fraction": 0.0})
+    assert none.test is None and none.test_source == "none"

@@ -110,6 +110,7 @@ class SpaceConfig(Strict):
 class DataConfig(Strict):
     path: str | None = None  # None: the built-in demo data
     val_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="held out when no test/ folder")
     resize: Literal["resize", "pad"] = "resize"
     cache_dir: str | None = None
     workers: int | None = Field(None, ge=1)

@@ -78,8 +78,9 @@ def prepare_trial_data(cfg: Config) -> TrialData:
     train, val, classes = {}, {}, None
     for size in sorted(set(cfg.space.train.image_size)):
         data = prepare_data(path, size, mode=cfg.data.resize, val_fraction=cfg.data.val_fraction,
-                            seed=cfg.search.seed, cache_dir=cfg.data.cache_dir,
-                            workers=cfg.data.workers, progress=True)
+                            test_fraction=cfg.data.test_fraction, seed=cfg.search.seed,
+                            cache_dir=cfg.data.cache_dir, workers=cfg.data.workers,
+                            progress=True)
         classes = data.classes
         train[size] = SplitArrays(data.train.images, data.train.labels)
         val[size] = SplitArrays(data.val.images, data.val.labels)
@@ -87,7 +88,8 @@ def prepare_trial_data(cfg: Config) -> TrialData:
             log.info("data from %s:\n%s", path, data.summary())
     if classes is None:
         raise DataError("space.train.image_size lists no image size")
-    return TrialData(cfg, classes, train, val)
+    return TrialData(cfg, classes, train, val, extra={"test_source": data.test_source,
+                                                      "data_path": str(path)})
 
 
 def check_reference(cfg: Config) -> None:
@@ -113,6 +115,18 @@ def study_direction_kwargs(objective: Objective) -> dict:
     if len(objective.metrics) > 1:
         return {"directions": objective.directions}
     return {"direction": objective.directions[0]}
+
+
+def record_run(cfg: Config, storage, objective: Objective, data: TrialData) -> None:
+    """The study keeps what the final job needs on another machine: the whole config, the
+    classes, and where the test split comes from."""
+    study = optuna.create_study(study_name=cfg.search.study, storage=storage,
+                                load_if_exists=True, **study_direction_kwargs(objective))
+    study.set_user_attr("config", cfg.model_dump(mode="json"))
+    study.set_user_attr("classes", data.classes)
+    study.set_user_attr("objective", list(objective.metrics))
+    for key, value in data.extra.items():
+        study.set_user_attr(key, value)
 
 
 def _scheduler(cfg: Config):
@@ -177,6 +191,7 @@ def run_search(cfg: Config, resume: bool = False):
     url, storage = storage_for(cfg, output)
     data = prepare_trial_data(cfg)
     build_searcher, objective = SEARCHERS[cfg.search.algorithm]
+    record_run(cfg, storage, objective, data)
     record = RecordContext(objective.metrics, cfg.scheduler.max_epochs, cfg.space,
                            len(data.classes))
     init_ray(cfg)
@@ -199,7 +214,10 @@ def run_search(cfg: Config, resume: bool = False):
             tune_config=tune.TuneConfig(
                 search_alg=searcher, scheduler=_scheduler(cfg),
                 num_samples=cfg.search.num_samples,
-                max_concurrent_trials=cfg.search.max_concurrent),
+                max_concurrent_trials=cfg.search.max_concurrent,
+                # a new trial reuses a finished trial's worker: no process start, no torch
+                # import, no fetch of the shared data per trial
+                reuse_actors=True),
             run_config=tune.RunConfig(
                 name=cfg.search.study, storage_path=str(ray_dir),
                 failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),

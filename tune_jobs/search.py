@@ -26,7 +26,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, help="number of trials")
     p.add_argument("--output", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--final", action="store_true", help="retrain and benchmark the winner")
+    p.add_argument("--final", action="store_true",
+                   help="then retrain, benchmark and export the winner (tune_jobs/final.py)")
+    p.add_argument("--baselines", default="", help="with --final: torchvision nets to train "
+                   "alongside, e.g. mobilenet_v3_small,shufflenet_v2_x0_5")
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config value, e.g. search.seed=3")
     return p
@@ -61,9 +64,15 @@ def main(args: argparse.Namespace) -> int:
     study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
     summary = write_outputs(study, Path(cfg.output))
     print(console_summary(study, summary))
+    if not summary.get("best"):
+        return 1
     if args.final:
-        print("the final job (tune_jobs/final.py) is not available yet", file=sys.stderr)
-    return 0 if summary.get("best") else 1
+        from tune_jobs.finaljob import FinalOptions, run_final
+
+        opts = FinalOptions(baselines=tuple(b for b in args.baselines.split(",") if b))
+        run_final(study, Path(cfg.output), opts)
+        print((Path(cfg.output) / "final" / "report.md").read_text())
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ as an error (and is retried by `FailureConfig`).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import tempfile
 import time
 import traceback
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,18 +23,11 @@ import torch
 from torch import nn
 
 import models
-from data_utils.augment import AugmentConfig, BatchAugment
 from data_utils.loader import BatchLoader
-from data_utils.split import balanced_sample_weights, class_weights
 from tune_jobs.config import Config
-from tune_jobs.engine import (
-    NonFiniteLoss,
-    evaluate,
-    make_optimizer,
-    make_schedule,
-    train_epoch,
-)
+from tune_jobs.engine import NonFiniteLoss, evaluate, train_epoch
 from tune_jobs.objective import failure_score, measure_costs, score
+from tune_jobs.recipe import make_recipe
 from tune_jobs.space import Candidate, candidate_from_config
 
 CHECKPOINT_FILE = "state.pt"
@@ -67,27 +62,6 @@ def _device(config: Config) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
-def _loaders(data: TrialData, cand: Candidate, device: torch.device, seed: int):
-    size = cand.train.image_size
-    train, val = data.train[size], data.val[size]
-    cfg = data.config.data
-    weights = (balanced_sample_weights(train.labels, len(data.classes))
-               if cfg.balanced_sampler else None)
-    augment = BatchAugment(AugmentConfig(magnitude=cand.train.augment_magnitude))
-    train_loader = BatchLoader(train.images, train.labels, cand.train.batch_size, shuffle=True,
-                               augment=augment, sample_weights=weights, drop_last=True,
-                               device=device, seed=seed)
-    val_loader = BatchLoader(val.images, val.labels, 256, device=device)
-    return train_loader, val_loader
-
-
-def _criterion(data: TrialData, cand: Candidate, device: torch.device) -> nn.Module:
-    counts = np.bincount(data.train[cand.train.image_size].labels, minlength=len(data.classes))
-    weight = torch.as_tensor(class_weights(counts, data.config.data.class_weights),
-                             device=device)
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cand.train.label_smoothing)
-
-
 def _base_metrics(cand: Candidate, costs, started_at: float) -> dict:
     import ray
     from ray import tune
@@ -109,6 +83,9 @@ def train_candidate(config: dict, data: TrialData) -> None:
     base: dict = {}
     try:
         cand = candidate_from_config(config, cfg.space, len(data.classes))
+        # The same candidate gets the same initial weights on any worker, reused or not.
+        drawn = json.dumps(cand.params, sort_keys=True, default=str).encode()
+        torch.manual_seed(zlib.crc32(drawn) ^ cfg.search.seed)
         model = models.build_model(cand.spec)
         costs = measure_costs(model, cand.train.image_size, cfg.objective)
         base = _base_metrics(cand, costs, started_at)
@@ -137,15 +114,12 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base
 
     device = _device(cfg)
     model.to(device)
-    seed = cfg.search.seed
-    train_loader, val_loader = _loaders(data, cand, device, seed)
-    epochs = cfg.scheduler.max_epochs
-    optimizer = make_optimizer(cand.train.optimizer, model, cand.train.lr,
-                               cand.train.weight_decay)
-    scheduler = make_schedule(cand.train.schedule, optimizer, len(train_loader), epochs)
-    scaler = (torch.amp.GradScaler("cuda") if device.type == "cuda"
-              and not torch.cuda.is_bf16_supported() else None)
-    criterion = _criterion(data, cand, device)
+    size, epochs = cand.train.image_size, cfg.scheduler.max_epochs
+    train, val = data.train[size], data.val[size]
+    recipe = make_recipe(model, train.images, train.labels, cand.train, cfg.data,
+                         len(data.classes), epochs, device, cfg.search.seed)
+    optimizer, scheduler = recipe.optimizer, recipe.scheduler
+    val_loader = BatchLoader(val.images, val.labels, 256, device=device)
     start_epoch = 0
     checkpoint = tune.get_checkpoint()
     if checkpoint:  # resume where the last report left off (a retried or restored trial)
@@ -157,8 +131,9 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = state["epoch"]
     for epoch in range(start_epoch, epochs):
-        train_loader.set_epoch(epoch)
-        stats = train_epoch(model, train_loader, optimizer, scheduler, criterion, device, scaler)
+        recipe.loader.set_epoch(epoch)
+        stats = train_epoch(model, recipe.loader, optimizer, scheduler, recipe.criterion, device,
+                            recipe.scaler)
         ev = evaluate(model, val_loader, len(data.classes), device)
         metrics = base | {
             "score": score(ev.f1, base["latency_ratio"], cfg.objective.f1_ref),

@@ -1,0 +1,190 @@
+"""The final job end to end on configs/ci.yaml (search, then retrain, benchmark, export,
+report), the choice of trial, resume of a retrain, and predict."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from PIL import Image
+
+from conftest import REPO
+from data_utils.demo import demo_root
+from tune_jobs.config import ConfigError, load_config
+from tune_jobs.export import load_state, load_torchscript
+from tune_jobs.finaljob import FinalOptions, choose_trial, run_final
+from tune_jobs.predict import predict_folder
+from tune_jobs.runner import run_search
+from tune_jobs.storage import open_storage
+from tune_jobs.summary import NoCompleteTrial, best_complete
+
+BASELINES = ("mobilenet_v3_small", "shufflenet_v2_x0_5")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, cache_dir, ray_local):
+    out = tmp_path_factory.mktemp("final-run")
+    cfg = load_config("ci.yaml", [f"output={out}", f"search.study=f-{uuid.uuid4().hex[:6]}",
+                                  f"data.cache_dir={cache_dir}", "search.storage=null"])
+    os.environ.pop("LITESEARCH_STORAGE", None)
+    _, url = run_search(cfg)
+    study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
+    metrics = run_final(study, out, FinalOptions(baselines=BASELINES, progress=False))
+    return out, study, metrics
+
+
+def test_every_artifact_exists_and_the_exports_agree(finished_run) -> None:
+    out, _, _ = finished_run
+    final = out / "final"
+    for name in ("spec.yaml", "model.pt", "model.ts", "model.onnx", "metrics.json",
+                 "report.md", "pareto.png", "learning_curves.png", "confusion.png"):
+        assert (final / name).is_file(), name
+    for png in final.glob("*.png"):
+        with Image.open(png) as img:
+            img.verify()
+            assert img.format == "PNG"
+    model, spec, meta = load_state(final / "model.pt")
+    x = torch.randn(5, 3, meta.input_size, meta.input_size)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    scripted, ts_meta = load_torchscript(final / "model.ts")
+    assert ts_meta == meta
+    with torch.no_grad():
+        np.testing.assert_allclose(scripted(x).numpy(), expected, atol=1e-4)
+    from models.cost import onnx_session
+
+    onnx_out = onnx_session(final / "model.onnx").run(None, {"images": x.numpy()})[0]
+    np.testing.assert_allclose(onnx_out, expected, atol=1e-4)
+    assert spec.num_classes == len(meta.classes) == 6
+
+
+def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
+    out, _, metrics = finished_run
+    on_disk = json.loads((out / "final" / "metrics.json").read_text())
+    assert on_disk["chosen"]["number"] == metrics["chosen"]["number"]
+    for name, m in [("model", on_disk["model"]), *on_disk["baselines"].items()]:
+        assert 0 <= m["test"]["f1"] <= 1 and 0 <= m["test"]["accuracy"] <= 1, name
+        assert sum(map(sum, m["test"]["confusion"])) == m["test_images"] == 500
+        assert m["costs"]["params"] > 0 and m["costs"]["macs"] > 0
+        assert m["costs"]["size_bytes"] > 4 * m["costs"]["params"]
+        cpu = m["speed"]["cpu"]
+        assert all(cpu[k] > 0 for k in ("eager_ms", "torchscript_ms", "onnxruntime_ms"))
+        assert cpu["onnxruntime_batch64_img_s"] > 0
+        assert m["ratio"]["latency_ratio"] > 0 and m["submit"]["images"] == 500
+        assert m["submit"]["seconds"] > 0 and m["scores"]["score"] > 0
+        assert max(m["export_max_abs_diff"].values()) <= 1e-4
+    assert set(on_disk["baselines"]) == set(BASELINES)
+    assert len(on_disk["history"]) == on_disk["epochs"] == 3
+
+
+def test_report_has_the_tables(finished_run) -> None:
+    out, _, metrics = finished_run
+    report = (out / "final" / "report.md").read_text()
+    for heading in ("## Chosen trial", "## Test metrics, searched model against baselines",
+                    "## Per class (test)", "## Search summary"):
+        assert heading in report
+    assert "| searched |" in report
+    for name in BASELINES:
+        assert f"| {name} |" in report
+    assert f"Trial #{metrics['chosen']['number']}" in report
+    assert "![Pareto front](pareto.png)" in report
+
+
+def test_predict_classifies_a_folder_and_skips_a_corrupt_image(finished_run, tmp_path) -> None:
+    out, _, _ = finished_run
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for f in sorted((demo_root() / "test" / "Paper").glob("*.jpg"))[:5]:
+        shutil.copy2(f, folder / f.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    rows, skipped = predict_folder(out / "final" / "model.onnx", folder)
+    assert len(rows) == 5 and [p.name for p, _ in skipped] == ["broken.jpg"]
+    classes = json.loads((out / "final" / "metrics.json").read_text())["model"]["test"]
+    assert all(c in classes["per_class"] for _, c in rows)
+    ts_rows, _ = predict_folder(out / "final" / "model.ts", folder)
+    assert ts_rows == rows  # the two exports predict the same classes
+    cli = subprocess.run([sys.executable, str(REPO / "tune_jobs" / "predict.py"), "--model",
+                          str(out / "final" / "model.onnx"), "--images", str(folder), "--out",
+                          str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and "skipped" in cli.stderr and "broken.jpg" in cli.stderr
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "file,class"
+
+
+def _study_with(trials: list[tuple[TrialState, float, float, float]]) -> optuna.Study:
+    """(state, score, f1, latency ratio) per trial, recorded as the mirror records them."""
+    study = optuna.create_study(direction="minimize")
+    for state, score, f1, ratio in trials:
+        study.add_trial(create_trial(
+            state=state, value=score, params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)},
+            intermediate_values={1: score},
+            user_attrs={"score": score, "f1": f1, "latency_ratio": ratio, "spec": "x"}))
+    return study
+
+
+def test_choice_prefers_complete_over_a_lucky_pruned_trial() -> None:
+    study = _study_with([(TrialState.PRUNED, 0.2, 0.9, 0.1),
+                         (TrialState.COMPLETE, 0.9, 0.6, 0.5),
+                         (TrialState.COMPLETE, 0.7, 0.7, 0.8)])
+    assert best_complete(study).number == 2
+    assert choose_trial(study, FinalOptions())[0].number == 2
+    assert choose_trial(study, FinalOptions(trial=1))[0].number == 1
+    pick, why = choose_trial(study, FinalOptions(pareto=True, max_latency_ratio=0.6))
+    assert pick.number == 1 and "latency ratio <= 0.6" in why
+    with pytest.raises(ConfigError, match=r"fastest has 0\.500"):
+        choose_trial(study, FinalOptions(pareto=True, max_latency_ratio=0.3))
+    with pytest.raises(ConfigError, match="no trial #9"):
+        choose_trial(study, FinalOptions(trial=9))
+
+
+def test_a_study_without_complete_trials_is_a_clear_error() -> None:
+    study = _study_with([(TrialState.PRUNED, 0.2, 0.9, 0.1)])
+    with pytest.raises(NoCompleteTrial, match=r"no COMPLETE trial \(\{'PRUNED': 1\}\)"):
+        choose_trial(study, FinalOptions())
+
+
+def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_path) -> None:
+    """Kill a long retrain mid-way (SIGKILL), run it again: it continues from the last
+    finished epoch instead of starting over."""
+    out, study, _ = finished_run
+    script = (
+        "import sys, optuna; from tune_jobs.finaljob import FinalOptions, run_final; "
+        "from tune_jobs.storage import open_storage; "
+        f"s = optuna.load_study(study_name={study.study_name!r}, "
+        f"storage=open_storage('sqlite:///{out}/study.db')); "
+        f"run_final(s, __import__('pathlib').Path({str(tmp_path)!r}), "
+        "FinalOptions(epochs=40, progress=False))")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "final" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.is_file():
+            try:
+                if torch.load(checkpoint, weights_only=False)["epoch"] >= 3:
+                    break
+            except Exception:  # caught mid-replace; try again
+                pass
+        time.sleep(0.2)
+    assert proc.poll() is None, "the retrain ended before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = torch.load(checkpoint, weights_only=False)
+    assert 3 <= before["epoch"] < 40
+    metrics = run_final(study, tmp_path, FinalOptions(epochs=40, progress=False))
+    history = metrics["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 41))
+    # the first epochs are the interrupted run's own records (timings included): resumed,
+    # not restarted
+    assert history[: before["epoch"]] == before["history"]
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 40
