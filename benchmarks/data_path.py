@@ -17,12 +17,9 @@ data time in a training step of the baseline model (batch 128, CPU), and writes 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -30,6 +27,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 import models
+from common import emit
 from data_utils.augment import AugmentConfig, BatchAugment
 from data_utils.cache import build_cache
 from data_utils.folder import scan_folder
@@ -132,13 +130,8 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(2)
     repeats = 1 if args.quick else args.repeats
     rows = [run_size(args.data, size, repeats) for size in args.sizes]
-    result = {"benchmark": "data_path", "date": date.today().isoformat(),
-              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-              "data": str(args.data), "batch": BATCH, "repeats": repeats, "rows": rows}
-    print(to_markdown(rows))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return emit("data_path", to_markdown(rows), rows, args.json, data=str(args.data),
+                batch=BATCH, repeats=repeats, torch_threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":

@@ -10,15 +10,13 @@ interleaved in the same process (the number the search objective uses).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
-from datetime import date
 from pathlib import Path
 
 import torch
 
 import models
+from common import emit
 from models.cost import (
     count_macs,
     count_params,
@@ -81,22 +79,9 @@ def main(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [measure(n, args, reference, Path(tmp))
                 for n in [*models.list_presets(), *REFERENCES]]
-    result = {
-        "benchmark": "model_costs",
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()} {platform.processor() or ''} "
-                   f"{torch.get_num_threads()} torch threads available".strip(),
-        "torch": torch.__version__,
-        "input_size": args.size,
-        "threads": args.threads,
-        "quick": args.quick,
-        "rows": rows,
-    }
     print(f"input {args.size}x{args.size}, batch 1, {args.threads} thread(s), CPU")
-    print(to_markdown(rows))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return emit("model_costs", to_markdown(rows), rows, args.json, torch=torch.__version__,
+                input_size=args.size, threads=args.threads, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,16 @@ as a share of wall time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import optuna
 import ray
 from ray import tune
 
+from common import emit
 from tune_jobs.mirror import MirroredOptunaSearch, RecordContext
 from tune_jobs.storage import mask_url, open_storage
 
@@ -110,14 +108,9 @@ def main(args: argparse.Namespace) -> dict:
         rows = [run(v, n, seconds, 10 if seconds else 1, args.concurrency, url, Path(tmp))
                 for seconds, n in plan for v, url in variants]
     ray.shutdown()
-    result = {"benchmark": "search_overhead", "date": date.today().isoformat(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-              "storage": mask_url(args.storage) if args.storage else None,
-              "concurrency": args.concurrency, "rows": rows}
-    print(to_markdown(rows))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return emit("search_overhead", to_markdown(rows), rows, args.json,
+                storage=mask_url(args.storage) if args.storage else None,
+                concurrency=args.concurrency)
 
 
 if __name__ == "__main__":
