@@ -56,13 +56,13 @@ def _hyperopt(cfg: Config, storage, record: RecordContext, num_classes: int, run
     try:
         from ray.tune.search.hyperopt import HyperOptSearch
     except ImportError as err:  # hyperopt imports pkg_resources (setuptools < 81)
-        raise RuntimeError(f"the hyperopt searcher cannot start ({err}); install "
-                           "'setuptools<81' or choose search.algorithm: tpe") from None
+        raise ConfigError(f"search.algorithm hyperopt cannot start ({err}); install "
+                          "'setuptools<81' or choose search.algorithm: tpe") from None
     return HyperOptSearch(metric="score", mode="min", random_state_seed=cfg.search.seed)
 
 
-# name -> (build searcher, objective). hyperopt is recorded by a callback, the rest by the
-# searcher itself (they all keep their study through MirroredOptunaSearch).
+# name -> (build searcher, objective). The Optuna samplers record the study themselves
+# (MirroredOptunaSearch); hyperopt's trials are recorded by the StudyRecorder callback.
 SEARCHERS: dict[str, tuple[Callable, Objective]] = {
     "tpe": _optuna_search(lambda seed: optuna.samplers.TPESampler(seed=seed), SCORE),
     "random": _optuna_search(lambda seed: optuna.samplers.RandomSampler(seed=seed), SCORE),

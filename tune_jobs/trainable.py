@@ -99,6 +99,8 @@ def train_candidate(config: dict, data: TrialData) -> None:
     except Exception as err:  # recorded, never raised: one bad trial must not stop the search
         reason = f"{type(err).__name__}: {err}"
         outcome = "oom" if isinstance(err, torch.OutOfMemoryError) else "error"
+        if outcome == "oom" and torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the worker may be reused by the next trial
         if isinstance(err, NonFiniteLoss):
             outcome = "nan_loss"
         lat = base.get("latency_ratio", 1.0)
