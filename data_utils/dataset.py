@@ -27,6 +27,7 @@ class PreparedData:
     val: DecodedSplit
     test: DecodedSplit | None
     skipped: SkipLog
+    test_source: str = "folder"  # "folder" (test/), "holdout" (split off train), or "none"
 
     @property
     def num_classes(self) -> int:
@@ -58,13 +59,18 @@ def prepare_data(
     *,
     mode: str = "resize",
     val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
     seed: int = 0,
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     progress: bool = True,
 ) -> PreparedData:
     """Decode `path` (`train/` + optional `test/`, or class folders) at `size`, drop training
-    images that also appear in the test split, and split train/validation stratified."""
+    images that also appear in the test split, and split train/validation stratified.
+
+    Without a `test/` folder, `test_fraction` of the training images (stratified, from
+    `seed`) is held out as the test split, the same rows on every run with the same files.
+    """
     folders = scan_dataset(path)
     train = build_cache(folders.train, size, mode, cache_dir, workers, progress)
     skipped = SkipLog()
@@ -80,8 +86,12 @@ def prepare_data(
             skipped.add(train.files[i], "also in the test split (kept there)")
         if leaked.any():
             train = train.subset(np.flatnonzero(~leaked))
+    source = "folder" if test is not None else "none"
+    if test is None and test_fraction > 0:
+        rest, held_out = stratified_split(train.labels, test_fraction, seed + 1)
+        train, test, source = train.subset(rest), train.subset(held_out), "holdout"
     train_rows, val_rows = stratified_split(train.labels, val_fraction, seed)
     data = PreparedData(train.classes, train.subset(train_rows), train.subset(val_rows), test,
-                        skipped)
+                        skipped, source)
     log.info("data from %s:\n%s", path, data.summary())
     return data

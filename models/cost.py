@@ -156,13 +156,19 @@ def latency_ratio(
     *,
     reference_size: int | None = None,
     threads: int = 1,
-    warmup: int = 5,
-    rounds: int = 10,
-    per_round: int = 5,
+    warmup: int = 10,
+    rounds: int = 15,
+    per_round: int = 3,
 ) -> LatencyRatio:
-    """Candidate latency over reference latency, timed interleaved (ABBA rounds) in one process
-    so that load from other processes hits both alike. The reference runs at `reference_size`
-    (default: the candidate's `input_size`)."""
+    """Candidate latency over reference latency, timed interleaved in one process so that
+    load from other processes hits both alike. The reference runs at `reference_size`
+    (default: the candidate's `input_size`).
+
+    Each round times a few calls of one model right after a few of the other (order
+    alternating) and keeps the fastest call of each: interference only ever adds time, so the
+    minimum is its least disturbed sample. The ratio is the median over rounds of those paired
+    ratios, so a burst of load that hits one round cannot move it.
+    """
     device = _device_of(candidate)
     sizes = (input_size, reference_size or input_size)
     with _eval_mode(candidate), _eval_mode(reference), fixed_threads(threads):
@@ -173,13 +179,13 @@ def latency_ratio(
         for timed in timers:
             for _ in range(warmup):
                 timed()
-        samples: list[list[float]] = [[], []]
+        best: list[list[float]] = [[], []]
         for r in range(rounds):
-            order = (0, 1) if r % 2 == 0 else (1, 0)
-            for which in order:
-                samples[which] += [timers[which]() for _ in range(per_round)]
-    cand, ref = (statistics.median(s) for s in samples)
-    return LatencyRatio(ratio=cand / ref, candidate_ms=cand, reference_ms=ref)
+            for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                best[which].append(min(timers[which]() for _ in range(per_round)))
+    ratio = statistics.median(c / f for c, f in zip(*best, strict=True))
+    return LatencyRatio(ratio=ratio, candidate_ms=statistics.median(best[0]),
+                        reference_ms=statistics.median(best[1]))
 
 
 def export_onnx(model: nn.Module, input_size: int, path: str | Path, opset: int = 17) -> Path:

@@ -188,3 +188,11 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
     # not restarted
     assert history[: before["epoch"]] == before["history"]
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 40
+
+
+def test_training_check_flags_a_run_that_did_not_learn() -> None:
+    from tune_jobs.finaljob import training_check
+
+    assert training_check([{"loss": 1.7}, {"loss": 1.2}, {"loss": 0.9}])["trained"]
+    stalled = training_check([{"loss": 1.73}, {"loss": 13.6}, {"loss": 1.85}])
+    assert not stalled["trained"] and stalled["last_loss"] == 1.85

@@ -7,9 +7,11 @@ hyperparameters), so it runs on another machine than the one that searched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +125,13 @@ def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: Tra
 # --------------------------------------------------------------------------------- benchmark
 
 
+def training_check(history: list[dict]) -> dict:
+    """Did the recipe train this net? A last-epoch loss not clearly below the first epoch's
+    means it diverged or stalled, and its test row says more about the recipe than the net."""
+    first, last = history[0]["loss"], history[-1]["loss"]
+    return {"first_loss": first, "last_loss": last, "trained": bool(last < 0.95 * first)}
+
+
 def _assess(model: nn.Module, data: PreparedData, meta: ModelMeta, cfg: Config,
             reference: nn.Module, out: Path, name: str, threads: int,
             device: torch.device) -> dict:
@@ -181,10 +190,14 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> dict:
     meta = ModelMeta(data.classes, size, cfg.data.resize)
     reference = models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
 
+    # a checkpoint is resumed only by the same network, recipe and epoch count
+    recipe_id = zlib.crc32(json.dumps([dataclasses.asdict(cand.train), epochs,
+                                       spec.to_yaml()]).encode())
     torch.manual_seed(cfg.search.seed)
     model = models.build_model(spec)
     history = retrain(model, images, labels, cand.train, cfg, len(data.classes), epochs,
-                      final / "checkpoint.pt", f"trial{chosen.number}", device, opts.progress)
+                      final / "checkpoint.pt", f"trial{chosen.number}-{recipe_id:08x}", device,
+                      opts.progress)
     spec.to_yaml(final / "spec.yaml")
     save_state(model, spec, meta, final / "model.pt")
     metrics = {"study": study.study_name, "epochs": epochs, "input_size": size,
@@ -196,15 +209,17 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> dict:
                           "epochs_done": chosen.user_attrs.get("epochs_done"),
                           "params": chosen.params},
                "model": _assess(model, data, meta, cfg, reference, final, "model",
-                                opts.threads, device),
+                                opts.threads, device) | {"training": training_check(history)},
                "baselines": {}}
     for name in opts.baselines:
         torch.manual_seed(cfg.search.seed)
         net = models.build(f"tv/{name}", num_classes=len(data.classes))
-        retrain(net, images, labels, cand.train, cfg, len(data.classes), epochs,
-                final / f"checkpoint-{name}.pt", name, device, opts.progress)
+        run = retrain(net, images, labels, cand.train, cfg, len(data.classes), epochs,
+                      final / f"checkpoint-{name}.pt", f"{name}-{recipe_id:08x}", device,
+                      opts.progress)
         metrics["baselines"][name] = _assess(net, data, meta, cfg, reference,
                                              final / "baselines", name, opts.threads, device)
+        metrics["baselines"][name]["training"] = training_check(run)
     trials = study.get_trials(deepcopy=False)
     plots = {"pareto": plot_pareto(trials, chosen, final / "pareto.png").name,
              "curves": plot_curves(trials, final / "learning_curves.png").name,

@@ -127,6 +127,11 @@ def write_report(path: Path, metrics: dict, trials: list[FrozenTrial], classes: 
         _table(MODEL_HEADER, [model_row("searched", m)]
                + [model_row(name, b) for name, b in metrics["baselines"].items()]),
         "",
+        *[f"Warning: {name} did not train with this recipe (training loss "
+          f"{b['training']['first_loss']:.3f} at epoch 1, {b['training']['last_loss']:.3f} at "
+          "the end): its row says more about the recipe than about the network.\n"
+          for name, b in [("the searched model", m), *metrics["baselines"].items()]
+          if not b.get("training", {}).get("trained", True)],
         "Latency: CPU, batch 1, "
         f"{m['speed']['threads']} thread(s), median; latency ratio against the reference "
         f"`{metrics['reference']}` measured in the same run. score = 0.5 x latency ratio + "

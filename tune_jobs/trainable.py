@@ -68,6 +68,7 @@ def _base_metrics(cand: Candidate, costs, started_at: float) -> dict:
 
     return {
         "params": costs.params, "macs": costs.macs, "latency_ratio": costs.latency_ratio,
+        "latency_ms": costs.candidate_ms, "reference_ms": costs.reference_ms,
         "image_size": cand.train.image_size, "node": platform.node(),
         "node_id": ray.get_runtime_context().get_node_id(),
         "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
