@@ -44,7 +44,7 @@ class _Space:
 
 
 def run(variant: str, n: int, seconds: float, epochs: int, concurrency: int,
-        storage_url: str | None, root: Path) -> dict:
+        storage_url: str | None, root: Path, reuse_actors: bool) -> dict:
     constants = {"epochs": epochs, "seconds": seconds}
     search_alg = None
     param_space = {"x": tune.uniform(0, 1), **constants}
@@ -58,7 +58,8 @@ def run(variant: str, n: int, seconds: float, epochs: int, concurrency: int,
     tuner = tune.Tuner(
         sleeper, param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=n,
-                                    max_concurrent_trials=concurrency),
+                                    max_concurrent_trials=concurrency,
+                                    reuse_actors=reuse_actors),
         run_config=tune.RunConfig(name=variant, storage_path=str(root), verbose=0,
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     start = time.perf_counter()
@@ -69,7 +70,8 @@ def run(variant: str, n: int, seconds: float, epochs: int, concurrency: int,
     if variant != "plain":
         trials = optuna.load_study(study_name=study, storage=open_storage(storage_url)).trials
         assert len(trials) == n and all(t.state.is_finished() for t in trials)
-    return {"variant": variant, "trials": n, "trial_seconds": seconds, "wall_s": wall,
+    return {"variant": variant, "reuse_actors": reuse_actors, "trials": n,
+            "trial_seconds": seconds, "wall_s": wall,
             "ideal_s": ideal, "overhead_per_trial_s": (wall - ideal) * concurrency / n,
             "overhead_share": (wall - ideal) / wall}
 
@@ -80,6 +82,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=os.environ.get("LITESEARCH_STORAGE"),
                    help="PostgreSQL URL for variant (c)")
     p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false",
+                   help="start a worker per trial (Tune's default) instead of reusing one, "
+                   "as tune_jobs/search.py does")
     p.add_argument("--json", type=Path)
     return p
 
@@ -105,12 +110,12 @@ def main(args: argparse.Namespace) -> dict:
         variants = [("plain", None), ("sqlite", sqlite)]
         if args.storage:
             variants.append(("postgres", args.storage))
-        rows = [run(v, n, seconds, 10 if seconds else 1, args.concurrency, url, Path(tmp))
-                for seconds, n in plan for v, url in variants]
+        rows = [run(v, n, seconds, 10 if seconds else 1, args.concurrency, url, Path(tmp),
+                    args.reuse_actors) for seconds, n in plan for v, url in variants]
     ray.shutdown()
     return emit("search_overhead", to_markdown(rows), rows, args.json,
                 storage=mask_url(args.storage) if args.storage else None,
-                concurrency=args.concurrency)
+                concurrency=args.concurrency, reuse_actors=args.reuse_actors)
 
 
 if __name__ == "__main__":
