@@ -118,6 +118,14 @@ def test_predict_classifies_a_folder_and_skips_a_corrupt_image(finished_run, tmp
                           str(tmp_path / "p.csv")], capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0 and "skipped" in cli.stderr and "broken.jpg" in cli.stderr
     assert (tmp_path / "p.csv").read_text().splitlines()[0] == "file,class"
+    # an ONNX deployment needs the runtime, numpy and Pillow, not torch
+    probe = ("import sys; from pathlib import Path; from tune_jobs.predict import predict_folder;"
+             f" rows, _ = predict_folder(Path({str(out / 'final' / 'model.onnx')!r}),"
+             f" Path({str(folder)!r})); assert len(rows) == 5;"
+             " assert 'torch' not in sys.modules, 'torch was imported'")
+    lean = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert lean.returncode == 0, lean.stderr[-2000:]
 
 
 def _study_with(trials: list[tuple[TrialState, float, float, float]]) -> optuna.Study:

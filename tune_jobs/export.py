@@ -3,9 +3,7 @@ what a deployment needs to preprocess images (classes, input size, resize mode).
 
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,24 +12,7 @@ from torch import nn
 
 from models.cost import export_onnx, onnx_session
 from models.spec import ModelSpec
-
-META_KEY = "litesearch"
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    classes: list[str]
-    input_size: int
-    resize: str  # "resize" or "pad" (data_utils.images.fit)
-
-    def to_json(self) -> str:
-        return json.dumps({"classes": self.classes, "input_size": self.input_size,
-                           "resize": self.resize})
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelMeta:
-        data = json.loads(text)
-        return cls(list(data["classes"]), int(data["input_size"]), str(data["resize"]))
+from tune_jobs.meta import META_KEY, ModelMeta
 
 
 def save_state(model: nn.Module, spec: ModelSpec, meta: ModelMeta, path: Path) -> Path:
@@ -77,10 +58,6 @@ def export_onnx_with_meta(model: nn.Module, meta: ModelMeta, path: Path) -> Path
     entry.key, entry.value = META_KEY, meta.to_json()
     onnx.save(proto, str(path))
     return path
-
-
-def onnx_meta(session) -> ModelMeta:
-    return ModelMeta.from_json(session.get_modelmeta().custom_metadata_map[META_KEY])
 
 
 def check_exports(model: nn.Module, ts_path: Path, onnx_path: Path, size: int,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from data_utils.images import BadImage, fit, is_image_file, open_rgb
+from tune_jobs.meta import META_KEY, ModelMeta
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
@@ -25,12 +26,12 @@ STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
 
 def load_runner(path: Path):
     """(run(batch NCHW float32) -> logits, meta) for an .onnx or a TorchScript .ts file."""
-    if path.suffix == ".onnx":
-        from models.cost import onnx_session
-        from tune_jobs.export import onnx_meta
+    if path.suffix == ".onnx":  # ONNX Runtime only: torch is not imported on this path
+        import onnxruntime as ort
 
-        session = onnx_session(path)
-        return (lambda x: session.run(None, {"images": x})[0]), onnx_meta(session)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        meta = ModelMeta.from_json(session.get_modelmeta().custom_metadata_map[META_KEY])
+        return (lambda x: session.run(None, {"images": x})[0]), meta
     if path.suffix in (".ts", ".pt"):
         import torch
 
