@@ -118,9 +118,9 @@ def write_report(path: Path, metrics: dict, trials: list[FrozenTrial], classes: 
         f"{metrics['input_size']} px; tested on the {metrics['test_source']} test split "
         f"({m['test_images']} images).",
         "",
-        _table(["search value", "score", "val macro-F1", "latency ratio", "epochs"],
-               [["", chosen["score"], chosen["f1"], chosen["latency_ratio"],
-                 chosen["epochs_done"]]]),
+        _table(["in the search", "score", "val macro-F1", "latency ratio", "epochs"],
+               [[f"trial #{chosen['number']}", chosen["score"], chosen["f1"],
+                 chosen["latency_ratio"], chosen["epochs_done"]]]),
         "",
         "## Test metrics, searched model against baselines",
         "",
