@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 
 from data_utils.augment import prepare_eval
-from data_utils.images import BadImage, fit, open_rgb
+from data_utils.images import BadImage, decode_file
 from data_utils.loader import BatchLoader
 from models.cost import (
     count_macs,
@@ -93,7 +92,7 @@ def submit_time(onnx_path: Path, files: list[str], size: int, mode: str,
     skipped = 0
     for path in files:
         try:
-            pixels = fit(open_rgb(path, draft=size), size, mode)
+            pixels = decode_file(path, size, mode)
         except BadImage:
             skipped += 1
             continue
@@ -119,6 +118,6 @@ def reference_ratio(model: nn.Module, reference: nn.Module, size: int, reference
 def scores(f1: float, ratio: float, f1_ref: float, submit_seconds: float) -> dict:
     return {
         "score": score(f1, ratio, f1_ref),
-        "competition_score": 0.5 * submit_seconds / COMPETITION_SUBMIT_REF_S
-        + 1 / (1 + math.exp(-20 * (0.70 - f1))),
+        # the same formula with the submit time as the latency term and the fixed 0.70
+        "competition_score": score(f1, submit_seconds / COMPETITION_SUBMIT_REF_S, 0.70),
     }

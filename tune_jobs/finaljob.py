@@ -23,8 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 import models
-from data_utils.dataset import PreparedData, prepare_data
-from data_utils.demo import demo_root
+from data_utils.dataset import PreparedData
 from models.spec import ModelSpec
 from tune_jobs.config import Config, ConfigError
 from tune_jobs.engine import train_epoch
@@ -36,7 +35,7 @@ from tune_jobs.export import (
     export_torchscript,
     save_state,
 )
-from tune_jobs.recipe import make_recipe
+from tune_jobs.recipe import make_recipe, prepare_run_data
 from tune_jobs.report import plot_confusion, plot_curves, plot_pareto, write_report
 from tune_jobs.space import TrainParams, candidate_from_config
 from tune_jobs.summary import best_complete, trial_score
@@ -174,10 +173,7 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> dict:
     cand = candidate_from_config(chosen.params, cfg.space, spec.num_classes)
     epochs = opts.epochs or cfg.final.epochs
     size = cand.train.image_size
-    data = prepare_data(cfg.data.path or demo_root(), size, mode=cfg.data.resize,
-                        val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
-                        seed=cfg.search.seed, cache_dir=cfg.data.cache_dir,
-                        workers=cfg.data.workers, progress=opts.progress)
+    data = prepare_run_data(cfg, size, opts.progress)
     if classes and classes != data.classes:
         raise ConfigError(f"the data's classes {data.classes} differ from the study's {classes}")
     if data.test is None:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils.images import BadImage, fit, is_image_file, open_rgb
+from data_utils.images import BadImage, decode_file, is_image_file
 from tune_jobs.meta import META_KEY, ModelMeta
 
+# ImageNet statistics, as data_utils.augment.normalize (not imported: it needs torch)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
 
@@ -63,8 +64,7 @@ def predict_folder(model: Path, images: Path, batch: int = 64):
 
     for f in files:
         try:
-            pending.append((f, fit(open_rgb(f, draft=meta.input_size), meta.input_size,
-                                   meta.resize)))
+            pending.append((f, decode_file(f, meta.input_size, meta.resize)))
         except BadImage as err:
             skipped.append((f, err.reason))
         if len(pending) == batch:

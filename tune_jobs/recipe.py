@@ -10,11 +10,26 @@ import torch
 from torch import nn
 
 from data_utils.augment import AugmentConfig, BatchAugment
+from data_utils.dataset import PreparedData, prepare_data
+from data_utils.demo import demo_root
 from data_utils.loader import BatchLoader
 from data_utils.split import balanced_sample_weights, class_weights
-from tune_jobs.config import DataConfig
+from tune_jobs.config import Config, DataConfig
 from tune_jobs.engine import make_optimizer, make_schedule
 from tune_jobs.space import TrainParams
+
+
+def data_path(cfg: Config) -> str:
+    return str(cfg.data.path or demo_root())
+
+
+def prepare_run_data(cfg: Config, size: int, progress: bool = True) -> PreparedData:
+    """The run's data at `size`, split the same way by the search and the final job (the
+    held-out test rows depend on every one of these settings)."""
+    return prepare_data(data_path(cfg), size, mode=cfg.data.resize,
+                        val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
+                        seed=cfg.search.seed, cache_dir=cfg.data.cache_dir,
+                        workers=cfg.data.workers, progress=progress)
 
 
 @dataclass

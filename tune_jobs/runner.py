@@ -11,11 +11,10 @@ from pathlib import Path
 
 import optuna
 
-from data_utils.dataset import prepare_data
-from data_utils.demo import demo_root
 from data_utils.skips import DataError
 from tune_jobs.config import Config, ConfigError
 from tune_jobs.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
+from tune_jobs.recipe import data_path, prepare_run_data
 from tune_jobs.space import define_by_run, tune_domains
 from tune_jobs.storage import mask_url, open_storage, resolve_storage_url
 from tune_jobs.trainable import SplitArrays, TrialData, train_candidate
@@ -74,22 +73,16 @@ SEARCHERS: dict[str, tuple[Callable, Objective]] = {
 
 def prepare_trial_data(cfg: Config) -> TrialData:
     """Decode the data once per image size of the space (the caches persist across runs)."""
-    path = cfg.data.path or demo_root()
     train, val, classes = {}, {}, None
     for size in sorted(set(cfg.space.train.image_size)):
-        data = prepare_data(path, size, mode=cfg.data.resize, val_fraction=cfg.data.val_fraction,
-                            test_fraction=cfg.data.test_fraction, seed=cfg.search.seed,
-                            cache_dir=cfg.data.cache_dir, workers=cfg.data.workers,
-                            progress=True)
+        data = prepare_run_data(cfg, size)  # logs its class counts and skips
         classes = data.classes
         train[size] = SplitArrays(data.train.images, data.train.labels)
         val[size] = SplitArrays(data.val.images, data.val.labels)
-        if size == min(cfg.space.train.image_size):
-            log.info("data from %s:\n%s", path, data.summary())
     if classes is None:
         raise DataError("space.train.image_size lists no image size")
     return TrialData(cfg, classes, train, val, extra={"test_source": data.test_source,
-                                                      "data_path": str(path)})
+                                                      "data_path": data_path(cfg)})
 
 
 def check_reference(cfg: Config) -> None:
