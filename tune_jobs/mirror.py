@@ -127,11 +127,16 @@ class MirroredOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
+        stored = {t._trial_id: t for t in self._ot_study.get_trials(deepcopy=False)}
+        # Trials the killed driver finished in the study after Tune's last state save: Tune
+        # runs them again, but their record is final and must not be touched.
+        self._completed_trials |= {tid for tid, ot in self._ot_trials.items()
+                                   if stored[ot._trial_id].state.is_finished()}
         owned = {t._trial_id for t in self._ot_trials.values()}
         self._orphans = [
-            t._trial_id for t in self._ot_study.get_trials(deepcopy=False,
-                                                            states=(TrialState.RUNNING,))
-            if t.user_attrs.get(self.RUN_ATTR) == self._run_id and t._trial_id not in owned
+            t._trial_id for t in stored.values()
+            if t.state == TrialState.RUNNING and t._trial_id not in owned
+            and t.user_attrs.get(self.RUN_ATTR) == self._run_id
         ]
         if self._orphans:
             log.info("adopting %d trial(s) left running by the interrupted driver",
