@@ -42,8 +42,10 @@ def ray_local():
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0,
-                                                            "include_dashboard": False})
+    # metrics flushed each second (default 10 s) so tests can read the live gauges
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": False,
+        "_system_config": {"metrics_report_interval_ms": 1000}})
     workers = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)

@@ -2,9 +2,11 @@
 real PostgreSQL (from .ci/run) or SQLite."""
 
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -67,6 +69,29 @@ def test_ci_search_in_postgres(tmp_path, cache_dir, ray_local, postgres_url) -> 
     assert (tmp_path / "trials.csv").read_text().count("\n") == 1 + cfg.search.num_samples
 
 
+def _live_metrics(study: str, timeout: float = 20.0) -> dict[str, float]:
+    """The driver's `ray_litesearch_*` gauges for `study`, scraped from the nodes' Prometheus
+    endpoints (as a dashboard's Prometheus would), once the final values have been flushed."""
+    import ray
+
+    ports = [n["MetricsExportPort"] for n in ray.nodes() if n["Alive"]]
+    line = re.compile(r"^ray_(litesearch_\w+)\{(.*)\} (\S+)$", re.M)
+    deadline, seen = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        seen = {}
+        for port in ports:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+            for name, labels, value in line.findall(text.decode()):
+                tags = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+                if tags.get("study") == study:
+                    seen[f"{name}/{tags['state']}" if "state" in tags else name] = float(value)
+        if seen.get("litesearch_trials/running", 1) == 0:
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"no final litesearch metrics for study {study} within {timeout} s: "
+                         f"{seen}")
+
+
 @pytest.mark.parametrize("algorithm", ["hyperopt", "random"])
 def test_other_searchers_record_the_same_shape_in_sqlite(tmp_path, cache_dir, ray_local,
                                                          algorithm, monkeypatch) -> None:
@@ -74,6 +99,18 @@ def test_other_searchers_record_the_same_shape_in_sqlite(tmp_path, cache_dir, ra
     cfg, grid, study = _search(tmp_path, cache_dir, f"search.algorithm={algorithm}")
     assert (tmp_path / "study.db").is_file()  # no URL: SQLite in the run folder
     _check_record_shape(cfg, grid, study)
+
+    # the live Ray metrics a dashboard shows agree with the study
+    live = _live_metrics(study.study_name)
+    trials = study.get_trials(deepcopy=False)
+    assert live["litesearch_trials/completed"] == sum(t.state == TrialState.COMPLETE
+                                                      for t in trials)
+    assert live["litesearch_trials/pruned"] == sum(t.state == TrialState.PRUNED for t in trials)
+    assert live["litesearch_trials/failed"] == 0
+    assert live["litesearch_best_score"] == pytest.approx(
+        min(v for t in trials for v in t.intermediate_values.values()))
+    assert live["litesearch_epochs_total"] == sum(t.user_attrs["epochs_done"] for t in trials)
+    assert live["litesearch_epochs_per_second"] > 0
 
 
 def test_a_budget_no_candidate_meets_is_recorded_not_trained(tmp_path, cache_dir,

@@ -135,6 +135,9 @@ class SearchConfig(Strict):
     seed: int = 0
     storage: str | None = None  # None: $LITESEARCH_STORAGE, else SQLite in the run folder
     study: str = "litesearch"
+    # Tune's experiment and trial checkpoints. None: $LITESEARCH_RESULTS, else OUTPUT/ray.
+    # On a cluster every node must reach it: an s3://bucket/prefix URI or a shared folder.
+    results_path: str | None = None
     max_failures: int = Field(1, ge=0, description="retries of a trial whose worker died")
 
 

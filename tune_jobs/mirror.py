@@ -34,7 +34,7 @@ log = logging.getLogger("litesearch.mirror")
 STEP = "training_iteration"
 FAILED_OUTCOMES = {"error", "nan_loss", "oom"}
 METRIC_ATTRS = ("score", "f1", "accuracy", "loss", "val_loss", "epoch", "params", "macs",
-                "latency_ratio", "latency_ms", "reference_ms", "image_size", "node",
+                "latency_ratio", "latency_ms", "reference_ms", "image_size", "node", "node_id",
                 "trial_dir", "wall_seconds",
                 "images_per_second")
 

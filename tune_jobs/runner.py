@@ -20,6 +20,7 @@ from tune_jobs.storage import mask_url, open_storage, resolve_storage_url
 from tune_jobs.trainable import SplitArrays, TrialData, train_candidate
 
 log = logging.getLogger("litesearch.search")
+RESULTS_ENV = "LITESEARCH_RESULTS"
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,17 @@ def _scheduler(cfg: Config):
                          reduction_factor=s.reduction_factor)
 
 
+def results_path(cfg: Config, output: Path) -> str:
+    """Where Tune keeps the experiment: the config's, else $LITESEARCH_RESULTS (a cluster's
+    head exports it), else the run folder. A URI (s3://...) passes through unchanged."""
+    path = cfg.search.results_path or os.environ.get(RESULTS_ENV) or str(output / "ray")
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
 def _callbacks(cfg: Config, output: Path, storage, record: RecordContext, objective: Objective):
-    callbacks = []
+    from tune_jobs.live import LiveMetrics
+
+    callbacks = [LiveMetrics(cfg.search.study, cfg.scheduler.max_epochs)]
     if cfg.search.algorithm == "hyperopt":
         study = optuna.create_study(study_name=cfg.search.study, storage=storage,
                                     load_if_exists=True, **study_direction_kwargs(objective))
@@ -190,16 +200,16 @@ def run_search(cfg: Config, resume: bool = False):
     init_ray(cfg)
     resources = {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(train_candidate, data=data), resources)
-    ray_dir = output / "ray"
-    experiment = ray_dir / cfg.search.study
-    if resume and tune.Tuner.can_restore(str(experiment)):
+    ray_dir = results_path(cfg, output)
+    experiment = f"{ray_dir.rstrip('/')}/{cfg.search.study}"
+    if resume and tune.Tuner.can_restore(experiment):
         log.info("resuming %s", experiment)
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True,
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:
         if resume:
             log.warning("nothing to resume in %s; starting a new run", experiment)
-        searcher = build_searcher(cfg, storage, record, len(data.classes), str(experiment))
+        searcher = build_searcher(cfg, storage, record, len(data.classes), experiment)
         hyperopt = cfg.search.algorithm == "hyperopt"
         tuner = tune.Tuner(
             trainable,
@@ -212,7 +222,7 @@ def run_search(cfg: Config, resume: bool = False):
                 # import, no fetch of the shared data per trial
                 reuse_actors=True),
             run_config=tune.RunConfig(
-                name=cfg.search.study, storage_path=str(ray_dir),
+                name=cfg.search.study, storage_path=ray_dir,
                 failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=_callbacks(cfg, output, storage, record, objective),

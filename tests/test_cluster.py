@@ -1,0 +1,232 @@
+"""The cluster: both cluster configs pass Ray's own validation, and a search submitted as a Ray
+job to a real two-node cluster (`ray start --head` + `ray start --address`) runs its trials on
+both nodes, shows in the dashboard's REST API and lands in PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from conftest import REPO
+from tune_jobs.storage import open_storage
+
+CLUSTER_CONFIGS = [REPO / "cluster.yaml", REPO / "configs" / "cluster" / "local.yaml"]
+README_INSTALL = 'pip install -q -e ".[dev]"'
+
+
+def _ray_validate(config: dict) -> dict:
+    """What Ray's own tests do with its example YAMLs (python/ray/tests/
+    test_autoscaler_yaml.py): fill in the provider's defaults, then check the schema."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    return prepared
+
+
+@pytest.mark.parametrize("path", CLUSTER_CONFIGS, ids=lambda p: p.name)
+def test_cluster_config_passes_rays_validation(path: Path) -> None:
+    config = yaml.safe_load(path.read_text())
+    prepared = _ray_validate(config)
+    assert prepared["max_workers"] > 0, "no worker can join"
+
+    # what the cluster guide promises
+    text = path.read_text()
+    assert not re.search(r"postgres(ql)?://[^\s:@]+:[^\s@]+@", text), "a password in the file"
+    assert any(README_INSTALL in c for c in prepared["setup_commands"])
+    assert prepared["file_mounts"]["~/litesearch"] == "."
+    start_head = " ".join(prepared["head_start_ray_commands"])
+    assert ". ~/.litesearch/env" in start_head  # the head exports LITESEARCH_STORAGE to jobs
+    assert "--dashboard-host=127.0.0.1" in start_head  # reached by port forwarding only
+    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert "RAY_AUTH_MODE=token" in " ".join(prepared[commands])
+    setup = " ".join(prepared["head_setup_commands"])
+    script = REPO / "configs" / "cluster" / "head_postgres.sh"
+    assert "configs/cluster/head_postgres.sh" in setup and "LITESEARCH_RESULTS=" in setup
+    subprocess.run(["bash", "-n", str(script)], check=True)  # the head's script parses
+
+
+def test_a_broken_cluster_edit_fails_validation() -> None:
+    import jsonschema
+
+    config = yaml.safe_load(CLUSTER_CONFIGS[0].read_text())
+    config["available_node_types"]["gpu"]["min_workers"] = "two"
+    with pytest.raises(jsonschema.ValidationError, match="'two' is not of type 'integer'"):
+        _ray_validate(config)
+    config = yaml.safe_load(CLUSTER_CONFIGS[0].read_text())
+    config["head_node_type"] = "cpu_head"
+    with pytest.raises(ValueError, match="head_node_type"):
+        _ray_validate(config)
+
+
+# ------------------------------------------------------------------- a real two-node cluster
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+class LocalCluster:
+    """`ray start --head` and `ray start --address` as a user would type them, each with
+    `--block` so that stopping the process stops that node (never `ray stop`, which would stop
+    every Ray on the machine), every port chosen free, token authentication on."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.env, self.tmp, self.procs = env, tmp, []
+        (self.gcs, self.dashboard, self.head_metrics, self.worker_metrics,
+         *self.agent_ports) = _free_ports(10)
+
+    def _node_ports(self, i: int) -> list[str]:
+        listen, grpc, runtime_env = self.agent_ports[3 * i: 3 * i + 3]
+        return [f"--dashboard-agent-listen-port={listen}", f"--dashboard-agent-grpc-port={grpc}",
+                f"--runtime-env-agent-port={runtime_env}"]
+
+    def _start(self, name: str, args: list[str]) -> None:
+        log = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        self.procs.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "ray"), "start", "--block", "--disable-usage-stats",
+             *args], env=self.env, stdout=log, stderr=subprocess.STDOUT))
+
+    def start(self) -> None:
+        self._start("head", ["--head", f"--port={self.gcs}", "--num-cpus=1", "--num-gpus=0",
+                             "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                             f"--dashboard-port={self.dashboard}",
+                             f"--metrics-export-port={self.head_metrics}",
+                             *self._node_ports(0)])
+        self.wait_nodes(1)
+        # its own temp folder: two nodes on one machine would otherwise share (and clean up)
+        # one runtime-env folder, deleting the job's working directory under the driver
+        self.worker_tmp = tempfile.mkdtemp(prefix="rw")  # short: Unix socket paths are short
+        self._start("worker", [f"--address=127.0.0.1:{self.gcs}", "--num-cpus=1",
+                               f"--temp-dir={self.worker_tmp}",
+                               f"--metrics-export-port={self.worker_metrics}",
+                               *self._node_ports(1)])
+        self.wait_nodes(2)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard}"
+
+    def get(self, path: str, token: str | None = "env") -> dict:
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {self.env['RAY_AUTH_TOKEN']}"
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.loads(reply.read())
+
+    def alive_nodes(self) -> list[dict]:
+        reply = self.get("/api/v0/nodes?detail=1&limit=100")
+        return [n for n in reply["data"]["result"]["result"] if n["state"] == "ALIVE"]
+
+    def wait_nodes(self, n: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"ray start exited: {self.logs()}")
+            try:
+                if len(self.alive_nodes()) >= n:
+                    return
+            except (urllib.error.URLError, ConnectionError, KeyError, TimeoutError):
+                pass  # the dashboard is still starting
+            time.sleep(1)
+        raise TimeoutError(f"{n} Ray nodes not alive after {timeout} s: {self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text()[-3000:] for p in sorted(self.tmp.glob("*.log")))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):  # workers first, then the head
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(getattr(self, "worker_tmp", ""), ignore_errors=True)
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path, postgres_url, cache_dir):
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ,
+           "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex,
+           # what the cluster's head exports to every job (configs/cluster/head_postgres.sh)
+           "LITESEARCH_STORAGE": postgres_url, "LITESEARCH_CACHE": str(cache_dir),
+           "LITESEARCH_RESULTS": str(tmp_path / "results")}
+    env.pop("RAY_ADDRESS", None)
+    cluster = LocalCluster(tmp_path, env)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.postgres
+def test_search_submitted_as_a_job_to_a_two_node_cluster(two_node_cluster, tmp_path,
+                                                         postgres_url) -> None:
+    cluster = two_node_cluster
+    study = f"job-{uuid.uuid4().hex[:8]}"
+    submit = subprocess.run(
+        ["ray", "job", "submit", "--address", cluster.url, "--working-dir", str(REPO),
+         "--submission-id", study, "--no-wait", "--",
+         "python", "tune_jobs/search.py", "--config", "configs/ci.yaml", "--study", study,
+         "--output", str(tmp_path / "run")],
+        env=cluster.env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+
+    # follow it through the Jobs REST API, as the SDK and the dashboard do (with the token)
+    deadline = time.monotonic() + 300
+    while (status := cluster.get(f"/api/jobs/{study}")["status"]) in {"PENDING", "RUNNING"}:
+        assert time.monotonic() < deadline, "the job did not finish in 5 minutes"
+        time.sleep(2)
+    logs = cluster.get(f"/api/jobs/{study}/logs")["logs"]
+    assert status == "SUCCEEDED", logs[-5000:]
+
+    # the job's logs show the trials, and never the database password
+    assert "Number of trials: 6/6 (6 TERMINATED)" in logs and "train_candidate_" in logs
+    assert "(COMPLETE first, by score; lower is better)" in logs  # the console summary
+    password = re.search(r"://[^:]+:([^@]+)@", postgres_url).group(1)
+    assert password not in logs
+
+    # the dashboard's REST API (token required) lists the job and both nodes
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        cluster.get("/api/jobs/", token=None)
+    jobs = {j["submission_id"]: j for j in cluster.get("/api/jobs/")}
+    assert jobs[study]["status"] == "SUCCEEDED"
+    nodes = cluster.alive_nodes()
+    assert len(nodes) == 2 and sum(n["is_head_node"] for n in nodes) == 1
+
+    # the study is in PostgreSQL with every trial, run on both nodes
+    record = optuna.load_study(study_name=study, storage=open_storage(postgres_url))
+    trials = record.get_trials(deepcopy=False)
+    assert len(trials) == 6
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert {t.user_attrs["node_id"] for t in trials} == {n["node_id"] for n in nodes}
+    # trial results went to the results path the head exports
+    assert (Path(cluster.env["LITESEARCH_RESULTS"]) / study).is_dir()

@@ -1,0 +1,112 @@
+"""Live search metrics for the Ray dashboard: trials by state, best score so far, epochs per
+second, exported from the driver as Ray metrics (`ray.util.metrics`).
+
+Ray serves them in Prometheus format on every node's metrics port (`ray start
+--metrics-export-port`), under the names `ray_litesearch_*`, tagged with the study; the
+dashboard's Metrics tab shows them once Prometheus and Grafana are attached (`ray metrics
+launch-prometheus`), and `curl HEAD:PORT/metrics | grep litesearch` shows them without.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from ray.tune import Callback
+
+STATES = ("running", "completed", "pruned", "failed")
+WINDOW_S = 60.0  # epochs per second over the last minute: what the cluster does now
+
+
+def final_state(result: dict | None, max_epochs: int) -> str:
+    """How a trial ended, from its last result: the same reading as the study mirror."""
+    result = result or {}
+    outcome = result.get("outcome", "trained")
+    if outcome == "trained":
+        return "completed" if result.get("epoch", 0) >= max_epochs else "pruned"
+    return "pruned" if outcome == "over_budget" else "failed"
+
+
+class LiveMetrics(Callback):
+    """Keeps one state per trial (so a retried trial is counted once) and sets the gauges
+    from the counts after every event."""
+
+    def __init__(self, study: str, max_epochs: int) -> None:
+        self.study, self.max_epochs = study, max_epochs
+        self.states: dict[str, str] = {}
+        self.best: float | None = None
+        self.epochs_total = 0
+        self._epoch_times: deque[float] = deque()
+        self._gauges: dict | None = None
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state; metric handles stay behind
+        # and are made again on first use after a restore
+        return {**self.__dict__, "_gauges": None}
+
+    def gauges(self) -> dict:
+        if self._gauges is None:
+            from ray.util.metrics import Gauge
+
+            study = ("study",)
+            self._gauges = {
+                "trials": Gauge("litesearch_trials", "trials by state",
+                                tag_keys=("study", "state")),
+                "best": Gauge("litesearch_best_score",
+                              "lowest score reported so far (any trial, any epoch)",
+                              tag_keys=study),
+                "rate": Gauge("litesearch_epochs_per_second",
+                              f"trial epochs finished per second over the last {WINDOW_S:.0f} s",
+                              tag_keys=study),
+                "epochs": Gauge("litesearch_epochs_total", "trial epochs finished",
+                                tag_keys=study),
+            }
+        return self._gauges
+
+    def setup(self, **info) -> None:
+        self._publish()
+
+    # --------------------------------------------------------------------- Tune's hooks
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._set(trial.trial_id, "running")
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        self._set(trial.trial_id, "running")  # a lost worker: retried, not a new trial
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        score = result.get("score")
+        if score is not None and score == score and (self.best is None or score < self.best):
+            self.best = float(score)
+        if result.get("outcome", "trained") == "trained" and result.get("epoch", 0) > 0:
+            self.epochs_total += 1
+            self._epoch_times.append(time.monotonic())
+        self._publish()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._set(trial.trial_id, final_state(trial.last_result, self.max_epochs))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._set(trial.trial_id, "failed")
+
+    # ------------------------------------------------------------------------ helpers
+    def counts(self) -> dict[str, int]:
+        return {s: sum(v == s for v in self.states.values()) for s in STATES}
+
+    def epochs_per_second(self) -> float:
+        now = time.monotonic()
+        while self._epoch_times and now - self._epoch_times[0] > WINDOW_S:
+            self._epoch_times.popleft()
+        return len(self._epoch_times) / WINDOW_S
+
+    def _set(self, trial_id: str, state: str) -> None:
+        self.states[trial_id] = state
+        self._publish()
+
+    def _publish(self) -> None:
+        g, tags = self.gauges(), {"study": self.study}
+        for state, n in self.counts().items():
+            g["trials"].set(n, tags=tags | {"state": state})
+        if self.best is not None:
+            g["best"].set(self.best, tags=tags)
+        g["rate"].set(self.epochs_per_second(), tags=tags)
+        g["epochs"].set(self.epochs_total, tags=tags)
