@@ -230,3 +230,52 @@ def test_search_submitted_as_a_job_to_a_two_node_cluster(two_node_cluster, tmp_p
     assert {t.user_attrs["node_id"] for t in trials} == {n["node_id"] for n in nodes}
     # trial results went to the results path the head exports
     assert (Path(cluster.env["LITESEARCH_RESULTS"]) / study).is_dir()
+    # optuna-dashboard on the same database serves the same trials
+    served = _dashboard_trials(postgres_url, study)
+    assert sorted(t["number"] for t in served) == sorted(t.number for t in trials)
+
+
+def _dashboard_trials(url: str, study_name: str) -> list[dict]:
+    """Start tune_jobs/dashboard.py (optuna-dashboard) on `url` and read a study's trials
+    through its HTTP API, as the web page does."""
+    (port,) = _free_ports(1)
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tune_jobs" / "dashboard.py"), "--storage", url,
+         "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/studies", timeout=5) as reply:
+                    studies = json.loads(reply.read())["study_summaries"]
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "optuna-dashboard did not start"
+                time.sleep(0.5)
+        (summary,) = [s for s in studies if s["study_name"] == study_name]
+        with urllib.request.urlopen(f"{base}/api/studies/{summary['study_id']}?after=0",
+                                    timeout=10) as reply:
+            return json.loads(reply.read())["trials"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_optuna_dashboard_serves_the_study(tmp_path) -> None:
+    """tune_jobs/dashboard.py (optuna-dashboard) on a search's study: its API lists the study
+    and every trial with the state the study holds."""
+    from tune_jobs.storage import open_storage as _open
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="dash", storage=_open(url))
+    for x in range(5):
+        trial = study.ask()
+        trial.report(1.0 - 0.1 * x, step=1)
+        if x % 2:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            study.tell(trial, 0.5 + x)
+    served = _dashboard_trials(url, "dash")
+    assert [t["state"] for t in served] == [t.state.name.capitalize() for t in study.trials]

@@ -204,3 +204,23 @@ def test_training_check_flags_a_run_that_did_not_learn() -> None:
     assert training_check([{"loss": 1.7}, {"loss": 1.2}, {"loss": 0.9}])["trained"]
     stalled = training_check([{"loss": 1.73}, {"loss": 13.6}, {"loss": 1.85}])
     assert not stalled["trained"] and stalled["last_loss"] == 1.85
+
+
+def test_the_final_job_runs_as_a_ray_task_on_a_gpu_node(finished_run, tmp_path, ray_local):
+    """`final.py --gpus 1` on a cluster: the retrain runs on a worker holding a (logical) GPU,
+    from an in-memory copy of the study, and its artifacts come back to the driver."""
+    from tune_jobs.final_remote import run_final_on_cluster
+
+    _, study, local = finished_run
+    _, workers = ray_local
+    metrics = run_final_on_cluster(study, tmp_path, FinalOptions(epochs=2, progress=False),
+                                   gpus=1)
+    assert metrics["ran_on"]["gpu_ids"], "the task held no GPU"
+    assert metrics["ran_on"]["node_id"] in {w.node_id for w in workers}
+    assert metrics["chosen"]["number"] == local["chosen"]["number"]
+    final = tmp_path / "final"
+    for name in ("model.onnx", "model.ts", "model.pt", "spec.yaml", "report.md",
+                 "metrics.json", "pareto.png", "confusion.png"):
+        assert (final / name).stat().st_size > 0, name
+    assert not list(final.glob("checkpoint*"))
+    assert json.loads((final / "metrics.json").read_text())["epochs"] == 2

@@ -233,3 +233,70 @@ def test_wandb_offline_writes_one_run_per_trial_in_the_run_folder(tmp_path, cach
     _search(tmp_path, cache_dir, "tracking.wandb=offline", "search.num_samples=2")
     runs = list((tmp_path / "wandb").glob("offline-run-*/*.wandb"))
     assert len(runs) == 2
+
+
+@pytest.mark.parametrize("max_failures", [1, 0])
+def test_a_worker_node_lost_mid_search_loses_no_trial(tmp_path, cache_dir, ray_local,
+                                                      max_failures) -> None:
+    """Remove a worker node while its trial trains: the search finishes, the study holds every
+    trial in a final state, and the lost trial was retried elsewhere from its checkpoint
+    (search.max_failures=1) or recorded as FAIL with the reason (max_failures=0)."""
+    import threading
+
+    import ray
+
+    cluster, workers = ray_local
+    doomed = workers[0]
+    study_name = f"t-{uuid.uuid4().hex[:8]}"
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    removed = threading.Event()
+
+    def remove_when_training() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                trials = optuna.load_study(study_name=study_name, storage=storage).trials
+            except KeyError:  # the study is not created yet
+                trials = []
+            # one CPU per worker node and none on the head: two trials training at once
+            # means one of them trains on the doomed node
+            training = [t for t in trials
+                        if t.state == TrialState.RUNNING and t.intermediate_values]
+            if len(training) >= 2:
+                cluster.remove_node(doomed)
+                removed.set()
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=remove_when_training, daemon=True)
+    watcher.start()
+    cfg = load_config("ci.yaml", [f"output={tmp_path}", f"search.study={study_name}",
+                                  f"data.cache_dir={cache_dir}", "search.num_samples=6",
+                                  f"search.max_failures={max_failures}", "scheduler.max_epochs=6",
+                                  "scheduler.early_stopping=false",
+                                  f"search.storage=sqlite:///{tmp_path / 'study.db'}"])
+    try:
+        grid, _ = run_search(cfg)
+        watcher.join(timeout=5)
+        assert removed.is_set(), "no trial trained on the worker to remove"
+        trials = optuna.load_study(study_name=study_name, storage=storage).trials
+        assert len(trials) == 6 == len(grid)
+        assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
+        for t in trials:
+            if t.state == TrialState.COMPLETE:  # every epoch's score is there, retried or not
+                assert sorted(t.intermediate_values) == list(range(1, 7))
+            else:
+                assert t.user_attrs["outcome"] == "worker_lost", t.user_attrs
+        lost = doomed.node_id
+        moved = [r for r in grid if r.error is None and r.metrics["node_id"] != lost
+                 and lost in set(r.metrics_dataframe["node_id"])]
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        if max_failures:
+            assert moved and not failed, "the lost node's trial was not retried elsewhere"
+        else:
+            assert failed and not moved, "the lost node's trial was not recorded as FAIL"
+    finally:
+        if removed.is_set():  # give the session's cluster its second worker back
+            workers[0] = cluster.add_node(num_cpus=1, num_gpus=1)
+            cluster.wait_for_nodes()
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 3

@@ -2,7 +2,7 @@
 
     python tune_jobs/final.py --study NAME [--storage URL] [--output DIR]
         [--trial N | --pareto --max-latency-ratio X] [--epochs N]
-        [--baselines mobilenet_v3_small,shufflenet_v2_x0_5] [--data PATH]
+        [--baselines mobilenet_v3_small,shufflenet_v2_x0_5] [--data PATH] [--gpus N]
 
 Writes OUTPUT/final/: spec.yaml, model.pt, model.ts, model.onnx, metrics.json, report.md and
 pareto.png, learning_curves.png, confusion.png.
@@ -34,6 +34,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "comma-separated (e.g. mobilenet_v3_small,shufflenet_v2_x0_5)")
     p.add_argument("--data", help="data path on this machine (default: the study's)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for latency")
+    p.add_argument("--gpus", type=float, default=0, help="run the retrain as a Ray task "
+                   "holding this many GPUs, on the cluster of $RAY_ADDRESS (as inside `ray job "
+                   "submit`) or a local Ray; 0 (default): in this process")
     return p
 
 
@@ -61,7 +64,17 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        metrics = run_final(study, output, opts)
+        if args.gpus > 0:
+            import os
+
+            import ray
+
+            from tune_jobs.final_remote import run_final_on_cluster
+
+            ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True)
+            metrics = run_final_on_cluster(study, output, opts, args.gpus)
+        else:
+            metrics = run_final(study, output, opts)
     except (ConfigError, DataError, NoCompleteTrial) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
