@@ -8,6 +8,8 @@ import platform
 from datetime import date
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def emit(benchmark: str, markdown: str, rows: list[dict], json_path: Path | None,
          **fields: object) -> dict:

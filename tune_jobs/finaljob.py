@@ -131,7 +131,7 @@ def training_check(history: list[dict]) -> dict:
     return {"first_loss": first, "last_loss": last, "trained": bool(last < 0.95 * first)}
 
 
-def _assess(model: nn.Module, data: PreparedData, meta: ModelMeta, cfg: Config,
+def assess(model: nn.Module, data: PreparedData, meta: ModelMeta, cfg: Config,
             reference: nn.Module, out: Path, name: str, threads: int,
             device: torch.device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,7 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> dict:
                           "latency_ratio": chosen.user_attrs.get("latency_ratio"),
                           "epochs_done": chosen.user_attrs.get("epochs_done"),
                           "params": chosen.params},
-               "model": _assess(model, data, meta, cfg, reference, final, "model",
+               "model": assess(model, data, meta, cfg, reference, final, "model",
                                 opts.threads, device) | {"training": training_check(history)},
                "baselines": {}}
     for name in opts.baselines:
@@ -213,7 +213,7 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> dict:
         run = retrain(net, images, labels, cand.train, cfg, len(data.classes), epochs,
                       final / f"checkpoint-{name}.pt", f"{name}-{recipe_id:08x}", device,
                       opts.progress)
-        metrics["baselines"][name] = _assess(net, data, meta, cfg, reference,
+        metrics["baselines"][name] = assess(net, data, meta, cfg, reference,
                                              final / "baselines", name, opts.threads, device)
         metrics["baselines"][name]["training"] = training_check(run)
     trials = study.get_trials(deepcopy=False)

@@ -1,0 +1,196 @@
+"""How much training ASHA saves: the best score found as a function of cumulative trial-epochs,
+for TPE and random search, each with ASHA early stopping and without, on the same data, space,
+seeds and trial budget.
+
+The unit is the trial-epoch (one epoch of one trial), not seconds, so the comparison holds on a
+busy machine. A trial's score counts once it has trained to max_epochs (a score at an early rung
+is not comparable with a finished one). The headline: the trial-epochs TPE + ASHA spends before it
+finds a score at least as good as the best of TPE without early stopping, divided by the
+trial-epochs TPE without early stopping spent to find that score (target: at most 0.25).
+
+    python benchmarks/asha_efficiency.py [--quick] [--data DIR] [--seeds 0 1 2] [--json FILE]
+        [--plot FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import REPO, emit
+from tune_jobs.config import load_config
+from tune_jobs.runner import run_search
+
+ARMS = (("tpe", True), ("tpe", False), ("random", True), ("random", False))
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int
+    max_epochs: int
+    grace_period: int  # ASHA's first rung; reduction factor 3
+    image_size: int
+
+
+QUICK = Budget(trials=8, max_epochs=5, grace_period=1, image_size=32)
+FULL = Budget(trials=20, max_epochs=9, grace_period=3, image_size=32)
+
+
+def arm_name(algorithm: str, early: bool) -> str:
+    return f"{algorithm} + {'ASHA' if early else 'no early stopping'}"
+
+
+def epoch_events(grid, max_epochs: int) -> list[tuple[float, float | None]]:
+    """One event per trained epoch of any trial, in the order they were reported:
+    (time, the score when that epoch finished a trial at max_epochs, else None)."""
+    events = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        if frame is None or frame.empty:
+            continue
+        for _, row in frame.iterrows():
+            if row.get("outcome", "trained") != "trained" or row.get("epoch", 0) < 1:
+                continue  # a rejected or failed trial's report: no epoch trained
+            done = row["epoch"] >= max_epochs
+            events.append((float(row["reported_at"]), float(row["score"]) if done else None))
+    return sorted(events, key=lambda e: e[0])
+
+
+def best_curve(events: list[tuple[float, float | None]]) -> list[tuple[int, float]]:
+    """(cumulative trial-epochs, best finished score so far) at each improvement."""
+    curve, best = [], None
+    for n, (_, score) in enumerate(events, start=1):
+        if score is not None and (best is None or score < best):
+            best = score
+            curve.append((n, best))
+    return curve
+
+
+def epochs_to_reach(curve: list[tuple[int, float]], target: float) -> int | None:
+    return next((n for n, best in curve if best <= target), None)
+
+
+def run_arm(algorithm: str, early: bool, seed: int, budget: Budget, data: Path,
+            root: Path) -> dict:
+    study = f"asha-{algorithm}-{'asha' if early else 'fifo'}-{seed}-{time.time_ns()}"
+    out = root / study
+    cfg = load_config("demo.yaml", [
+        f"data.path={data}", f"output={out}", f"search.study={study}",
+        f"search.storage=sqlite:///{out / 'study.db'}", f"search.algorithm={algorithm}",
+        f"search.seed={seed}", f"search.num_samples={budget.trials}",
+        f"scheduler.max_epochs={budget.max_epochs}",
+        f"scheduler.grace_period={budget.grace_period}",
+        "scheduler.reduction_factor=3", f"scheduler.early_stopping={str(early).lower()}",
+        f"space.train.image_size=[{budget.image_size}]"])
+    start = time.perf_counter()
+    grid, _ = run_search(cfg)
+    events = epoch_events(grid, budget.max_epochs)
+    curve = best_curve(events)
+    return {"arm": arm_name(algorithm, early), "algorithm": algorithm, "early_stopping": early,
+            "seed": seed, "trial_epochs": len(events), "wall_s": time.perf_counter() - start,
+            "best": curve[-1][1] if curve else None, "curve": curve}
+
+
+def summarize(runs: list[dict], seeds: list[int]) -> dict:
+    """Per seed: the epochs each arm needs to reach TPE-without-early-stopping's best, as a
+    ratio of what TPE without early stopping needed; then the spread over seeds."""
+    per_seed = []
+    for seed in seeds:
+        arms = {r["arm"]: r for r in runs if r["seed"] == seed}
+        reference = arms[arm_name("tpe", False)]
+        target = reference["best"]
+        ref_epochs = epochs_to_reach(reference["curve"], target)
+        row = {"seed": seed, "target": target, "reference_epochs": ref_epochs}
+        for name, r in arms.items():
+            needed = epochs_to_reach(r["curve"], target)
+            row[name] = {"epochs": needed, "ratio": needed / ref_epochs if needed else None,
+                         "best": r["best"], "trial_epochs": r["trial_epochs"]}
+        per_seed.append(row)
+    headline = [s[arm_name("tpe", True)]["ratio"] for s in per_seed]
+    reached = [x for x in headline if x is not None]
+    return {"per_seed": per_seed, "tpe_asha_ratio": headline,
+            "tpe_asha_ratio_median": statistics.median(reached) if reached else None,
+            "reached_in": f"{len(reached)} of {len(headline)} seeds"}
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = dict(zip([arm_name(a, e) for a, e in ARMS], ["C0", "C1", "C2", "C3"], strict=True))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labelled = set()
+    for r in runs:
+        if not r["curve"]:
+            continue
+        xs, ys = zip(*r["curve"], strict=True)
+        xs, ys = [*xs, r["trial_epochs"]], [*ys, ys[-1]]  # hold the best to the arm's end
+        ax.step(xs, ys, where="post", color=colors[r["arm"]], alpha=0.8,
+                label=None if r["arm"] in labelled else r["arm"])
+        labelled.add(r["arm"])
+    ax.set_xlabel("cumulative trial-epochs")
+    ax.set_ylabel("best score of a finished trial (lower is better)")
+    ax.set_title("ASHA efficiency, fmnist-taco6 (one line per seed)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def to_markdown(runs: list[dict], summary: dict, budget: Budget) -> str:
+    lines = [f"Budget: {budget.trials} trials of up to {budget.max_epochs} epochs at "
+             f"{budget.image_size} px per arm and seed; ASHA grace period "
+             f"{budget.grace_period}, reduction factor 3.", "",
+             "| seed | arm | trial-epochs | best score | epochs to reach TPE's best | ratio |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for s in summary["per_seed"]:
+        for arm in [arm_name(a, e) for a, e in ARMS]:
+            a = s[arm]
+            best = "-" if a["best"] is None else f"{a['best']:.4f}"
+            needed = "not reached" if a["epochs"] is None else str(a["epochs"])
+            ratio = "-" if a["ratio"] is None else f"{a['ratio']:.2f}"
+            lines.append(f"| {s['seed']} | {arm} | {a['trial_epochs']} | {best} | {needed} "
+                         f"| {ratio} |")
+    med = summary["tpe_asha_ratio_median"]
+    ratios = ", ".join("not reached" if x is None else f"{x:.2f}"
+                       for x in summary["tpe_asha_ratio"])
+    lines += ["", f"TPE + ASHA / TPE without early stopping, trial-epochs to the latter's best: "
+              f"{ratios} (median {'-' if med is None else f'{med:.2f}'}; reached in "
+              f"{summary['reached_in']}; target <= 0.25)."]
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help=f"one seed, {QUICK.trials} trials of {QUICK.max_epochs} epochs")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fmnist-taco6")
+    p.add_argument("--seeds", type=int, nargs="+", help="default: 0 (quick) or 0 1 2")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--plot", type=Path, help="PNG of best score vs trial-epochs")
+    return p
+
+
+def main(args: argparse.Namespace) -> dict:
+    os.environ.setdefault("LITESEARCH_CACHE", str(Path.home() / ".cache" / "litesearch"))
+    budget = QUICK if args.quick else FULL
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [run_arm(a, e, seed, budget, args.data.resolve(), Path(tmp))
+                for seed in seeds for a, e in ARMS]
+    summary = summarize(runs, seeds)
+    if args.plot:
+        plot(runs, args.plot)
+    return emit("asha_efficiency", to_markdown(runs, summary, budget), runs, args.json,
+                data=str(args.data), budget=budget.__dict__, seeds=seeds, summary=summary)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
