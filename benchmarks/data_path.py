@@ -46,6 +46,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 96])
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path")
     parser.add_argument("--quick", action="store_true", help="one timed epoch per path")
+    parser.add_argument("--device", default="cpu", help="where the cache path's batches and "
+                        "the training step run (cpu, cuda)")
     parser.add_argument("--json", type=Path, help="write the results here")
     return parser
 
@@ -62,29 +64,37 @@ def seed_epoch(root: Path, size: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def cache_epoch(loader: BatchLoader) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # kernels run asynchronously: time them to the end
+        torch.cuda.synchronize(device)
+
+
+def cache_epoch(loader: BatchLoader, device: torch.device) -> float:
     start = time.perf_counter()
     n = sum(len(y) for _, y in loader)
+    _sync(device)
     return n / (time.perf_counter() - start)
 
 
-def train_step_seconds(size: int, repeats: int) -> float:
+def train_step_seconds(size: int, repeats: int, device: torch.device) -> float:
     """Median seconds of one forward+backward+SGD step of the baseline preset, batch 128."""
-    model = models.build("baseline", num_classes=6, input_size=size)
+    model = models.build("baseline", num_classes=6, input_size=size).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(BATCH, 3, size, size), torch.randint(0, 6, (BATCH,))
+    x = torch.randn(BATCH, 3, size, size, device=device)
+    y = torch.randint(0, 6, (BATCH,), device=device)
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
+        _sync(device)
         if i:  # the first step warms up
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def run_size(root: Path, size: int, repeats: int) -> dict:
+def run_size(root: Path, size: int, repeats: int, device: torch.device) -> dict:
     index = scan_folder(root)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -92,18 +102,18 @@ def run_size(root: Path, size: int, repeats: int) -> dict:
         build_s = time.perf_counter() - start
         loaders = {
             "same": BatchLoader(split.images, split.labels, BATCH, shuffle=True,
-                                augment=BatchAugment(SAME_AS_SEED)),
+                                augment=BatchAugment(SAME_AS_SEED), device=device),
             "full": BatchLoader(split.images, split.labels, BATCH, shuffle=True,
-                                augment=BatchAugment(AugmentConfig())),
+                                augment=BatchAugment(AugmentConfig()), device=device),
         }
         rates: dict[str, list[float]] = {"seed": [], "same": [], "full": []}
         for r in range(repeats):  # interleave the paths so machine noise hits all alike
             rates["seed"].append(seed_epoch(root, size))
             for name, loader in loaders.items():
                 loader.set_epoch(r)
-                rates[name].append(cache_epoch(loader))
+                rates[name].append(cache_epoch(loader, device))
     seed, same, full = (statistics.median(rates[k]) for k in ("seed", "same", "full"))
-    step = train_step_seconds(size, 5)
+    step = train_step_seconds(size, 5, device)
     data_per_batch = BATCH / full
     return {
         "size": size, "images": len(index), "seed_img_per_s": seed,
@@ -129,9 +139,11 @@ def to_markdown(rows: list[dict]) -> str:
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(2)
     repeats = 1 if args.quick else args.repeats
-    rows = [run_size(args.data, size, repeats) for size in args.sizes]
+    device = torch.device(args.device)
+    rows = [run_size(args.data, size, repeats, device) for size in args.sizes]
     return emit("data_path", to_markdown(rows), rows, args.json, data=str(args.data),
-                batch=BATCH, repeats=repeats, torch_threads=torch.get_num_threads())
+                batch=BATCH, repeats=repeats, torch_threads=torch.get_num_threads(),
+                device=str(device))
 
 
 if __name__ == "__main__":
