@@ -15,6 +15,7 @@ trial-epochs TPE without early stopping spent to find that score (target: at mos
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -76,13 +77,13 @@ def epochs_to_reach(curve: list[tuple[int, float]], target: float) -> int | None
 
 
 def run_arm(algorithm: str, early: bool, seed: int, budget: Budget, data: Path,
-            root: Path) -> dict:
+            root: Path, trials: int) -> dict:
     study = f"asha-{algorithm}-{'asha' if early else 'fifo'}-{seed}-{time.time_ns()}"
     out = root / study
     cfg = load_config("demo.yaml", [
         f"data.path={data}", f"output={out}", f"search.study={study}",
         f"search.storage=sqlite:///{out / 'study.db'}", f"search.algorithm={algorithm}",
-        f"search.seed={seed}", f"search.num_samples={budget.trials}",
+        f"search.seed={seed}", f"search.num_samples={trials}",
         f"scheduler.max_epochs={budget.max_epochs}",
         f"scheduler.grace_period={budget.grace_period}",
         "scheduler.reduction_factor=3", f"scheduler.early_stopping={str(early).lower()}",
@@ -92,7 +93,8 @@ def run_arm(algorithm: str, early: bool, seed: int, budget: Budget, data: Path,
     events = epoch_events(grid, budget.max_epochs)
     curve = best_curve(events)
     return {"arm": arm_name(algorithm, early), "algorithm": algorithm, "early_stopping": early,
-            "seed": seed, "trial_epochs": len(events), "wall_s": time.perf_counter() - start,
+            "seed": seed, "trials": trials, "trial_epochs": len(events),
+            "wall_s": time.perf_counter() - start,
             "best": curve[-1][1] if curve else None, "curve": curve}
 
 
@@ -144,10 +146,10 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def to_markdown(runs: list[dict], summary: dict, budget: Budget) -> str:
+def to_markdown(runs: list[dict], summary: dict, budget: Budget, asha_trials: int) -> str:
     lines = [f"Budget: {budget.trials} trials of up to {budget.max_epochs} epochs at "
-             f"{budget.image_size} px per arm and seed; ASHA grace period "
-             f"{budget.grace_period}, reduction factor 3.", "",
+             f"{budget.image_size} px per arm and seed ({asha_trials} for the ASHA arms); ASHA "
+             f"grace period {budget.grace_period}, reduction factor 3.", "",
              "| seed | arm | trial-epochs | best score | epochs to reach TPE's best | ratio |",
              "|---:|---|---:|---:|---:|---:|"]
     for s in summary["per_seed"]:
@@ -173,6 +175,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help=f"one seed, {QUICK.trials} trials of {QUICK.max_epochs} epochs")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fmnist-taco6")
     p.add_argument("--seeds", type=int, nargs="+", help="default: 0 (quick) or 0 1 2")
+    p.add_argument("--asha-trials", type=int, help="trials of the ASHA arms (default: the same "
+                   "trial budget as the others; more gives them the epochs they saved)")
+    p.add_argument("--reuse", type=Path, help="an earlier --json of the same budget and seeds: "
+                   "its runs of the arms without early stopping are taken, not run again")
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path, help="PNG of best score vs trial-epochs")
     return p
@@ -182,14 +188,26 @@ def main(args: argparse.Namespace) -> dict:
     os.environ.setdefault("LITESEARCH_CACHE", str(Path.home() / ".cache" / "litesearch"))
     budget = QUICK if args.quick else FULL
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    asha_trials = args.asha_trials or budget.trials
+    reused = []
+    if args.reuse:  # the expensive arms (every trial to max_epochs) from an earlier run
+        earlier = json.loads(args.reuse.read_text())
+        if earlier["budget"] != budget.__dict__:
+            raise SystemExit(f"{args.reuse}: budget {earlier['budget']} is not {budget.__dict__}")
+        reused = [r for r in earlier["rows"] if not r["early_stopping"] and r["seed"] in seeds]
+    have = {(r["algorithm"], r["seed"]) for r in reused}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [run_arm(a, e, seed, budget, args.data.resolve(), Path(tmp))
-                for seed in seeds for a, e in ARMS]
+        runs = reused + [
+            run_arm(a, e, seed, budget, args.data.resolve(), Path(tmp),
+                    asha_trials if e else budget.trials)
+            for seed in seeds for a, e in ARMS if e or (a, seed) not in have]
     summary = summarize(runs, seeds)
     if args.plot:
         plot(runs, args.plot)
-    return emit("asha_efficiency", to_markdown(runs, summary, budget), runs, args.json,
-                data=str(args.data), budget=budget.__dict__, seeds=seeds, summary=summary)
+    return emit("asha_efficiency", to_markdown(runs, summary, budget, asha_trials), runs,
+                args.json, data=str(args.data), budget=budget.__dict__, seeds=seeds,
+                asha_trials=asha_trials, reused=str(args.reuse) if args.reuse else None,
+                summary=summary)
 
 
 if __name__ == "__main__":

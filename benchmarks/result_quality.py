@@ -157,11 +157,15 @@ def main(args: argparse.Namespace) -> dict:
         if args.pareto:
             other, _ = choose_trial(study, FinalOptions(pareto=True,
                                                         max_latency_ratio=args.pareto))
-            plan.append((f"searched_pareto{args.pareto:g}", other, candidate_from_config(
-                other.params, cfg.space, spec.num_classes).train))
+            # the same trial again is a repeat (another initialisation): the F1 noise floor
+            label = ("searched_repeat" if other.number == chosen.number
+                     else f"searched_pareto{args.pareto:g}")
+            plan.append((label, other, candidate_from_config(other.params, cfg.space,
+                                                             spec.num_classes).train))
         plan += [(name, None, recipe) for name in BASELINES]
         rows, picked = [], {}
         for name, trial, params in plan:
+            torch.manual_seed(cfg.search.seed + len(rows))  # each row its own initialisation
             if trial is not None:
                 net = models.build_model(ModelSpec.from_yaml(trial.user_attrs["spec"]))
                 picked[name] = trial.number
@@ -169,7 +173,6 @@ def main(args: argparse.Namespace) -> dict:
                 preset, width = BASELINES[name]
                 net = models.build(preset, num_classes=spec.num_classes,
                                    input_size=params.image_size, width=width)
-            torch.manual_seed(cfg.search.seed)
             data = prepare_run_data(cfg, params.image_size, False)
             rows.append(train_and_assess(name, net, params, cfg, data, epochs, work,
                                          reference, args.threads))

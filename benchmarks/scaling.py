@@ -30,7 +30,8 @@ from tune_jobs.mirror import MirroredOptunaSearch, RecordContext
 from tune_jobs.storage import open_storage
 
 
-def trials_per_minute(slots: int, trials: int, seconds: float, epochs: int, root: Path) -> dict:
+def trials_per_minute(slots: int, trials: int, seconds: float, epochs: int, root: Path,
+                      keep: int) -> dict:
     study = f"scaling-{time.time_ns()}"
     url = f"sqlite:///{root / 'scaling.db'}"
     searcher = MirroredOptunaSearch(space=_Space(), metric="score", mode="min",
@@ -43,7 +44,7 @@ def trials_per_minute(slots: int, trials: int, seconds: float, epochs: int, root
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=trials,
                                     max_concurrent_trials=slots, reuse_actors=True),
         run_config=tune.RunConfig(name=study, storage_path=str(root), verbose=0,
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=keep)))
     start = time.perf_counter()
     grid = tuner.fit()
     wall = time.perf_counter() - start
@@ -52,7 +53,7 @@ def trials_per_minute(slots: int, trials: int, seconds: float, epochs: int, root
 
 
 def run_size(nodes: int, cpus: int, seconds: float, rounds: int, repeats: int,
-             root: Path) -> dict:
+             root: Path, keep: int) -> dict:
     cluster = Cluster(initialize_head=True,
                       head_node_args={"num_cpus": 0, "include_dashboard": False})
     for _ in range(nodes):
@@ -61,7 +62,7 @@ def run_size(nodes: int, cpus: int, seconds: float, rounds: int, repeats: int,
     ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
     try:
         slots = nodes * cpus
-        runs = [trials_per_minute(slots, rounds * slots, seconds, 4, root)
+        runs = [trials_per_minute(slots, rounds * slots, seconds, 4, root, keep)
                 for _ in range(repeats)]
     finally:
         ray.shutdown()
@@ -88,6 +89,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="2 s trials, one repeat")
     p.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--cpus-per-node", type=int, default=2)
+    p.add_argument("--keep", type=int, default=1, help="checkpoints kept per trial (Tune's "
+                   "num_to_keep; each trial checkpointing that often forces an experiment "
+                   "snapshot in the driver)")
     p.add_argument("--json", type=Path)
     return p
 
@@ -97,10 +101,10 @@ def main(args: argparse.Namespace) -> dict:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     seconds, rounds, repeats = (2.0, 3, 1) if args.quick else (5.0, 4, 3)
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_size(n, args.cpus_per_node, seconds, rounds, repeats, Path(tmp))
+        rows = [run_size(n, args.cpus_per_node, seconds, rounds, repeats, Path(tmp), args.keep)
                 for n in args.nodes]
     return emit("scaling", to_markdown(rows), rows, args.json,
-                cpus_per_node=args.cpus_per_node, repeats=repeats)
+                cpus_per_node=args.cpus_per_node, repeats=repeats, keep=args.keep)
 
 
 if __name__ == "__main__":
