@@ -163,7 +163,7 @@ def main(args: argparse.Namespace) -> dict:
             plan.append((label, other, candidate_from_config(other.params, cfg.space,
                                                              spec.num_classes).train))
         plan += [(name, None, recipe) for name in BASELINES]
-        rows, picked = [], {}
+        rows, picked, prepared = [], {}, {}
         for name, trial, params in plan:
             torch.manual_seed(cfg.search.seed + len(rows))  # each row its own initialisation
             if trial is not None:
@@ -173,7 +173,9 @@ def main(args: argparse.Namespace) -> dict:
                 preset, width = BASELINES[name]
                 net = models.build(preset, num_classes=spec.num_classes,
                                    input_size=params.image_size, width=width)
-            data = prepare_run_data(cfg, params.image_size, False)
+            if params.image_size not in prepared:  # rows share a size: scan and load once
+                prepared[params.image_size] = prepare_run_data(cfg, params.image_size, False)
+            data = prepared[params.image_size]
             rows.append(train_and_assess(name, net, params, cfg, data, epochs, work,
                                          reference, args.threads))
             print(f"{name}: F1 {rows[-1]['f1']:.4f}, ORT {rows[-1]['onnxruntime_ms']:.3f} ms",

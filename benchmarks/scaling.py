@@ -25,7 +25,7 @@ from ray import tune
 from ray.cluster_utils import Cluster
 
 from common import emit
-from search_overhead import _Space, sleeper
+from search_overhead import SleeperSpace, sleeper
 from tune_jobs.mirror import MirroredOptunaSearch, RecordContext
 from tune_jobs.storage import open_storage
 
@@ -34,7 +34,7 @@ def trials_per_minute(slots: int, trials: int, seconds: float, epochs: int, root
                       keep: int) -> dict:
     study = f"scaling-{time.time_ns()}"
     url = f"sqlite:///{root / 'scaling.db'}"
-    searcher = MirroredOptunaSearch(space=_Space(), metric="score", mode="min",
+    searcher = MirroredOptunaSearch(space=SleeperSpace(), metric="score", mode="min",
                                     storage=open_storage(url), study_name=study,
                                     record=RecordContext(("score",), epochs, None, 6),
                                     run_id=study)

@@ -37,7 +37,9 @@ def sleeper(config: dict) -> None:
                         checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-class _Space:
+class SleeperSpace:
+    """The sleeper's one drawn value (a class: OptunaSearch pickles its space)."""
+
     def __call__(self, trial):
         trial.suggest_float("x", 0.0, 1.0)
         return {}
@@ -51,7 +53,7 @@ def run(variant: str, n: int, seconds: float, epochs: int, concurrency: int,
     if variant != "plain":
         study = f"overhead-{variant}-{time.time_ns()}"
         record = RecordContext(("score",), epochs, None, 6)  # no space: specs are not rebuilt
-        search_alg = MirroredOptunaSearch(space=_Space(), metric="score", mode="min",
+        search_alg = MirroredOptunaSearch(space=SleeperSpace(), metric="score", mode="min",
                                           storage=open_storage(storage_url), study_name=study,
                                           record=record, run_id=study)
         param_space = constants
