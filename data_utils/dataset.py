@@ -14,7 +14,7 @@ import numpy as np
 
 from data_utils.cache import DecodedSplit, build_cache, cache_bytes
 from data_utils.folder import scan_dataset
-from data_utils.skips import SkipLog
+from data_utils.skips import DataError, SkipLog
 from data_utils.split import class_counts, stratified_split
 
 log = logging.getLogger("litesearch.data")
@@ -53,6 +53,22 @@ class PreparedData:
         return "\n".join(rows)
 
 
+def check_enough_images(split: DecodedSplit, found: list[int], need: int, root: Path,
+                        splits: str) -> None:
+    """Every class must keep `need` usable images after the skips (one per split it feeds),
+    or the search would start and every trial fail on an empty split: a `DataError` naming
+    the classes, their counts and what to do, before any trial."""
+    usable = class_counts(split.labels, len(split.classes))
+    short = [(c, int(usable[i]), found[i]) for i, c in enumerate(split.classes)
+             if usable[i] < need]
+    if short:
+        rows = "\n".join(f"  {c}: {u} usable of {f} image file(s)" for c, u, f in short)
+        raise DataError(
+            f"{root}: too few usable images; each class needs at least {need} ({splits}):\n"
+            f"{rows}\nadd readable images to these class folders or remove the folders "
+            "(the skipped files and why are logged above)")
+
+
 def prepare_data(
     path: str | Path,
     size: int,
@@ -87,7 +103,12 @@ def prepare_data(
         if leaked.any():
             train = train.subset(np.flatnonzero(~leaked))
     source = "folder" if test is not None else "none"
-    if test is None and test_fraction > 0:
+    holdout = test is None and test_fraction > 0
+    found = class_counts(np.asarray(folders.train.labels), len(folders.train.classes)).tolist()
+    check_enough_images(train, found, 3 if holdout else 2, folders.train.root,
+                        "train, validation" + (" and the held-out test split" if holdout
+                                               else ""))
+    if holdout:
         rest, held_out = stratified_split(train.labels, test_fraction, seed + 1)
         train, test, source = train.subset(rest), train.subset(held_out), "holdout"
     train_rows, val_rows = stratified_split(train.labels, val_fraction, seed)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
 from data_utils.folder import scan_folder
 
-DEMO_ROOT = Path(__file__).resolve().parent / "demo_data"
-
 
 def demo_root() -> Path:
-    return DEMO_ROOT
+    """The demo crops, package data of `data_utils` (a real folder: wheels install unzipped)."""
+    return Path(str(files("data_utils") / "demo_data"))
 
 
 def draw_subset(source: Path, dest: Path, n: int, seed: int) -> dict[str, int]:
@@ -42,7 +42,7 @@ def draw_subset(source: Path, dest: Path, n: int, seed: int) -> dict[str, int]:
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Draw the built-in demo data subset.")
     parser.add_argument("--source", type=Path, required=True, help="fmnist-taco6 folder")
-    parser.add_argument("--dest", type=Path, default=DEMO_ROOT)
+    parser.add_argument("--dest", type=Path, default=demo_root())
     parser.add_argument("--train", type=int, default=1500)
     parser.add_argument("--test", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,7 +1,9 @@
-"""`BatchLoader`: (images, labels) batches straight from a decoded cache at memory speed.
+"""`BatchLoader`: (pixels, labels) batches straight from a decoded cache at memory speed.
 
 No worker processes, no per-image Python: a batch is one fancy-index of the uint8 array, one
 transfer (uint8, 4x smaller than float) and one vectorised augmentation on the target device.
+Batches are pixels, uint8 unless augmentation or a resize resampled them (then float in
+[0, 1]); the training step turns them into the network's input with `augment.to_input`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from data_utils.augment import BatchAugment, prepare_eval
+from data_utils.augment import BatchAugment, resize_batch
 
 
 class BatchLoader:
@@ -66,5 +68,7 @@ class BatchLoader:
             y = torch.from_numpy(self.labels[rows])
             if self.device.type == "cuda":
                 x, y = x.pin_memory().to(self.device, non_blocking=True), y.to(self.device)
-            x = self.augment(x, aug_g) if self.augment else prepare_eval(x, self.out_size)
+            # the batch is a fresh copy (fancy indexing copies): augment it in place
+            x = (self.augment(x, aug_g, inplace=True) if self.augment
+                 else resize_batch(x, self.out_size))
             yield x, y

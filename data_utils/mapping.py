@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from configs import config_dir
 from data_utils.skips import DataError
 
-DEFAULT_MAPPING = Path(__file__).resolve().parent.parent / "configs" / "taco_classes.yaml"
+DEFAULT_MAPPING = config_dir() / "taco_classes.yaml"
 _RULE_KEYS = {"names", "supercategories"}
 
 

@@ -3,15 +3,14 @@ torchvision reference (`tv/<name>`), so benchmarks and the final job compare lik
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch import nn
 
+from configs import config_dir
 from models.builder import build_model
 from models.reference import build_reference
 from models.spec import ModelSpec
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "models"
+PRESET_DIR = config_dir() / "models"
 REFERENCE_PREFIX = "tv/"
 
 

@@ -27,12 +27,18 @@ def postgres_url() -> str:
     return url
 
 
-def pytest_configure(config) -> None:
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real TACO annotations and JPEG crops (../shared/data beside the repo, or
+    $LITESEARCH_SHARED_DATA). Only the tests that read them need them: without it they skip
+    saying so, except under CI, where a missing folder is a broken set-up."""
     if not SHARED_DATA.is_dir():
-        raise pytest.UsageError(
-            f"{SHARED_DATA}: the shared data folder is missing; the tests read the real "
-            "TACO annotations and JPEG crops from ../shared/data beside the repo"
-        )
+        why = (f"{SHARED_DATA}: the shared data folder is missing; put it beside the repo or "
+               "set LITESEARCH_SHARED_DATA")
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +63,20 @@ def ray_local():
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("decoded-cache")
+
+
+@pytest.fixture(scope="session")
+def fmnist(shared_data) -> Path:
+    """fmnist-taco6: the TACO-shaped JPEG crop set (train/ and test/ class folders)."""
+    return shared_data / "fmnist-taco6"
+
+
+@pytest.fixture(scope="session")
+def fmnist_train(fmnist) -> Path:
+    return fmnist / "train"
+
+
+@pytest.fixture(scope="session")
+def taco_file(shared_data) -> Path:
+    """The real TACO annotation file (COCO format)."""
+    return shared_data / "taco" / "annotations.json"

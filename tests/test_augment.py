@@ -8,6 +8,7 @@ from data_utils.augment import (
     normalize,
     prepare_eval,
     to_float,
+    to_input,
 )
 
 IDENTITY = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, jitter=0.0,
@@ -29,10 +30,11 @@ def test_shapes_and_dtype() -> None:
     assert prepare_eval(x, 16).shape == (8, 3, 16, 16)
 
 
-def test_identity_config_returns_the_normalised_input() -> None:
+def test_identity_config_returns_the_uint8_input_and_to_input_normalises_it() -> None:
     x = _batch()
     out = BatchAugment(IDENTITY)(x, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out, normalize(to_float(x)), atol=1e-5, rtol=0)
+    assert out.dtype == torch.uint8 and torch.equal(out, x)  # stays pixels until the device
+    torch.testing.assert_close(to_input(out), normalize(to_float(x)), atol=1e-5, rtol=0)
 
 
 def test_flip_is_a_true_mirror() -> None:
@@ -40,7 +42,8 @@ def test_flip_is_a_true_mirror() -> None:
     cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=1.0, jitter=0.0,
                         ops=0, magnitude=0.0)
     out = BatchAugment(cfg)(x, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(out, normalize(to_float(x)).flip(-1), atol=1e-5, rtol=0)
+    assert out.dtype == torch.uint8 and torch.equal(out, x.flip(-1))
+    assert torch.equal(BatchAugment(cfg)(x)[0], x[0].flip(-1)) and torch.equal(x, _batch())
 
 
 def test_random_choices_are_per_sample() -> None:
@@ -65,9 +68,7 @@ def test_deterministic_under_a_seed() -> None:
 def test_every_magnitude_keeps_pixels_in_range(magnitude: float) -> None:
     cfg = AugmentConfig(ops=len(OPS), magnitude=magnitude, jitter=0.4)
     out = BatchAugment(cfg)(_batch(), torch.Generator().manual_seed(0))
-    pixels = out * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) + torch.tensor(
-        [0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+    assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 1
 
 
 def test_affine_grid_equals_torch() -> None:
@@ -83,9 +84,32 @@ def test_jitter_without_geometry_still_changes_colours() -> None:
     cfg = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip=0.0, jitter=0.4,
                         ops=0, magnitude=0.0)
     out = BatchAugment(cfg)(x, torch.Generator().manual_seed(0))
-    assert not torch.allclose(out, normalize(to_float(x)), atol=1e-3)
+    assert not torch.allclose(out, to_float(x), atol=1e-3)
 
 
 def test_eval_preparation_equals_float_normalisation() -> None:
     x = _batch()
     torch.testing.assert_close(prepare_eval(x), normalize(to_float(x)), atol=1e-5, rtol=0)
+    # to_input reads uint8 pixels and [0, 1] floats alike
+    torch.testing.assert_close(to_input(to_float(x)), to_input(x), atol=1e-5, rtol=0)
+
+
+def test_box_mean_equals_avg_pool_without_padded_zeros() -> None:
+    from data_utils.augment import box_mean3
+
+    x = torch.rand(4, 3, 9, 7, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1,
+                                              count_include_pad=False)
+    torch.testing.assert_close(box_mean3(x), expected, atol=1e-6, rtol=0)
+
+
+def test_pixel_ops_masked_for_the_gpu_equal_the_cpu_subsets() -> None:
+    from data_utils.augment import pixel_ops
+
+    x = to_float(_batch(16))
+    g = torch.Generator().manual_seed(5)
+    aug = BatchAugment(AugmentConfig(ops=4, magnitude=0.7))
+    masks = aug._op_masks(16, g, x.device)
+    torch.testing.assert_close(pixel_ops(x.clone(), masks, 0.7, masked=True),
+                               pixel_ops(x.clone(), masks, 0.7, masked=False),
+                               atol=1e-6, rtol=0)

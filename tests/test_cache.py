@@ -6,26 +6,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA
 from data_utils.cache import build_cache, cache_bytes, cache_key, load_cache
 from data_utils.folder import FolderIndex, scan_folder
 from data_utils.images import decode_file
 from data_utils.skips import DataError
 
-FMNIST_TRAIN = SHARED_DATA / "fmnist-taco6" / "train"
 
-
-def _copy_sample(dest: Path, per_class: int = 6) -> Path:
+def _copy_sample(fmnist_train: Path, dest: Path, per_class: int = 6) -> Path:
     """A small real ImageFolder: the first `per_class` JPEGs of each fmnist-taco6 class."""
-    for class_dir in sorted(FMNIST_TRAIN.iterdir()):
+    for class_dir in sorted(fmnist_train.iterdir()):
         (dest / class_dir.name).mkdir(parents=True)
         for f in sorted(class_dir.glob("*.jpg"))[:per_class]:
             shutil.copy2(f, dest / class_dir.name / f.name)
     return dest
 
 
-def test_real_folder_cache_round_trip_gives_identical_pixels(tmp_path) -> None:
-    full = scan_folder(FMNIST_TRAIN)
+def test_real_folder_cache_round_trip_gives_identical_pixels(fmnist_train, tmp_path) -> None:
+    full = scan_folder(fmnist_train)
     rows = list(range(0, len(full), 97))  # ~100 real JPEGs across all classes
     index = FolderIndex(full.root, full.classes, [full.files[i] for i in rows],
                         [full.labels[i] for i in rows])
@@ -41,8 +38,8 @@ def test_real_folder_cache_round_trip_gives_identical_pixels(tmp_path) -> None:
     assert isinstance(again.images, np.memmap)  # shared through the page cache, not copied
 
 
-def test_cache_is_reused_and_keyed_by_contents_and_size(tmp_path) -> None:
-    root = _copy_sample(tmp_path / "data")
+def test_cache_is_reused_and_keyed_by_contents_and_size(fmnist_train, tmp_path) -> None:
+    root = _copy_sample(fmnist_train, tmp_path / "data")
     index = scan_folder(root)
     first = build_cache(index, 24, cache_dir=tmp_path / "c", workers=1, progress=False)
     stamp = (tmp_path / "c" / cache_key(index, 24, "resize") / "images.npy").stat().st_mtime_ns
@@ -58,16 +55,16 @@ def test_cache_is_reused_and_keyed_by_contents_and_size(tmp_path) -> None:
     assert cache_key(scan_folder(root), 24, "resize") != before
 
 
-def test_parallel_build_equals_serial_build(tmp_path) -> None:
-    index = scan_folder(_copy_sample(tmp_path / "data", per_class=12))
+def test_parallel_build_equals_serial_build(fmnist_train, tmp_path) -> None:
+    index = scan_folder(_copy_sample(fmnist_train, tmp_path / "data", per_class=12))
     serial = build_cache(index, 20, cache_dir=tmp_path / "a", workers=1, progress=False)
     parallel = build_cache(index, 20, cache_dir=tmp_path / "b", workers=2, progress=False)
     np.testing.assert_array_equal(np.asarray(serial.images), np.asarray(parallel.images))
     assert serial.files == parallel.files
 
 
-def test_corrupted_jpeg_is_skipped_and_counted(tmp_path) -> None:
-    root = _copy_sample(tmp_path / "data")
+def test_corrupted_jpeg_is_skipped_and_counted(fmnist_train, tmp_path) -> None:
+    root = _copy_sample(fmnist_train, tmp_path / "data")
     victim = sorted((root / "Paper").glob("*.jpg"))[2]
     victim.write_bytes(victim.read_bytes()[:200])  # a real JPEG, cut short
     junk = root / "Metal" / "junk.jpg"
@@ -83,8 +80,8 @@ def test_corrupted_jpeg_is_skipped_and_counted(tmp_path) -> None:
     assert load_cache(tmp_path / "c" / cache_key(index, 16, "resize")).skipped.total == 2
 
 
-def test_duplicate_files_keep_one_and_conflicting_labels_keep_none(tmp_path) -> None:
-    root = _copy_sample(tmp_path / "data")
+def test_duplicate_files_keep_one_and_conflicting_labels_keep_none(fmnist_train, tmp_path) -> None:
+    root = _copy_sample(fmnist_train, tmp_path / "data")
     paper = sorted((root / "Paper").glob("*.jpg"))
     shutil.copy2(paper[0], root / "Paper" / "copy_of_first.jpg")
     shutil.copy2(paper[1], root / "Plastic" / "mislabelled.jpg")

@@ -25,7 +25,8 @@ import yaml
 from optuna.trial import TrialState
 
 from conftest import REPO
-from tune_jobs.storage import open_storage
+from tune_jobs.internals import validate_cluster_config
+from tune_jobs.study.storage import open_storage
 
 CLUSTER_CONFIGS = [REPO / "cluster.yaml", REPO / "configs" / "cluster" / "local.yaml"]
 README_INSTALL = 'pip install -q -e ".[dev]"'
@@ -34,11 +35,7 @@ README_INSTALL = 'pip install -q -e ".[dev]"'
 def _ray_validate(config: dict) -> dict:
     """What Ray's own tests do with its example YAMLs (python/ray/tests/
     test_autoscaler_yaml.py): fill in the provider's defaults, then check the schema."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
-    prepared = prepare_config(copy.deepcopy(config))
-    validate_config(prepared)
-    return prepared
+    return validate_cluster_config(copy.deepcopy(config))
 
 
 @pytest.mark.parametrize("path", CLUSTER_CONFIGS, ids=lambda p: p.name)
@@ -188,6 +185,7 @@ def two_node_cluster(tmp_path, postgres_url, cache_dir):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_search_submitted_as_a_job_to_a_two_node_cluster(two_node_cluster, tmp_path,
                                                          postgres_url) -> None:
     cluster = two_node_cluster
@@ -263,10 +261,11 @@ def _dashboard_trials(url: str, study_name: str) -> list[dict]:
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_optuna_dashboard_serves_the_study(tmp_path) -> None:
     """tune_jobs/dashboard.py (optuna-dashboard) on a search's study: its API lists the study
     and every trial with the state the study holds."""
-    from tune_jobs.storage import open_storage as _open
+    from tune_jobs.study.storage import open_storage as _open
 
     url = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name="dash", storage=_open(url))

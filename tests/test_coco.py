@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA
 from data_utils.coco import convert, get_args_parser, load_coco, main, plan_crops
 from data_utils.folder import scan_folder
 from data_utils.mapping import load_mapping
 from data_utils.skips import DataError
 
-TACO = SHARED_DATA / "taco" / "annotations.json"
 CLASSES = ("Metal", "Paper", "Paperpack", "Plastic", "Plasticbag", "Styrofoam")
 
 
 @pytest.fixture(scope="module")
-def taco() -> dict:
-    return load_coco(TACO)
+def taco(taco_file) -> dict:
+    return load_coco(taco_file)
 
 
 def test_default_mapping_resolves_the_tricky_taco_categories() -> None:
@@ -69,7 +67,8 @@ def _synthesize_photos(coco: dict, root: Path, image_ids: list[int]) -> None:
                 path, quality=30)
 
 
-def test_converter_on_real_annotations_crops_exactly_the_mapped_boxes(taco, tmp_path) -> None:
+def test_converter_on_real_annotations_crops_exactly_the_mapped_boxes(taco_file, taco,
+                                                                     tmp_path) -> None:
     rng = np.random.default_rng(0)
     sample = sorted(rng.choice([i["id"] for i in taco["images"]], 25, replace=False).tolist())
     _synthesize_photos(taco, tmp_path / "photos", sample)
@@ -82,7 +81,7 @@ def test_converter_on_real_annotations_crops_exactly_the_mapped_boxes(taco, tmp_
         cls = mapping.resolve(cat["name"], cat["supercategory"])[0]
         if ann["image_id"] in sample and cls and min(ann["bbox"][2:]) >= 1:
             expected[cls] += 1
-    result = convert(TACO, tmp_path / "photos", tmp_path / "crops", mapping, min_size=1,
+    result = convert(taco_file, tmp_path / "photos", tmp_path / "crops", mapping, min_size=1,
                      workers=2, progress=False)
     assert result.counts == expected
     assert sum(result.counts.values()) + result.skipped.total == len(taco["annotations"])
@@ -96,21 +95,21 @@ def test_converter_on_real_annotations_crops_exactly_the_mapped_boxes(taco, tmp_
     assert rows[0] == "crop_file,class,source_image,annotation_id,x,y,w,h"
 
 
-def test_rerun_is_idempotent_and_removes_stale_crops(taco, tmp_path) -> None:
+def test_rerun_is_idempotent_and_removes_stale_crops(taco_file, taco, tmp_path) -> None:
     sample = [taco["images"][0]["id"], taco["images"][1]["id"]]
     _synthesize_photos(taco, tmp_path / "photos", sample)
-    first = convert(TACO, tmp_path / "photos", tmp_path / "out", min_size=1, progress=False)
+    first = convert(taco_file, tmp_path / "photos", tmp_path / "out", min_size=1, progress=False)
     crops = sorted((tmp_path / "out").rglob("*.jpg"))
     stamps = [p.stat().st_mtime_ns for p in crops]
     manifest = first.manifest.read_text()
-    second = convert(TACO, tmp_path / "photos", tmp_path / "out", min_size=1, progress=False)
+    second = convert(taco_file, tmp_path / "photos", tmp_path / "out", min_size=1, progress=False)
     assert second.manifest.read_text() == manifest
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "out").rglob("*.jpg"))] == stamps
     # a stricter mapping run in the same folder leaves no crop of the old run behind
     strict = tmp_path / "strict.yaml"
     strict.write_text("classes:\n  Metal: {supercategories: [Can]}\n"
                       "  Paper: {supercategories: [Paper]}\n")
-    third = convert(TACO, tmp_path / "photos", tmp_path / "out", load_mapping(strict),
+    third = convert(taco_file, tmp_path / "photos", tmp_path / "out", load_mapping(strict),
                     min_size=1, progress=False)
     assert len(list((tmp_path / "out").rglob("*.jpg"))) == sum(third.counts.values())
 

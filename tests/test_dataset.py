@@ -58,3 +58,40 @@ def test_without_a_test_folder_a_stratified_holdout_is_the_test_split(tmp_path) 
     assert again.test.files == data.test.files  # the final job finds the same rows
     none = prepare_data(demo_root() / "train", 16, **{**kwargs, "test_fraction": 0.0})
     assert none.test is None and none.test_source == "none"
+
+
+def _too_little(root):
+    """Class A: three files that are not images; class B: one real picture."""
+    from PIL import Image
+
+    (root / "A").mkdir(parents=True)
+    (root / "B").mkdir()
+    for i in range(3):
+        (root / "A" / f"{i}.jpg").write_bytes(b"not a jpeg" * 50)
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(root / "B" / "1.jpg")
+    return root
+
+
+def test_a_class_left_without_usable_images_is_a_clear_error(tmp_path) -> None:
+    import pytest
+
+    from data_utils.skips import DataError
+
+    root = _too_little(tmp_path / "data")
+    with pytest.raises(DataError) as err:
+        prepare_data(root, 16, cache_dir=tmp_path / "cache", progress=False)
+    message = str(err.value)
+    assert "A: 0 usable of 3 image file(s)" in message
+    assert "B: 1 usable of 1 image file(s)" in message  # one cannot feed train and val
+    assert "at least 2 (train, validation)" in message
+    with pytest.raises(DataError, match=r"at least 3 .*held-out test"):
+        prepare_data(root, 16, test_fraction=0.2, cache_dir=tmp_path / "cache",
+                     progress=False)
+    # two pictures per class are enough for train + validation
+    from PIL import Image
+
+    for c, name in enumerate("AB"):
+        for i in range(2):
+            Image.new("RGB", (20, 20), (60 * c + 20 * i, 9, 9)).save(root / name / f"ok{i}.jpg")
+    data = prepare_data(root, 16, cache_dir=tmp_path / "cache", progress=False)
+    assert data.counts()["val"] == [1, 1]

@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from tune_jobs.engine import (
+from tune_jobs.trial.engine import (
     NonFiniteLoss,
     confusion_matrix,
     macro_f1,
@@ -11,7 +11,7 @@ from tune_jobs.engine import (
     make_schedule,
     train_epoch,
 )
-from tune_jobs.objective import failure_score, score
+from tune_jobs.trial.objective import failure_score, score
 
 
 def test_macro_f1_equals_scikit_learn() -> None:
@@ -54,10 +54,10 @@ def test_weight_decay_skips_norms_and_biases() -> None:
 
 
 def test_a_diverging_run_raises_non_finite_loss() -> None:
-    model = torch.nn.Linear(4, 2)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
     opt = make_optimizer("sgd", model, 1e30, 0.0)
     sched = make_schedule("constant", opt, 4, 1)
-    batches = [(torch.randn(8, 4) * 1e20, torch.randint(0, 2, (8,))) for _ in range(4)]
+    batches = [(torch.rand(8, 3, 2, 2) * 1e20, torch.randint(0, 2, (8,))) for _ in range(4)]
     with pytest.raises(NonFiniteLoss, match="loss is"):
         train_epoch(model, batches, opt, sched, torch.nn.CrossEntropyLoss(),
                     torch.device("cpu"))

@@ -2,7 +2,6 @@
 report), the choice of trial, resume of a retrain, and predict."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,12 +20,15 @@ from PIL import Image
 from conftest import REPO
 from data_utils.demo import demo_root
 from tune_jobs.config import ConfigError, load_config
-from tune_jobs.export import load_state, load_torchscript
-from tune_jobs.finaljob import FinalOptions, choose_trial, run_final
+from tune_jobs.finaljob.export import load_state, load_torchscript
+from tune_jobs.finaljob.job import FinalOptions, choose_trial, run_final
 from tune_jobs.predict import predict_folder
-from tune_jobs.runner import run_search
-from tune_jobs.storage import open_storage
-from tune_jobs.summary import NoCompleteTrial, best_complete
+from tune_jobs.searchjob import run_search
+from tune_jobs.study.storage import open_storage
+from tune_jobs.study.summary import NoCompleteTrial, best_complete
+
+# Real Ray searches and trainings: the slow lane (`pytest -m slow`; all of it in CI).
+pytestmark = pytest.mark.slow
 
 BASELINES = ("mobilenet_v3_small", "shufflenet_v2_x0_5")
 
@@ -36,8 +38,9 @@ def finished_run(tmp_path_factory, cache_dir, ray_local):
     out = tmp_path_factory.mktemp("final-run")
     cfg = load_config("ci.yaml", [f"output={out}", f"search.study=f-{uuid.uuid4().hex[:6]}",
                                   f"data.cache_dir={cache_dir}", "search.storage=null"])
-    os.environ.pop("LITESEARCH_STORAGE", None)
-    _, url = run_search(cfg)
+    with pytest.MonkeyPatch.context() as mp:  # a module fixture: no function monkeypatch
+        mp.delenv("LITESEARCH_STORAGE", raising=False)
+        _, url = run_search(cfg)
     study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
     metrics = run_final(study, out, FinalOptions(baselines=BASELINES, progress=False))
     return out, study, metrics
@@ -71,7 +74,8 @@ def test_every_artifact_exists_and_the_exports_agree(finished_run) -> None:
 def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     out, _, metrics = finished_run
     on_disk = json.loads((out / "final" / "metrics.json").read_text())
-    assert on_disk["chosen"]["number"] == metrics["chosen"]["number"]
+    assert on_disk["chosen"]["number"] == metrics.chosen.number
+    assert on_disk == json.loads(json.dumps(metrics.to_json()))
     for name, m in [("model", on_disk["model"]), *on_disk["baselines"].items()]:
         assert 0 <= m["test"]["f1"] <= 1 and 0 <= m["test"]["accuracy"] <= 1, name
         assert sum(map(sum, m["test"]["confusion"])) == m["test_images"] == 500
@@ -96,7 +100,7 @@ def test_report_has_the_tables(finished_run) -> None:
     assert "| searched |" in report
     for name in BASELINES:
         assert f"| {name} |" in report
-    assert f"Trial #{metrics['chosen']['number']}" in report
+    assert f"Trial #{metrics.chosen.number}" in report
     assert "![Pareto front](pareto.png)" in report
 
 
@@ -166,8 +170,8 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
     finished epoch instead of starting over."""
     out, study, _ = finished_run
     script = (
-        "import sys, optuna; from tune_jobs.finaljob import FinalOptions, run_final; "
-        "from tune_jobs.storage import open_storage; "
+        "import sys, optuna; from tune_jobs.finaljob.job import FinalOptions, run_final; "
+        "from tune_jobs.study.storage import open_storage; "
         f"s = optuna.load_study(study_name={study.study_name!r}, "
         f"storage=open_storage('sqlite:///{out}/study.db')); "
         f"run_final(s, __import__('pathlib').Path({str(tmp_path)!r}), "
@@ -190,7 +194,7 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
     before = torch.load(checkpoint, weights_only=False)
     assert 3 <= before["epoch"] < 40
     metrics = run_final(study, tmp_path, FinalOptions(epochs=40, progress=False))
-    history = metrics["history"]
+    history = metrics.history
     assert [h["epoch"] for h in history] == list(range(1, 41))
     # the first epochs are the interrupted run's own records (timings included): resumed,
     # not restarted
@@ -199,25 +203,25 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
 
 
 def test_training_check_flags_a_run_that_did_not_learn() -> None:
-    from tune_jobs.finaljob import training_check
+    from tune_jobs.finaljob.job import training_check
 
-    assert training_check([{"loss": 1.7}, {"loss": 1.2}, {"loss": 0.9}])["trained"]
+    assert training_check([{"loss": 1.7}, {"loss": 1.2}, {"loss": 0.9}]).trained
     stalled = training_check([{"loss": 1.73}, {"loss": 13.6}, {"loss": 1.85}])
-    assert not stalled["trained"] and stalled["last_loss"] == 1.85
+    assert not stalled.trained and stalled.last_loss == 1.85
 
 
 def test_the_final_job_runs_as_a_ray_task_on_a_gpu_node(finished_run, tmp_path, ray_local):
     """`final.py --gpus 1` on a cluster: the retrain runs on a worker holding a (logical) GPU,
     from an in-memory copy of the study, and its artifacts come back to the driver."""
-    from tune_jobs.final_remote import run_final_on_cluster
+    from tune_jobs.finaljob.remote import run_final_on_cluster
 
     _, study, local = finished_run
     _, workers = ray_local
     metrics = run_final_on_cluster(study, tmp_path, FinalOptions(epochs=2, progress=False),
                                    gpus=1)
-    assert metrics["ran_on"]["gpu_ids"], "the task held no GPU"
-    assert metrics["ran_on"]["node_id"] in {w.node_id for w in workers}
-    assert metrics["chosen"]["number"] == local["chosen"]["number"]
+    assert metrics.ran_on["gpu_ids"], "the task held no GPU"
+    assert metrics.ran_on["node_id"] in {w.node_id for w in workers}
+    assert metrics.chosen.number == local.chosen.number
     final = tmp_path / "final"
     for name in ("model.onnx", "model.ts", "model.pt", "spec.yaml", "report.md",
                  "metrics.json", "pareto.png", "confusion.png"):

@@ -3,11 +3,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA
 from data_utils.folder import scan_dataset, scan_folder
 from data_utils.skips import DataError
-
-FMNIST = SHARED_DATA / "fmnist-taco6"
 
 
 def _img(path: Path) -> Path:
@@ -16,17 +13,17 @@ def _img(path: Path) -> Path:
     return path
 
 
-def test_counts_match_the_real_folder() -> None:
-    index = scan_folder(FMNIST / "train")
+def test_counts_match_the_real_folder(fmnist) -> None:
+    index = scan_folder(fmnist / "train")
     assert index.classes == ["Metal", "Paper", "Paperpack", "Plastic", "Plasticbag", "Styrofoam"]
     for c, name in enumerate(index.classes):
-        on_disk = len(list((FMNIST / "train" / name).glob("*.jpg")))
+        on_disk = len(list((fmnist / "train" / name).glob("*.jpg")))
         assert index.labels.count(c) == on_disk
     assert len(index) == 9382 and index.skipped.total == 0
 
 
-def test_scan_dataset_reads_train_and_test() -> None:
-    folders = scan_dataset(FMNIST)
+def test_scan_dataset_reads_train_and_test(fmnist) -> None:
+    folders = scan_dataset(fmnist)
     assert len(folders.train) == 9382 and len(folders.test) == 2343
     assert folders.test.classes == folders.train.classes
 

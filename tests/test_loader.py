@@ -20,7 +20,7 @@ def test_one_epoch_visits_every_row_once() -> None:
     assert len(loader) == 4
     seen = []
     for x, y in loader:
-        assert x.dtype == torch.float32 and x.shape[1:] == (3, 8, 8)
+        assert x.dtype == torch.uint8 and x.shape[1:] == (3, 8, 8)  # pixels until the device
         seen += y.tolist()
     assert sorted(seen) == sorted(labels.tolist())
     assert len(BatchLoader(images, labels, 16, drop_last=True)) == 3

@@ -17,9 +17,12 @@ from optuna.trial import TrialState
 from conftest import REPO
 from models import ModelSpec, build_model
 from tune_jobs.config import load_config
-from tune_jobs.runner import run_search
-from tune_jobs.storage import open_storage
-from tune_jobs.summary import NoCompleteTrial, best_complete, write_outputs
+from tune_jobs.searchjob import run_search
+from tune_jobs.study.storage import open_storage
+from tune_jobs.study.summary import NoCompleteTrial, best_complete, write_outputs
+
+# Real Ray searches and trainings: the slow lane (`pytest -m slow`; all of it in CI).
+pytestmark = pytest.mark.slow
 
 REQUIRED_ATTRS = {"outcome", "reason", "spec", "score", "f1", "latency_ratio", "params",
                   "macs", "epochs_done", "node", "trial_dir", "wall_seconds"}
@@ -69,9 +72,11 @@ def test_ci_search_in_postgres(tmp_path, cache_dir, ray_local, postgres_url) -> 
     assert (tmp_path / "trials.csv").read_text().count("\n") == 1 + cfg.search.num_samples
 
 
-def _live_metrics(study: str, timeout: float = 20.0) -> dict[str, float]:
+def _live_metrics(study: str, trials: int, timeout: float = 20.0) -> dict[str, float]:
     """The driver's `ray_litesearch_*` gauges for `study`, scraped from the nodes' Prometheus
-    endpoints (as a dashboard's Prometheus would), once the final values have been flushed."""
+    endpoints (as a dashboard's Prometheus would), once the final values have been flushed:
+    none running and all `trials` ended (an earlier flush can show none running between two
+    trials)."""
     import ray
 
     ports = [n["MetricsExportPort"] for n in ray.nodes() if n["Alive"]]
@@ -85,11 +90,13 @@ def _live_metrics(study: str, timeout: float = 20.0) -> dict[str, float]:
                 tags = dict(re.findall(r'(\w+)="([^"]*)"', labels))
                 if tags.get("study") == study:
                     seen[f"{name}/{tags['state']}" if "state" in tags else name] = float(value)
-        if seen.get("litesearch_trials/running", 1) == 0:
+        ended = sum(seen.get(f"litesearch_trials/{s}", 0)
+                    for s in ("completed", "pruned", "failed"))
+        if seen.get("litesearch_trials/running", 1) == 0 and ended == trials:
             return seen
         time.sleep(0.5)
-    raise AssertionError(f"no final litesearch metrics for study {study} within {timeout} s: "
-                         f"{seen}")
+    raise AssertionError(f"the live metrics of study {study} did not show {trials} ended "
+                         f"trials and none running within {timeout} s; last scrape: {seen}")
 
 
 @pytest.mark.parametrize("algorithm", ["hyperopt", "random"])
@@ -101,8 +108,8 @@ def test_other_searchers_record_the_same_shape_in_sqlite(tmp_path, cache_dir, ra
     _check_record_shape(cfg, grid, study)
 
     # the live Ray metrics a dashboard shows agree with the study
-    live = _live_metrics(study.study_name)
     trials = study.get_trials(deepcopy=False)
+    live = _live_metrics(study.study_name, len(trials))
     assert live["litesearch_trials/completed"] == sum(t.state == TrialState.COMPLETE
                                                       for t in trials)
     assert live["litesearch_trials/pruned"] == sum(t.state == TrialState.PRUNED for t in trials)
@@ -115,7 +122,6 @@ def test_other_searchers_record_the_same_shape_in_sqlite(tmp_path, cache_dir, ra
 
 def test_a_budget_no_candidate_meets_is_recorded_not_trained(tmp_path, cache_dir,
                                                              ray_local) -> None:
-    start = time.monotonic()
     _, _, study = _search(tmp_path, cache_dir, "objective.max_params=10",
                           "search.num_samples=4")
     assert len(study.trials) == 4
@@ -126,7 +132,6 @@ def test_a_budget_no_candidate_meets_is_recorded_not_trained(tmp_path, cache_dir
         assert t.user_attrs["epochs_done"] == 0
     with pytest.raises(NoCompleteTrial, match="no COMPLETE trial"):
         best_complete(study)
-    assert time.monotonic() - start < 120
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -136,14 +141,30 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_unreachable_database_fails_fast_with_masked_password(tmp_path) -> None:
-    start = time.monotonic()
+    """Refused before Ray starts (`_cli`'s timeout bounds the wait; speed lives in
+    benchmarks/), with the password masked."""
     out = _cli("--config", "configs/ci.yaml", "--output", str(tmp_path),
                "--storage", "postgresql://bob:hunter2@127.0.0.1:9/nodb")
     assert out.returncode == 2
-    assert time.monotonic() - start < 10 + 5  # 10 s budget plus interpreter start-up
     assert "bob:***@127.0.0.1:9" in out.stderr
     assert "hunter2" not in out.stderr + out.stdout
     assert "Started a local Ray instance" not in out.stdout + out.stderr
+
+
+def test_a_ci_search_console_holds_no_traceback_and_no_repeated_warning(tmp_path) -> None:
+    """What a person reads: the trial table, our log lines, the summary; Ray's warnings once
+    at most, no worker traceback after the summary, no per-checkpoint lines."""
+    out = _cli("--config", "configs/ci.yaml", "--output", str(tmp_path),
+               env={"LITESEARCH_STORAGE": ""})
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert "best COMPLETE trial" in out.stdout
+    assert "Traceback" not in text and "SystemExit" not in text
+    assert "Checkpoint successfully created" not in text
+    warnings = [re.sub(r"^[\d-]+ [\d:,]+\s+", "", line) for line in text.splitlines()
+                if "WARNING" in line]
+    repeated = {w for w in warnings if warnings.count(w) > 1}
+    assert not repeated, repeated
 
 
 def test_unknown_config_key_and_empty_data_are_clear_errors(tmp_path) -> None:
@@ -153,6 +174,15 @@ def test_unknown_config_key_and_empty_data_are_clear_errors(tmp_path) -> None:
     out = _cli("--config", "configs/ci.yaml", "--output", str(tmp_path / "run"),
                "--data", str(tmp_path / "empty"))
     assert out.returncode == 2 and "no class folders" in out.stderr
+    # a class left with no usable image after the skips: the same kind of error, before Ray
+    from test_dataset import _too_little
+
+    root = _too_little(tmp_path / "few")
+    out = _cli("--config", "configs/ci.yaml", "--output", str(tmp_path / "run2"),
+               "--data", str(root))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "A: 0 usable of 3 image file(s)" in out.stderr
+    assert "Started a local Ray instance" not in out.stdout + out.stderr
 
 
 def test_fractional_gpus_pack_two_trials_per_gpu_across_nodes(tmp_path, cache_dir,
@@ -274,6 +304,7 @@ def test_a_worker_node_lost_mid_search_loses_no_trial(tmp_path, cache_dir, ray_l
                                   f"data.cache_dir={cache_dir}", "search.num_samples=6",
                                   f"search.max_failures={max_failures}", "scheduler.max_epochs=6",
                                   "scheduler.early_stopping=false",
+                                  "search.checkpoint_interval_s=0",  # resume from epoch k
                                   f"search.storage=sqlite:///{tmp_path / 'study.db'}"])
     try:
         grid, _ = run_search(cfg)
@@ -299,4 +330,4 @@ def test_a_worker_node_lost_mid_search_loses_no_trial(tmp_path, cache_dir, ray_l
         if removed.is_set():  # give the session's cluster its second worker back
             workers[0] = cluster.add_node(num_cpus=1, num_gpus=1)
             cluster.wait_for_nodes()
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 3, "the worker did not come back"

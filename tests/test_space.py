@@ -4,7 +4,7 @@ import pytest
 from models import build_model
 from models.registry import BLOCKS
 from tune_jobs.config import load_config
-from tune_jobs.space import (
+from tune_jobs.trial.space import (
     OptunaChooser,
     candidate_from_config,
     flat_params,

@@ -3,7 +3,7 @@ import contextlib
 import optuna
 import pytest
 
-from tune_jobs.storage import mask_url, normalize_url, open_storage, resolve_storage_url
+from tune_jobs.study.storage import mask_url, normalize_url, open_storage, resolve_storage_url
 
 
 @pytest.mark.parametrize(

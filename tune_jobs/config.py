@@ -11,8 +11,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIG_DIR = REPO / "configs"
+from configs import config_dir
+
+CONFIG_DIR = config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
 
 Scalar = bool | int | float | str
@@ -139,6 +140,10 @@ class SearchConfig(Strict):
     # On a cluster every node must reach it: an s3://bucket/prefix URI or a shared folder.
     results_path: str | None = None
     max_failures: int = Field(1, ge=0, description="retries of a trial whose worker died")
+    # A trial saves a checkpoint when this many seconds of training passed since its last
+    # one (0: every epoch). A retried or resumed trial restarts from it; short trials rarely
+    # need one, and each one is a write plus, in Tune, an experiment snapshot.
+    checkpoint_interval_s: float = Field(30, ge=0)
 
 
 class SchedulerConfig(Strict):
@@ -223,10 +228,21 @@ def _describe(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def resolve_config_path(path: str | Path | None) -> Path:
+    """A config file: the path as given when it exists, else the shipped preset it names
+    (`taco`, `taco.yaml` or `configs/taco.yaml` work from any folder, installed or not)."""
+    if not path:
+        return DEFAULT_CONFIG
+    path = Path(path)
+    shipped = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    if not path.is_file() and path.parent.name in ("", "configs") and shipped.is_file():
+        return shipped
+    return path
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    path = Path(path) if path else DEFAULT_CONFIG
-    if not path.is_file() and (CONFIG_DIR / path).is_file():
-        path = CONFIG_DIR / path
+    """The config at `path` (default: the demo preset) with `key=value` overrides applied."""
+    path = resolve_config_path(path)
     try:
         tree = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:

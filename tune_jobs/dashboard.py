@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    from tune_jobs.storage import mask_url, open_storage, resolve_storage_url
+    from tune_jobs.study.storage import mask_url, open_storage, resolve_storage_url
 
     url = resolve_storage_url(args.storage, args.output)
     try:
@@ -40,5 +40,10 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (see [project.scripts] in pyproject.toml)."""
     sys.exit(main(get_args_parser().parse_args()))
+
+
+if __name__ == "__main__":
+    cli()

@@ -45,9 +45,9 @@ def main(args: argparse.Namespace) -> int:
     import optuna
 
     from data_utils.skips import DataError
-    from tune_jobs.finaljob import FinalOptions, run_final
-    from tune_jobs.storage import mask_url, open_storage, resolve_storage_url
-    from tune_jobs.summary import NoCompleteTrial
+    from tune_jobs.finaljob.job import FinalOptions, run_final
+    from tune_jobs.study.storage import mask_url, open_storage, resolve_storage_url
+    from tune_jobs.study.summary import NoCompleteTrial
 
     output = Path(args.output)
     url = resolve_storage_url(args.storage, output)
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
 
             import ray
 
-            from tune_jobs.final_remote import run_final_on_cluster
+            from tune_jobs.finaljob.remote import run_final_on_cluster
 
             ray.init(address=os.environ.get("RAY_ADDRESS") or "local", log_to_driver=True)
             metrics = run_final_on_cluster(study, output, opts, args.gpus)
@@ -79,10 +79,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print((output / "final" / "report.md").read_text())
-    print(f"test macro-F1 {metrics['model']['test']['f1']:.4f}, score "
-          f"{metrics['model']['scores']['score']:.4f}; artifacts in {output / 'final'}")
+    print(f"test macro-F1 {metrics.model.test.f1:.4f}, score "
+          f"{metrics.model.scores.score:.4f}; artifacts in {output / 'final'}")
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (see [project.scripts] in pyproject.toml)."""
     sys.exit(main(get_args_parser().parse_args()))
+
+
+if __name__ == "__main__":
+    cli()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from data_utils.images import BadImage, decode_file, is_image_file
-from tune_jobs.meta import META_KEY, ModelMeta
+from tune_jobs.finaljob.meta import META_KEY, ModelMeta
 
 # ImageNet statistics, as data_utils.augment.normalize (not imported: it needs torch)
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
@@ -36,7 +36,7 @@ def load_runner(path: Path):
     if path.suffix in (".ts", ".pt"):
         import torch
 
-        from tune_jobs.export import load_torchscript
+        from tune_jobs.finaljob.export import load_torchscript
 
         module, meta = load_torchscript(path)
 
@@ -97,5 +97,10 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (see [project.scripts] in pyproject.toml)."""
     sys.exit(main(get_args_parser().parse_args()))
+
+
+if __name__ == "__main__":
+    cli()

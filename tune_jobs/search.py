@@ -49,17 +49,21 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from data_utils.skips import DataError
-    from tune_jobs.runner import run_search
-    from tune_jobs.summary import console_summary, write_outputs
+    from tune_jobs.searchjob import run_search, stop_ray
+    from tune_jobs.study.summary import console_summary, write_outputs
 
     try:
         _, url = run_search(cfg, resume=args.resume)
     except (ConfigError, DataError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        # Disconnect before the summary: a private Ray's workers, stopped at exit while the
+        # driver still forwards their output, print SIGTERM tracebacks after it otherwise
+        stop_ray()
     import optuna
 
-    from tune_jobs.storage import open_storage
+    from tune_jobs.study.storage import open_storage
 
     study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
     summary = write_outputs(study, Path(cfg.output))
@@ -67,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     if not summary.get("best"):
         return 1
     if args.final:
-        from tune_jobs.finaljob import FinalOptions, run_final
+        from tune_jobs.finaljob.job import FinalOptions, run_final
 
         opts = FinalOptions(baselines=tuple(b for b in args.baselines.split(",") if b))
         run_final(study, Path(cfg.output), opts)
@@ -75,5 +79,10 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script (see [project.scripts] in pyproject.toml)."""
     sys.exit(main(get_args_parser().parse_args()))
+
+
+if __name__ == "__main__":
+    cli()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,7 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from tune_jobs.summary import pareto_front, trial_score
+from tune_jobs.finaljob.assess import Assessment
+from tune_jobs.study.summary import pareto_front, trial_score
+
+if TYPE_CHECKING:
+    from tune_jobs.finaljob.job import FinalResult
 
 
 def plot_pareto(trials: list[FrozenTrial], chosen: FrozenTrial, path: Path) -> Path:
@@ -92,68 +97,65 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def model_row(name: str, m: dict) -> list:
-    return [name, m["test"]["f1"], m["test"]["accuracy"], m["speed"]["cpu"]["onnxruntime_ms"],
-            m["speed"]["cpu"]["eager_ms"], m["ratio"]["latency_ratio"], m["costs"]["params"],
-            m["costs"]["macs"], m["scores"]["score"]]
+def model_row(name: str, m: Assessment) -> list:
+    return [name, m.test.f1, m.test.accuracy, m.speed.cpu.onnxruntime_ms, m.speed.cpu.eager_ms,
+            m.ratio.latency_ratio, m.costs.params, m.costs.macs, m.scores.score]
 
 
 MODEL_HEADER = ["model", "macro-F1", "accuracy", "ORT ms", "eager ms", "latency ratio",
                 "params", "MACs", "score"]
 
 
-def write_report(path: Path, metrics: dict, trials: list[FrozenTrial], classes: list[str],
-                 plots: dict[str, str]) -> Path:
-    chosen, m = metrics["chosen"], metrics["model"]
+def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
+                 classes: list[str], plots: dict[str, str]) -> Path:
+    chosen, m = metrics.chosen, metrics.model
     states = Counter(t.state.name for t in trials)
     wall = sum(t.user_attrs.get("wall_seconds") or 0 for t in trials)
     epochs = sum(t.user_attrs.get("epochs_done") or 0 for t in trials)
     parts = [
-        f"# litesearch final report: study `{metrics['study']}`",
+        f"# litesearch final report: study `{metrics.study}`",
         "",
         "## Chosen trial",
         "",
-        f"Trial #{chosen['number']} ({chosen['state']}), chosen by {chosen['why']}. "
-        f"Retrained from scratch on train + validation for {metrics['epochs']} epochs at "
-        f"{metrics['input_size']} px; tested on the {metrics['test_source']} test split "
-        f"({m['test_images']} images).",
+        f"Trial #{chosen.number} ({chosen.state}), chosen by {chosen.why}. "
+        f"Retrained from scratch on train + validation for {metrics.epochs} epochs at "
+        f"{metrics.input_size} px; tested on the {metrics.test_source} test split "
+        f"({m.test_images} images).",
         "",
         _table(["in the search", "score", "val macro-F1", "latency ratio", "epochs"],
-               [[f"trial #{chosen['number']}", chosen["score"], chosen["f1"],
-                 chosen["latency_ratio"], chosen["epochs_done"]]]),
+               [[f"trial #{chosen.number}", chosen.score, chosen.f1, chosen.latency_ratio,
+                 chosen.epochs_done]]),
         "",
         "## Test metrics, searched model against baselines",
         "",
         _table(MODEL_HEADER, [model_row("searched", m)]
-               + [model_row(name, b) for name, b in metrics["baselines"].items()]),
+               + [model_row(name, b) for name, b in metrics.baselines.items()]),
         "",
         *[f"Warning: {name} did not train with this recipe (training loss "
-          f"{b['training']['first_loss']:.3f} at epoch 1, {b['training']['last_loss']:.3f} at "
+          f"{b.training.first_loss:.3f} at epoch 1, {b.training.last_loss:.3f} at "
           "the end): its row says more about the recipe than about the network.\n"
-          for name, b in [("the searched model", m), *metrics["baselines"].items()]
-          if not b.get("training", {}).get("trained", True)],
+          for name, b in [("the searched model", m), *metrics.baselines.items()]
+          if b.training is not None and not b.training.trained],
         "Latency: CPU, batch 1, "
-        f"{m['speed']['threads']} thread(s), median; latency ratio against the reference "
-        f"`{metrics['reference']}` measured in the same run. score = 0.5 x latency ratio + "
-        f"sigmoid(20 x ({metrics['f1_ref']} - F1)), lower is better.",
+        f"{m.speed.threads} thread(s), median; latency ratio against the reference "
+        f"`{metrics.reference}` measured in the same run. score = 0.5 x latency ratio + "
+        f"sigmoid(20 x ({metrics.f1_ref} - F1)), lower is better.",
         "",
         _table(["metric", "value"], [
-            ["TorchScript ms (CPU)", m["speed"]["cpu"]["torchscript_ms"]],
-            ["eager batch 64, img/s", m["speed"]["cpu"]["eager_batch64_img_s"]],
-            ["ONNX Runtime batch 64, img/s", m["speed"]["cpu"]["onnxruntime_batch64_img_s"]],
-            ["size (bytes)", m["costs"]["size_bytes"]],
-            ["submit time: whole test set at batch 1, s", m["submit"]["seconds"]],
-            ["competition score (0.5 x submit / 43.16 + sigmoid)",
-             m["scores"]["competition_score"]],
-            *([["CUDA eager ms", m["speed"]["cuda"]["eager_ms"]]] if "cuda" in m["speed"]
-              else []),
+            ["TorchScript ms (CPU)", m.speed.cpu.torchscript_ms],
+            ["eager batch 64, img/s", m.speed.cpu.eager_batch64_img_s],
+            ["ONNX Runtime batch 64, img/s", m.speed.cpu.onnxruntime_batch64_img_s],
+            ["size (bytes)", m.costs.size_bytes],
+            ["submit time: whole test set at batch 1, s", m.submit.seconds],
+            ["competition score (0.5 x submit / 43.16 + sigmoid)", m.scores.competition_score],
+            *([["CUDA eager ms", m.speed.cuda.eager_ms]] if m.speed.cuda else []),
         ]),
         "",
         "## Per class (test)",
         "",
         _table(["class", "precision", "recall", "F1", "support"],
-               [[c, v["precision"], v["recall"], v["f1"], v["support"]]
-                for c, v in m["test"]["per_class"].items()]),
+               [[c, v.precision, v.recall, v.f1, v.support]
+                for c, v in m.test.per_class.items()]),
         "",
         f"![confusion matrix]({plots['confusion']})",
         "",

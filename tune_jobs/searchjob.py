@@ -13,11 +13,11 @@ import optuna
 
 from data_utils.skips import DataError
 from tune_jobs.config import Config, ConfigError
-from tune_jobs.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
-from tune_jobs.recipe import data_path, prepare_run_data
-from tune_jobs.space import define_by_run, tune_domains
-from tune_jobs.storage import mask_url, open_storage, resolve_storage_url
-from tune_jobs.trainable import SplitArrays, TrialData, train_candidate
+from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
+from tune_jobs.study.storage import mask_url, open_storage, resolve_storage_url
+from tune_jobs.trial.recipe import data_path, prepare_run_data
+from tune_jobs.trial.space import define_by_run, tune_domains
+from tune_jobs.trial.trainable import SplitArrays, TrialData, train_candidate
 
 log = logging.getLogger("litesearch.search")
 RESULTS_ENV = "LITESEARCH_RESULTS"
@@ -47,7 +47,7 @@ def _optuna_search(sampler: Callable[[int], optuna.samplers.BaseSampler], object
             metric=list(objective.metrics) if multi else objective.metrics[0],
             mode=list(objective.modes) if multi else objective.modes[0],
             sampler=sampler(cfg.search.seed), storage=storage, study_name=cfg.search.study,
-            record=record, run_id=run_id)
+            record=record, run_id=run_id, num_samples=cfg.search.num_samples)
 
     return build, objective
 
@@ -142,7 +142,7 @@ def results_path(cfg: Config, output: Path) -> str:
 
 
 def _callbacks(cfg: Config, output: Path, storage, record: RecordContext, objective: Objective):
-    from tune_jobs.live import LiveMetrics
+    from tune_jobs.study.live import LiveMetrics
 
     callbacks = [LiveMetrics(cfg.search.study, cfg.scheduler.max_epochs)]
     if cfg.search.algorithm == "hyperopt":
@@ -181,6 +181,14 @@ def init_ray(cfg: Config) -> None:
     else:  # a private local instance, never some other Ray that happens to run on this machine
         ray.init(address="local", num_cpus=cfg.resources.num_cpus, include_dashboard=False,
                  log_to_driver=True)
+
+
+def stop_ray() -> None:
+    """Disconnect from Ray; a private local instance (not a cluster's) stops with it."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def run_search(cfg: Config, resume: bool = False):
@@ -224,7 +232,9 @@ def run_search(cfg: Config, resume: bool = False):
             run_config=tune.RunConfig(
                 name=cfg.search.study, storage_path=ray_dir,
                 failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # two kept: Tune forces an experiment snapshot when a trial has saved
+                # num_to_keep checkpoints since the last one (a warning per snapshot at 1)
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 callbacks=_callbacks(cfg, output, storage, record, objective),
                 progress_reporter=_progress_reporter(), verbose=1),
         )

@@ -15,8 +15,8 @@ from data_utils.demo import demo_root
 from data_utils.loader import BatchLoader
 from data_utils.split import balanced_sample_weights, class_weights
 from tune_jobs.config import Config, DataConfig
-from tune_jobs.engine import make_optimizer, make_schedule
-from tune_jobs.space import TrainParams
+from tune_jobs.trial.engine import make_optimizer, make_schedule
+from tune_jobs.trial.space import TrainParams
 
 
 def data_path(cfg: Config) -> str:

@@ -13,6 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from data_utils.augment import to_input
+
+# (pixels, labels): uint8 or [0, 1] float pixels, normalised on the device (`to_input`)
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -103,7 +106,7 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
     model.train()
     start, total, count = time.perf_counter(), 0.0, 0
     for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_input(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device):
             loss = criterion(model(x), y)
@@ -155,7 +158,7 @@ def evaluate(model: nn.Module, batches: Batches, num_classes: int,
     model.eval()
     losses, preds, labels = [], [], []
     for x, y in batches:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = to_input(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
         with _autocast(device):
             logits = model(x)
         losses.append(nn.functional.cross_entropy(logits.float(), y, reduction="sum").item())

@@ -12,7 +12,7 @@ from torch import nn
 
 from models.cost import export_onnx, onnx_session
 from models.spec import ModelSpec
-from tune_jobs.meta import META_KEY, ModelMeta
+from tune_jobs.finaljob.meta import META_KEY, ModelMeta
 
 
 def save_state(model: nn.Module, spec: ModelSpec, meta: ModelMeta, path: Path) -> Path:

@@ -9,6 +9,7 @@ as an error (and is retried by `FailureConfig`).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -25,10 +26,11 @@ from torch import nn
 import models
 from data_utils.loader import BatchLoader
 from tune_jobs.config import Config
-from tune_jobs.engine import NonFiniteLoss, evaluate, train_epoch
-from tune_jobs.objective import failure_score, measure_costs, score
-from tune_jobs.recipe import make_recipe
-from tune_jobs.space import Candidate, candidate_from_config
+from tune_jobs.outcome import Outcome
+from tune_jobs.trial.engine import NonFiniteLoss, evaluate, train_epoch
+from tune_jobs.trial.objective import failure_score, measure_costs, score
+from tune_jobs.trial.recipe import make_recipe
+from tune_jobs.trial.space import Candidate, candidate_from_config
 
 CHECKPOINT_FILE = "state.pt"
 
@@ -79,6 +81,8 @@ def _base_metrics(cand: Candidate, costs, started_at: float) -> dict:
 def train_candidate(config: dict, data: TrialData) -> None:
     """Tune function trainable; `config` holds the searcher's draws (flat or nested names)."""
     cfg = data.config
+    # Ray logs every checkpoint at INFO from the worker; the study records where they are
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
     started, started_at = time.perf_counter(), time.time()
     base: dict = {}
@@ -94,20 +98,20 @@ def train_candidate(config: dict, data: TrialData) -> None:
         if why:
             penalty = failure_score(costs.latency_ratio, cfg.objective.f1_ref)
             _report(base | {"score": penalty, "f1": 0.0, "accuracy": 0.0, "loss": float("nan"),
-                            "epoch": 0, "outcome": "over_budget", "reason": why})
+                            "epoch": 0, "outcome": Outcome.OVER_BUDGET.value, "reason": why})
             return
         _train(cfg, data, cand, model, base, started)
     except Exception as err:  # recorded, never raised: one bad trial must not stop the search
         reason = f"{type(err).__name__}: {err}"
-        outcome = "oom" if isinstance(err, torch.OutOfMemoryError) else "error"
-        if outcome == "oom" and torch.cuda.is_available():
+        outcome = Outcome.OOM if isinstance(err, torch.OutOfMemoryError) else Outcome.ERROR
+        if outcome == Outcome.OOM and torch.cuda.is_available():
             torch.cuda.empty_cache()  # the worker may be reused by the next trial
         if isinstance(err, NonFiniteLoss):
-            outcome = "nan_loss"
+            outcome = Outcome.NAN_LOSS
         lat = base.get("latency_ratio", 1.0)
         _report(base | {"score": failure_score(lat, cfg.objective.f1_ref), "f1": 0.0,
                         "accuracy": 0.0, "loss": float("nan"), "epoch": -1,
-                        "outcome": outcome, "reason": reason[:2000],
+                        "outcome": outcome.value, "reason": reason[:2000],
                         "traceback": traceback.format_exc()[-4000:]})
 
 
@@ -133,6 +137,7 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = state["epoch"]
+    last_checkpoint = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         recipe.loader.set_epoch(epoch)
         stats = train_epoch(model, recipe.loader, optimizer, scheduler, recipe.criterion, device,
@@ -143,11 +148,15 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base
             "f1": ev.f1, "accuracy": ev.accuracy, "loss": stats.loss, "val_loss": ev.loss,
             "epoch": epoch + 1, "epoch_seconds": stats.seconds,
             "images_per_second": stats.images / max(stats.seconds, 1e-9),
-            "outcome": "trained", "reason": "",
+            "outcome": Outcome.TRAINED.value, "reason": "",
             "wall_seconds": time.perf_counter() - started, "reported_at": time.time(),
         }
+        if time.perf_counter() - last_checkpoint < cfg.search.checkpoint_interval_s:
+            _report(metrics)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                         "spec": cand.spec.to_yaml()}, os.path.join(tmp, CHECKPOINT_FILE))
             _report(metrics, tmp)
+        last_checkpoint = time.perf_counter()

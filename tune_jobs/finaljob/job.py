@@ -14,6 +14,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -26,19 +27,28 @@ import models
 from data_utils.dataset import PreparedData
 from models.spec import ModelSpec
 from tune_jobs.config import Config, ConfigError
-from tune_jobs.engine import train_epoch
-from tune_jobs.evaluation import costs, reference_ratio, scores, speed, submit_time, test_metrics
-from tune_jobs.export import (
+from tune_jobs.finaljob.assess import (
+    Assessment,
+    TrainingCheck,
+    costs,
+    reference_ratio,
+    scores,
+    speed,
+    submit_time,
+    test_metrics,
+)
+from tune_jobs.finaljob.export import (
     ModelMeta,
     check_exports,
     export_onnx_with_meta,
     export_torchscript,
     save_state,
 )
-from tune_jobs.recipe import make_recipe, prepare_run_data
-from tune_jobs.report import plot_confusion, plot_curves, plot_pareto, write_report
-from tune_jobs.space import TrainParams, candidate_from_config
-from tune_jobs.summary import best_complete, trial_score
+from tune_jobs.finaljob.report import plot_confusion, plot_curves, plot_pareto, write_report
+from tune_jobs.study.summary import best_complete, trial_score
+from tune_jobs.trial.engine import train_epoch
+from tune_jobs.trial.recipe import make_recipe, prepare_run_data
+from tune_jobs.trial.space import TrainParams, candidate_from_config
 
 log = logging.getLogger("litesearch.final")
 
@@ -53,6 +63,43 @@ class FinalOptions:
     data: str | None = None
     threads: int = 1
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class ChosenTrial:
+    """The trial the final job retrained, as the search saw it."""
+
+    number: int
+    state: str
+    why: str
+    score: float | None
+    f1: float | None  # validation macro-F1 in the search
+    latency_ratio: float | None
+    epochs_done: int | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FinalResult:
+    """What the final job measured (metrics.json is `to_json()` of it)."""
+
+    study: str
+    epochs: int
+    input_size: int
+    test_source: str
+    reference: str
+    f1_ref: float
+    history: list[dict]  # per epoch of the retrain: epoch, loss, lr, seconds
+    chosen: ChosenTrial
+    model: Assessment
+    baselines: dict[str, Assessment]
+    ran_on: dict[str, Any] | None = None  # node and GPUs, when run as a Ray task
+
+    def to_json(self) -> dict:
+        tree = dataclasses.asdict(self)
+        if self.ran_on is None:
+            del tree["ran_on"]
+        return tree
 
 
 # ------------------------------------------------------------------------------------ choose
@@ -124,35 +171,32 @@ def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: Tra
 # --------------------------------------------------------------------------------- benchmark
 
 
-def training_check(history: list[dict]) -> dict:
+def training_check(history: list[dict]) -> TrainingCheck:
     """Did the recipe train this net? A last-epoch loss not clearly below the first epoch's
     means it diverged or stalled, and its test row says more about the recipe than the net."""
     first, last = history[0]["loss"], history[-1]["loss"]
-    return {"first_loss": first, "last_loss": last, "trained": bool(last < 0.95 * first)}
+    return TrainingCheck(first, last, bool(last < 0.95 * first))
 
 
 def assess(model: nn.Module, data: PreparedData, meta: ModelMeta, cfg: Config,
-            reference: nn.Module, out: Path, name: str, threads: int,
-            device: torch.device) -> dict:
+           reference: nn.Module, out: Path, name: str, threads: int,
+           device: torch.device) -> Assessment:
+    """Export the trained `model` next to `out/name` and measure it on the test split."""
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     ts, onnx = out / f"{name}.ts", out / f"{name}.onnx"
     export_torchscript(model, meta, ts)
     export_onnx_with_meta(model, meta, onnx)
     size = meta.input_size
-    result = {
-        "test": test_metrics(model, data.test.images, data.test.labels, data.classes, device),
-        "costs": costs(model.cpu(), size),
-        "speed": speed(model.cpu(), size, ts, onnx, threads),
-        "ratio": reference_ratio(model.cpu(), reference, size, cfg.objective.reference_size,
-                                 threads),
-        "submit": submit_time(onnx, data.test.files, size, cfg.data.resize, threads),
-        "export_max_abs_diff": check_exports(model, ts, onnx, size),
-        "test_images": len(data.test),
-    }
-    result["scores"] = scores(result["test"]["f1"], result["ratio"]["latency_ratio"],
-                              cfg.objective.f1_ref, result["submit"]["seconds"])
-    return result
+    test = test_metrics(model, data.test.images, data.test.labels, data.classes, device)
+    model_costs = costs(model.cpu(), size)
+    model_speed = speed(model.cpu(), size, ts, onnx, threads)
+    ratio = reference_ratio(model.cpu(), reference, size, cfg.objective.reference_size, threads)
+    submit = submit_time(onnx, data.test.files, size, cfg.data.resize, threads)
+    return Assessment(
+        test=test, costs=model_costs, speed=model_speed, ratio=ratio, submit=submit,
+        scores=scores(test.f1, ratio.latency_ratio, cfg.objective.f1_ref, submit.seconds),
+        export_max_abs_diff=check_exports(model, ts, onnx, size), test_images=len(data.test))
 
 
 def load_run_config(study: optuna.Study, data: str | None) -> Config:
@@ -165,7 +209,7 @@ def load_run_config(study: optuna.Study, data: str | None) -> Config:
     return Config.model_validate(tree)
 
 
-def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> dict:
+def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalResult:
     cfg = load_run_config(study, opts.data)
     chosen, why = choose_trial(study, opts)
     classes = study.user_attrs.get("classes")
@@ -196,31 +240,32 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> dict:
                       opts.progress)
     spec.to_yaml(final / "spec.yaml")
     save_state(model, spec, meta, final / "model.pt")
-    metrics = {"study": study.study_name, "epochs": epochs, "input_size": size,
-               "test_source": data.test_source, "reference": cfg.objective.reference,
-               "f1_ref": cfg.objective.f1_ref, "history": history,
-               "chosen": {"number": chosen.number, "state": chosen.state.name, "why": why,
-                          "score": trial_score(chosen), "f1": chosen.user_attrs.get("f1"),
-                          "latency_ratio": chosen.user_attrs.get("latency_ratio"),
-                          "epochs_done": chosen.user_attrs.get("epochs_done"),
-                          "params": chosen.params},
-               "model": assess(model, data, meta, cfg, reference, final, "model",
-                                opts.threads, device) | {"training": training_check(history)},
-               "baselines": {}}
+    searched = assess(model, data, meta, cfg, reference, final, "model", opts.threads, device)
+    baselines: dict[str, Assessment] = {}
     for name in opts.baselines:
         torch.manual_seed(cfg.search.seed)
         net = models.build(f"tv/{name}", num_classes=len(data.classes))
         run = retrain(net, images, labels, cand.train, cfg, len(data.classes), epochs,
                       final / f"checkpoint-{name}.pt", f"{name}-{recipe_id:08x}", device,
                       opts.progress)
-        metrics["baselines"][name] = assess(net, data, meta, cfg, reference,
-                                             final / "baselines", name, opts.threads, device)
-        metrics["baselines"][name]["training"] = training_check(run)
+        baselines[name] = dataclasses.replace(
+            assess(net, data, meta, cfg, reference, final / "baselines", name, opts.threads,
+                   device), training=training_check(run))
+    metrics = FinalResult(
+        study=study.study_name, epochs=epochs, input_size=size, test_source=data.test_source,
+        reference=cfg.objective.reference, f1_ref=cfg.objective.f1_ref, history=history,
+        chosen=ChosenTrial(number=chosen.number, state=chosen.state.name, why=why,
+                           score=trial_score(chosen), f1=chosen.user_attrs.get("f1"),
+                           latency_ratio=chosen.user_attrs.get("latency_ratio"),
+                           epochs_done=chosen.user_attrs.get("epochs_done"),
+                           params=chosen.params),
+        model=dataclasses.replace(searched, training=training_check(history)),
+        baselines=baselines)
     trials = study.get_trials(deepcopy=False)
     plots = {"pareto": plot_pareto(trials, chosen, final / "pareto.png").name,
              "curves": plot_curves(trials, final / "learning_curves.png").name,
-             "confusion": plot_confusion(metrics["model"]["test"]["confusion"], data.classes,
+             "confusion": plot_confusion(metrics.model.test.confusion, data.classes,
                                          final / "confusion.png").name}
-    (final / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (final / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2))
     write_report(final / "report.md", metrics, trials, data.classes, plots)
     return metrics

@@ -12,19 +12,21 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from optuna.trial import TrialState
 from ray.tune import Callback
 
+from tune_jobs.outcome import Outcome, epochs_done, outcome_of, trial_state
+
 STATES = ("running", "completed", "pruned", "failed")
+_STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
+                TrialState.FAIL: "failed"}
 WINDOW_S = 60.0  # epochs per second over the last minute: what the cluster does now
 
 
 def final_state(result: dict | None, max_epochs: int) -> str:
-    """How a trial ended, from its last result: the same reading as the study mirror."""
-    result = result or {}
-    outcome = result.get("outcome", "trained")
-    if outcome == "trained":
-        return "completed" if result.get("epoch", 0) >= max_epochs else "pruned"
-    return "pruned" if outcome == "over_budget" else "failed"
+    """How a trial ended, from its last result: the study mirror's rule (`trial_state`)."""
+    state = trial_state(outcome_of(result), epochs_done(result), max_epochs)
+    return _STATE_NAMES[state]
 
 
 class LiveMetrics(Callback):
@@ -77,7 +79,7 @@ class LiveMetrics(Callback):
         score = result.get("score")
         if score is not None and score == score and (self.best is None or score < self.best):
             self.best = float(score)
-        if result.get("outcome", "trained") == "trained" and result.get("epoch", 0) > 0:
+        if outcome_of(result) == Outcome.TRAINED and epochs_done(result) > 0:
             self.epochs_total += 1
             self._epoch_times.append(time.monotonic())
         self._publish()

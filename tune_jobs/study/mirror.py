@@ -24,15 +24,23 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray.tune import Callback
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tune_jobs.config import SpaceConfig
-from tune_jobs.space import candidate_from_config, flatten, optuna_distributions
+from tune_jobs.internals import (
+    attach_trial,
+    searcher_finished,
+    searcher_study,
+    searcher_trials,
+    storage_id,
+)
+from tune_jobs.outcome import Outcome, epochs_done, outcome_of, trial_state
+from tune_jobs.trial.space import candidate_from_config, flatten, optuna_distributions
 
 log = logging.getLogger("litesearch.mirror")
 
 STEP = "training_iteration"
-FAILED_OUTCOMES = {"error", "nan_loss", "oom"}
 METRIC_ATTRS = ("score", "f1", "accuracy", "loss", "val_loss", "epoch", "params", "macs",
                 "latency_ratio", "latency_ms", "reference_ms", "image_size", "node", "node_id",
                 "trial_dir", "wall_seconds",
@@ -74,9 +82,10 @@ def _clean(value: Any) -> Any:
 
 
 def record_for(last: dict | None, error: bool, ctx: RecordContext) -> TrialRecord:
+    """The study's record of a trial from its last result (`error`: its worker died)."""
     last = last or {}
     attrs = {k: _clean(last[k]) for k in METRIC_ATTRS if k in last}
-    attrs["epochs_done"] = max(0, int(last.get("epoch") or 0))  # failures report epoch -1
+    attrs["epochs_done"] = epochs_done(last)
     config = _config_of(last)
     if config and ctx.space is not None:
         try:
@@ -84,26 +93,27 @@ def record_for(last: dict | None, error: bool, ctx: RecordContext) -> TrialRecor
                                                   ).spec.to_yaml()
         except Exception as err:  # a config the space cannot rebuild is still recorded
             attrs["spec_error"] = str(err)
-    outcome = last.get("outcome", "")
-    if error:
-        attrs["outcome"] = "worker_lost"
-        attrs["reason"] = ("the trial's worker died (node lost or process killed) after "
-                           f"{attrs['epochs_done']} epoch(s); Tune's retries were used up")
-        return TrialRecord(TrialState.FAIL, None, attrs)
-    attrs["outcome"] = outcome or "unknown"
-    attrs["reason"] = str(last.get("reason", ""))
-    if outcome in FAILED_OUTCOMES:
+    outcome = outcome_of(last, error)
+    state = trial_state(outcome, attrs["epochs_done"], ctx.max_epochs)
+    values = ([float(last[m]) for m in ctx.metrics] if all(m in last for m in ctx.metrics)
+              else None)
+    reason = str(last.get("reason", ""))
+    if outcome == Outcome.WORKER_LOST:
+        reason = ("the trial's worker died (node lost or process killed) after "
+                  f"{attrs['epochs_done']} epoch(s); Tune's retries were used up")
+    elif state == TrialState.COMPLETE and values is None:
+        state, reason = TrialState.PRUNED, f"the last result lacks {', '.join(ctx.metrics)}"
+    elif state == TrialState.PRUNED and outcome == Outcome.TRAINED:
+        outcome = Outcome.STOPPED_EARLY
+        reason = f"stopped by the scheduler after {attrs['epochs_done']} epoch(s)"
+    elif outcome == Outcome.UNKNOWN:
+        reason = reason or "the trial's last result states no outcome"
+    attrs["outcome"], attrs["reason"] = outcome.value, reason
+    if state == TrialState.FAIL:
         if last.get("traceback"):
             attrs["traceback"] = str(last["traceback"])
-        return TrialRecord(TrialState.FAIL, None, attrs)
-    values = [float(last[m]) for m in ctx.metrics] if all(m in last for m in ctx.metrics) \
-        else None
-    if outcome == "trained" and attrs["epochs_done"] >= ctx.max_epochs and values:
-        return TrialRecord(TrialState.COMPLETE, values, attrs)
-    if outcome == "trained":
-        attrs["outcome"] = "stopped_early"
-        attrs["reason"] = f"stopped by the scheduler after {attrs['epochs_done']} epoch(s)"
-    return TrialRecord(TrialState.PRUNED, values, attrs)
+        values = None
+    return TrialRecord(state, values, attrs)
 
 
 class MirroredOptunaSearch(OptunaSearch):
@@ -117,39 +127,51 @@ class MirroredOptunaSearch(OptunaSearch):
 
     RUN_ATTR = "run"
 
-    def __init__(self, *args: Any, record: RecordContext, run_id: str = "", **kwargs: Any):
+    def __init__(self, *args: Any, record: RecordContext, run_id: str = "",
+                 num_samples: int | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._record = record
         self._run_id = run_id
+        self._num_samples = num_samples  # None: no cap (the caller counts)
+        self._asked = 0  # trials of this run in the study
         self._last: dict[str, dict] = {}
         self._reported: dict[str, set[int]] = defaultdict(set)
         self._orphans: list[int] = []
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
-        stored = {t._trial_id: t for t in self._ot_study.get_trials(deepcopy=False)}
+        trials = searcher_trials(self)
+        stored = {storage_id(t): t for t in searcher_study(self).get_trials(deepcopy=False)}
         # Trials the killed driver finished in the study after Tune's last state save: Tune
         # runs them again, but their record is final and must not be touched.
-        self._completed_trials |= {tid for tid, ot in self._ot_trials.items()
-                                   if stored[ot._trial_id].state.is_finished()}
-        owned = {t._trial_id for t in self._ot_trials.values()}
+        searcher_finished(self).update(tid for tid, ot in trials.items()
+                                       if stored[storage_id(ot)].state.is_finished())
+        owned = {storage_id(t) for t in trials.values()}
         self._orphans = [
-            t._trial_id for t in stored.values()
-            if t.state == TrialState.RUNNING and t._trial_id not in owned
+            sid for sid, t in stored.items()
+            if t.state == TrialState.RUNNING and sid not in owned
             and t.user_attrs.get(self.RUN_ATTR) == self._run_id
         ]
         if self._orphans:
             log.info("adopting %d trial(s) left running by the interrupted driver",
                      len(self._orphans))
+        # A trial the killed driver asked for and finished after Tune's last state save is
+        # unknown to Tune, which will ask for a replacement: counting the run's trials in the
+        # study (not Tune's) keeps the study at exactly num_samples.
+        self._asked = sum(t.user_attrs.get(self.RUN_ATTR) == self._run_id
+                          for t in stored.values())
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials:
+        trials, study = searcher_trials(self), searcher_study(self)
+        if trial_id not in trials:
             if self._orphans:
-                self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study,
-                                                               self._orphans.pop(0))
+                trials[trial_id] = attach_trial(study, self._orphans.pop(0))
+            elif self._num_samples is not None and self._asked >= self._num_samples:
+                return Searcher.FINISHED  # the run's trials are all in the study already
             else:
-                self._ot_trials[trial_id] = self._ot_study.ask()
-                self._ot_trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
+                trials[trial_id] = study.ask()
+                trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
+                self._asked += 1
         return super().suggest(trial_id)
 
     def _report(self, trial_id: str, result: dict) -> None:
@@ -158,34 +180,37 @@ class MirroredOptunaSearch(OptunaSearch):
         step = int(result[STEP])
         if step in self._reported[trial_id]:
             return  # a restored or retried trial reports its steps again
-        self._ot_trials[trial_id].report(float(result[self.metric]), step)
+        searcher_trials(self)[trial_id].report(float(result[self.metric]), step)
         self._reported[trial_id].add(step)
 
+    def _ignores(self, trial_id: str) -> bool:
+        return trial_id in searcher_finished(self) or trial_id not in searcher_trials(self)
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if self._ignores(trial_id):
             return
         self._last[trial_id] = result
         self._report(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if self._ignores(trial_id):
             return
         last = result or self._last.get(trial_id)
         if last and not error:
             self._report(trial_id, last)  # the result that made ASHA stop the trial
         record = record_for(last, error, self._record)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = searcher_trials(self)[trial_id]
         try:
             for key, value in record.user_attrs.items():
                 ot_trial.set_user_attr(key, value)
             values = record.values if record.state == TrialState.COMPLETE else None
             if values is not None and not isinstance(self.metric, list):
                 values = values[0]
-            self._ot_study.tell(ot_trial, values, state=record.state)
+            searcher_study(self).tell(ot_trial, values, state=record.state)
         except Exception as err:  # the study must not take the search down with it
             log.warning("could not record trial %s in the study: %s", trial_id, err)
-        self._completed_trials.add(trial_id)
+        searcher_finished(self).add(trial_id)
         self._last.pop(trial_id, None)
         self._reported.pop(trial_id, None)
 

@@ -5,36 +5,41 @@ to OUTPUT/final as the local job would. The database is never reached from the G
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
 import optuna
 
-from tune_jobs.finaljob import FinalOptions
+from tune_jobs.finaljob.job import FinalOptions, FinalResult
 
 log = logging.getLogger("litesearch.final")
 KEEP_ON_NODE = ("checkpoint",)  # per-epoch resume state: only useful where it was written
 
 
 def in_memory_copy(study: optuna.Study) -> optuna.Study:
-    """The study with its trials and user attributes, picklable (no database connection)."""
-    storage = optuna.storages.InMemoryStorage()
-    optuna.copy_study(from_study_name=study.study_name, from_storage=study._storage,
-                      to_storage=storage)
-    return optuna.load_study(study_name=study.study_name, storage=storage)
+    """The study with its trials and user attributes, picklable (no database connection);
+    what `optuna.copy_study` does, through the public API of the study in hand."""
+    copy = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
+                               study_name=study.study_name, directions=study.directions)
+    for key, value in study.user_attrs.items():
+        copy.set_user_attr(key, value)
+    copy.add_trials(study.get_trials(deepcopy=False))
+    return copy
 
 
-def _final_task(study: optuna.Study, opts: FinalOptions) -> tuple[dict, dict[str, bytes]]:
+def _final_task(study: optuna.Study, opts: FinalOptions) -> tuple[FinalResult,
+                                                                   dict[str, bytes]]:
     import tempfile
 
     import ray
 
-    from tune_jobs.finaljob import run_final
+    from tune_jobs.finaljob.job import run_final
 
     with tempfile.TemporaryDirectory(prefix="litesearch-final-") as tmp:
-        metrics = run_final(study, Path(tmp), opts)
-        metrics["ran_on"] = {"node_id": ray.get_runtime_context().get_node_id(),
-                             "gpu_ids": [str(g) for g in ray.get_gpu_ids()]}
+        metrics = dataclasses.replace(run_final(study, Path(tmp), opts), ran_on={
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()]})
         final = Path(tmp) / "final"
         files = {str(p.relative_to(final)): p.read_bytes() for p in final.rglob("*")
                  if p.is_file() and not p.name.startswith(KEEP_ON_NODE)}
@@ -42,7 +47,7 @@ def _final_task(study: optuna.Study, opts: FinalOptions) -> tuple[dict, dict[str
 
 
 def run_final_on_cluster(study: optuna.Study, output: Path, opts: FinalOptions,
-                         gpus: float) -> dict:
+                         gpus: float) -> FinalResult:
     """`run_final` as a Ray task holding `gpus` GPUs (retried on another node if its node is
     lost); returns its metrics and writes its artifacts under `output/final`."""
     import json
@@ -57,5 +62,5 @@ def run_final_on_cluster(study: optuna.Study, output: Path, opts: FinalOptions,
         path = final / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    (final / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (final / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2))
     return metrics

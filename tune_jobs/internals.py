@@ -1,0 +1,124 @@
+"""Every private name of Ray or Optuna that litesearch touches, in one place.
+
+Only the version pins in pyproject.toml guard these. `check_contract()` exercises each one on
+the installed versions and names the internal that moved; `tests/test_internals.py` runs it,
+so an upgrade that breaks one fails there, not in the middle of a search.
+
+- `OptunaSearch._ot_study`, `._ot_trials`, `._completed_trials`: the study mirror adopts
+  trials a killed driver left RUNNING, asks for its own trials (to tag them with the run) and
+  skips trials finished after Tune's last state save (`tune_jobs/study/mirror.py`).
+- `optuna.trial.Trial(study, trial_id)`: reattach a live trial of the study by its storage id.
+- `FrozenTrial._trial_id`: the storage id of a stored trial (its `number` is per study).
+- `ray.autoscaler._private.util.prepare_config` / `validate_config`: Ray's own offline check
+  of a cluster YAML (what `ray up` runs first), used by the cluster tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+# ------------------------------------------------------------------------------ OptunaSearch
+
+
+def searcher_study(searcher: Any) -> optuna.Study:
+    """The study an `OptunaSearch` asks and tells."""
+    return searcher._ot_study
+
+
+def searcher_trials(searcher: Any) -> dict[str, optuna.Trial]:
+    """Tune trial id -> the live Optuna trial an `OptunaSearch` drew for it (mutable)."""
+    return searcher._ot_trials
+
+
+def searcher_finished(searcher: Any) -> set[str]:
+    """Tune trial ids whose results an `OptunaSearch` no longer passes to Optuna (mutable)."""
+    return searcher._completed_trials
+
+
+# ------------------------------------------------------------------------------------ Optuna
+
+
+def storage_id(trial: FrozenTrial | optuna.Trial) -> int:
+    """The trial's id in the storage (unique across studies, unlike `number`)."""
+    return trial._trial_id
+
+
+def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """A live `Trial` for a stored RUNNING trial, to suggest, report and tell through."""
+    return optuna.trial.Trial(study, trial_id)
+
+
+# --------------------------------------------------------------------------------------- Ray
+
+
+def validate_cluster_config(config: dict) -> dict:
+    """Ray's offline check of a cluster config (the first thing `ray up` does); returns the
+    config with Ray's defaults filled in, raises on an invalid one."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(config)
+    validate_config(prepared)
+    return prepared
+
+
+# ---------------------------------------------------------------------------------- contract
+
+
+def check_contract() -> list[str]:
+    """Exercise every internal above on the installed Ray and Optuna; returns one line per
+    broken one, naming it (empty when all hold)."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    problems: list[str] = []
+
+    def expect(name: str, ok: bool, got: Any) -> None:
+        if not ok:
+            problems.append(f"{name}: not what litesearch expects (got {got!r})")
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def space(trial: optuna.Trial) -> None:
+        trial.suggest_float("x", 0.0, 1.0)
+
+    searcher = OptunaSearch(space=space, metric="score", mode="min",
+                            sampler=optuna.samplers.RandomSampler(seed=0))
+    try:
+        searcher.suggest("t1")
+        study = searcher_study(searcher)
+        expect("OptunaSearch._ot_study", isinstance(study, optuna.Study), type(study))
+        trials = searcher_trials(searcher)
+        expect("OptunaSearch._ot_trials", isinstance(trials, dict)
+               and isinstance(trials.get("t1"), optuna.Trial), trials)
+        searcher.on_trial_complete("t1", {"score": 0.5, "training_iteration": 1})
+        finished = searcher_finished(searcher)
+        expect("OptunaSearch._completed_trials", isinstance(finished, set) and "t1" in finished,
+               finished)
+    except AttributeError as err:
+        problems.append(f"OptunaSearch internals: {err}")
+        return problems
+
+    try:
+        stored = study.ask()
+        sid = storage_id(stored)
+        frozen = study.get_trials(deepcopy=False)[-1]
+        expect("FrozenTrial._trial_id", storage_id(frozen) == sid, storage_id(frozen))
+        again = attach_trial(study, sid)
+        again.suggest_float("x", 0.0, 1.0)
+        study.tell(again, 0.1)
+        expect("optuna.trial.Trial(study, trial_id)",
+               study.get_trials(deepcopy=False)[-1].value == 0.1, study.trials[-1].value)
+    except (AttributeError, TypeError) as err:
+        problems.append(f"optuna trial internals: {err}")
+
+    try:
+        from ray.autoscaler._private.util import prepare_config, validate_config  # noqa: F401
+    except ImportError as err:
+        problems.append(f"ray.autoscaler._private.util.prepare_config/validate_config: {err}")
+    return problems
+
+
+__all__ = ["attach_trial", "check_contract", "searcher_finished", "searcher_study",
+           "searcher_trials", "storage_id", "validate_cluster_config"]
