@@ -25,7 +25,8 @@ from pathlib import Path
 
 from common import REPO, emit
 from tune_jobs.config import load_config
-from tune_jobs.runner import run_search
+from tune_jobs.outcome import Outcome, epochs_done, outcome_of
+from tune_jobs.searchjob import run_search
 
 ARMS = (("tpe", True), ("tpe", False), ("random", True), ("random", False))
 
@@ -55,7 +56,7 @@ def epoch_events(grid, max_epochs: int) -> list[tuple[float, float | None]]:
         if frame is None or frame.empty:
             continue
         for _, row in frame.iterrows():
-            if row.get("outcome", "trained") != "trained" or row.get("epoch", 0) < 1:
+            if outcome_of(row) != Outcome.TRAINED or epochs_done(row) < 1:
                 continue  # a rejected or failed trial's report: no epoch trained
             done = row["epoch"] >= max_epochs
             events.append((float(row["reported_at"]), float(row["score"]) if done else None))

@@ -4,14 +4,17 @@
     DataLoader with 2 workers (what the seed projects did every epoch);
 (b) litesearch, decode once into the uint8 cache (build time reported separately), then
     BatchLoader + BatchAugment with the same transforms as (a) (flip, normalise): the like-for-
-    like comparison the target is stated for;
+    like comparison the target is stated for. Batches stay uint8 until the device, where the
+    training step's first op (`to_input`) normalises them; "(b) + to_input" also counts that
+    op, so that both paths end with the float tensor the network reads;
 (c) the same cache with the search's full batched augmentation (random resized crop, flip,
     colour jitter, RandAugment ops), far more work per image than (a) does.
 
 Prints images/s of both and the ratio per image size, the cache build time, and the share of
-data time in a training step of the baseline model (batch 128, CPU), and writes JSON.
+(c)'s data time in a training step of the baseline model (batch 128, CPU; the step counts
+`to_input`), and writes JSON.
 
-    python benchmarks/data_path.py [--data DIR] [--sizes 32 64 96] [--quick] [--json FILE]
+    python benchmarks/data_path.py [--data DIR] [--sizes 32 64 96 128] [--quick] [--json FILE]
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from torchvision import datasets, transforms
 
 import models
 from common import emit
-from data_utils.augment import AugmentConfig, BatchAugment
+from data_utils.augment import AugmentConfig, BatchAugment, to_input
 from data_utils.cache import build_cache
 from data_utils.folder import scan_folder
 from data_utils.loader import BatchLoader
@@ -43,7 +46,7 @@ SAME_AS_SEED = AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ImageFolder")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 96])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 96, 128])
     parser.add_argument("--repeats", type=int, default=3, help="epochs timed per path")
     parser.add_argument("--quick", action="store_true", help="one timed epoch per path")
     parser.add_argument("--device", default="cpu", help="where the cache path's batches and "
@@ -69,24 +72,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def cache_epoch(loader: BatchLoader, device: torch.device) -> float:
+def cache_epoch(loader: BatchLoader, device: torch.device, normalise: bool = False) -> float:
+    """Images per second of the batches handed to the device (uint8, or [0, 1] float after a
+    resampling augmentation); `normalise`: also `to_input`, the step's first op there."""
     start = time.perf_counter()
-    n = sum(len(y) for _, y in loader)
+    n = 0
+    for x, y in loader:
+        if normalise:
+            to_input(x)
+        n += len(y)
     _sync(device)
     return n / (time.perf_counter() - start)
 
 
 def train_step_seconds(size: int, repeats: int, device: torch.device) -> float:
-    """Median seconds of one forward+backward+SGD step of the baseline preset, batch 128."""
+    """Median seconds of one training step of the baseline preset, batch 128: `to_input` of
+    an augmented [0, 1] batch (the step's first op, on the device), forward, backward, SGD."""
     model = models.build("baseline", num_classes=6, input_size=size).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.randn(BATCH, 3, size, size, device=device)
+    pixels = torch.rand(BATCH, 3, size, size, device=device)
     y = torch.randint(0, 6, (BATCH,), device=device)
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        torch.nn.functional.cross_entropy(model(to_input(pixels)), y).backward()
         opt.step()
         _sync(device)
         if i:  # the first step warms up
@@ -106,18 +116,21 @@ def run_size(root: Path, size: int, repeats: int, device: torch.device) -> dict:
             "full": BatchLoader(split.images, split.labels, BATCH, shuffle=True,
                                 augment=BatchAugment(AugmentConfig()), device=device),
         }
-        rates: dict[str, list[float]] = {"seed": [], "same": [], "full": []}
+        rates: dict[str, list[float]] = {"seed": [], "same": [], "same_norm": [], "full": []}
         for r in range(repeats):  # interleave the paths so machine noise hits all alike
             rates["seed"].append(seed_epoch(root, size))
             for name, loader in loaders.items():
                 loader.set_epoch(r)
                 rates[name].append(cache_epoch(loader, device))
-    seed, same, full = (statistics.median(rates[k]) for k in ("seed", "same", "full"))
+            rates["same_norm"].append(cache_epoch(loaders["same"], device, normalise=True))
+    seed, same, same_norm, full = (statistics.median(rates[k])
+                                   for k in ("seed", "same", "same_norm", "full"))
     step = train_step_seconds(size, 5, device)
     data_per_batch = BATCH / full
     return {
         "size": size, "images": len(index), "seed_img_per_s": seed,
         "cache_same_img_per_s": same, "cache_full_img_per_s": full,
+        "cache_same_normalised_img_per_s": same_norm, "ratio_same_normalised": same_norm / seed,
         "ratio_same": same / seed, "ratio_full": full / seed, "cache_build_s": build_s,
         "cache_mb": split.images.nbytes / 1e6, "train_step_s": step,
         "data_share_of_step": data_per_batch / (data_per_batch + step),
@@ -125,11 +138,13 @@ def run_size(root: Path, size: int, repeats: int, device: torch.device) -> dict:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    lines = ["| size | (a) seed img/s | (b) cache, same transforms | (c) cache, full augment "
-             "| cache build s | cache MB | (c) data share of a step |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| size | (a) seed img/s | (b) cache, same transforms | (b) + to_input "
+             "| (c) cache, full augment | cache build s | cache MB | (c) data share of a step |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['size']} | {r['seed_img_per_s']:,.0f} | "
               f"{r['cache_same_img_per_s']:,.0f} ({r['ratio_same']:.1f}x) | "
+              f"{r['cache_same_normalised_img_per_s']:,.0f} "
+              f"({r['ratio_same_normalised']:.1f}x) | "
               f"{r['cache_full_img_per_s']:,.0f} ({r['ratio_full']:.1f}x) | "
               f"{r['cache_build_s']:.1f} | {r['cache_mb']:.0f} | "
               f"{100 * r['data_share_of_step']:.1f} % |" for r in rows]

@@ -13,48 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import ray
 import torch
 
-from common import REPO, emit
+from common import REPO, UtilizationSampler, emit
 from tune_jobs.config import load_config
-from tune_jobs.runner import run_search
-
-
-class UtilizationSampler:
-    """`nvidia-smi` GPU utilization (%) every half second, in a thread, while in use."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.available = shutil.which("nvidia-smi") is not None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu",
-                                  "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True, check=False).stdout
-            self.samples += [float(v) for v in out.split() if v.strip().isdigit()]
-            self._stop.wait(0.5)
-
-    def __enter__(self) -> UtilizationSampler:
-        if self.available:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self.available:
-            self._thread.join()
+from tune_jobs.searchjob import run_search
 
 
 def run_packing(k: int, trials: int, epochs: int, data: Path, root: Path) -> dict:

@@ -31,13 +31,13 @@ import models
 from common import REPO, emit
 from models.spec import ModelSpec
 from tune_jobs.config import Config, load_config
-from tune_jobs.export import ModelMeta
-from tune_jobs.finaljob import FinalOptions, assess, choose_trial, load_run_config, retrain
-from tune_jobs.finaljob import training_check as trained_ok
-from tune_jobs.recipe import prepare_run_data
-from tune_jobs.runner import run_search
-from tune_jobs.space import TrainParams, candidate_from_config
-from tune_jobs.storage import mask_url, open_storage
+from tune_jobs.finaljob.export import ModelMeta
+from tune_jobs.finaljob.job import FinalOptions, assess, choose_trial, load_run_config, retrain
+from tune_jobs.finaljob.job import training_check as trained_ok
+from tune_jobs.searchjob import run_search
+from tune_jobs.study.storage import mask_url, open_storage
+from tune_jobs.trial.recipe import prepare_run_data
+from tune_jobs.trial.space import TrainParams, candidate_from_config
 
 # name -> (preset, width): the nets a user would otherwise ship (torchvision-exact presets)
 BASELINES = {"mobilenet_v3_small_w0.5": ("mobilenet_v3_small", 0.5),
@@ -79,13 +79,11 @@ def train_and_assess(name: str, model: torch.nn.Module, recipe: TrainParams, cfg
     result = assess(model, data, meta, cfg, reference, work / name, name, threads, device)
     return {"model": name, "recipe": used, "image_size": recipe.image_size,
             "first_loss": history[0]["loss"],
-            "last_loss": history[-1]["loss"], "f1": result["test"]["f1"],
-            "accuracy": result["test"]["accuracy"],
-            "onnxruntime_ms": result["speed"]["cpu"]["onnxruntime_ms"],
-            "eager_ms": result["speed"]["cpu"]["eager_ms"],
-            "latency_ratio": result["ratio"]["latency_ratio"],
-            "params": result["costs"]["params"], "macs": result["costs"]["macs"],
-            "score": result["scores"]["score"], "test_images": result["test_images"]}
+            "last_loss": history[-1]["loss"], "f1": result.test.f1,
+            "accuracy": result.test.accuracy, "onnxruntime_ms": result.speed.cpu.onnxruntime_ms,
+            "eager_ms": result.speed.cpu.eager_ms, "latency_ratio": result.ratio.latency_ratio,
+            "params": result.costs.params, "macs": result.costs.macs,
+            "score": result.scores.score, "test_images": result.test_images}
 
 
 def verdict(rows: list[dict]) -> dict:

@@ -26,8 +26,8 @@ from ray.cluster_utils import Cluster
 
 from common import emit
 from search_overhead import SleeperSpace, sleeper
-from tune_jobs.mirror import MirroredOptunaSearch, RecordContext
-from tune_jobs.storage import open_storage
+from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext
+from tune_jobs.study.storage import open_storage
 
 
 def trials_per_minute(slots: int, trials: int, seconds: float, epochs: int, root: Path,

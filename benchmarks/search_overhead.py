@@ -22,8 +22,8 @@ import ray
 from ray import tune
 
 from common import emit
-from tune_jobs.mirror import MirroredOptunaSearch, RecordContext
-from tune_jobs.storage import mask_url, open_storage
+from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext
+from tune_jobs.study.storage import mask_url, open_storage
 
 
 def sleeper(config: dict) -> None:
