@@ -54,6 +54,11 @@ def _check_record_shape(cfg, grid, study) -> None:
         # every reported score is an intermediate value, the stopping one included
         assert sorted(t.intermediate_values) == list(range(1, reported + 1))
         assert t.intermediate_values[reported] == pytest.approx(a["score"])
+        # the learning curve: every trained epoch's metrics, the same scores
+        assert [p[0] for p in a["curve"]] == list(range(1, reported + 1))
+        assert [p[4] for p in a["curve"]] == pytest.approx(
+            [t.intermediate_values[e] for e in range(1, reported + 1)])
+        assert a["curve"][-1][1] == pytest.approx(a["f1"])
         build_model(ModelSpec.from_yaml(a["spec"]))
 
 

@@ -6,7 +6,8 @@ searcher drew it.
   its worker died;
 - intermediate values: every reported score, including the one that made ASHA stop it;
 - user attributes: outcome, reason, spec (YAML), last metrics, epochs, params, MACs, latency
-  ratio, node, trial folder (checkpoints), wall time.
+  ratio, node, trial folder (checkpoints), wall time, and the learning curve (`curve`: per
+  trained epoch, [epoch, f1, val_loss, accuracy, score]).
 
 Out of the box OptunaSearch tells an ASHA-stopped trial COMPLETE with its short-budget value
 and drops the stopping result; `MirroredOptunaSearch` fixes both. Other searchers (hyperopt)
@@ -62,6 +63,29 @@ class RecordContext:
     max_epochs: int
     space: SpaceConfig | None  # None: trials carry no spec to rebuild (benchmarks)
     num_classes: int
+
+
+# Per epoch, the learning curve a trial leaves in the study (user attribute `curve`): what
+# the learning-curve table (benchmarks/curves.py) and the reports read, whatever the objective.
+CURVE_METRICS = ("f1", "val_loss", "accuracy", "score")
+
+
+class CurveLog:
+    """Collects `[epoch, f1, val_loss, accuracy, score]` per trained epoch of each trial (a
+    retried epoch overwrites its first report)."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, dict[int, list[float | None]]] = defaultdict(dict)
+
+    def add(self, trial_id: str, result: dict | None) -> None:
+        if outcome_of(result) != Outcome.TRAINED or epochs_done(result) < 1:
+            return
+        self.points[trial_id][epochs_done(result)] = [_clean(result.get(m))
+                                                      for m in CURVE_METRICS]
+
+    def pop(self, trial_id: str) -> list[list]:
+        points = self.points.pop(trial_id, {})
+        return [[epoch, *values] for epoch, values in sorted(points.items())]
 
 
 def _config_of(result: dict) -> dict | None:
@@ -136,6 +160,7 @@ class MirroredOptunaSearch(OptunaSearch):
         self._asked = 0  # trials of this run in the study
         self._last: dict[str, dict] = {}
         self._reported: dict[str, set[int]] = defaultdict(set)
+        self._curves = CurveLog()
         self._orphans: list[int] = []
 
     def restore(self, checkpoint_path: str) -> None:
@@ -190,6 +215,7 @@ class MirroredOptunaSearch(OptunaSearch):
         if self._ignores(trial_id):
             return
         self._last[trial_id] = result
+        self._curves.add(trial_id, result)
         self._report(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
@@ -199,7 +225,9 @@ class MirroredOptunaSearch(OptunaSearch):
         last = result or self._last.get(trial_id)
         if last and not error:
             self._report(trial_id, last)  # the result that made ASHA stop the trial
+            self._curves.add(trial_id, last)
         record = record_for(last, error, self._record)
+        record.user_attrs["curve"] = self._curves.pop(trial_id)
         ot_trial = searcher_trials(self)[trial_id]
         try:
             for key, value in record.user_attrs.items():
@@ -224,6 +252,7 @@ class StudyRecorder(Callback):
         self.distributions = optuna_distributions(record.space)
         self._values: dict[str, dict[int, float]] = defaultdict(dict)
         self._last: dict[str, dict] = {}
+        self._curves = CurveLog()
         self._done: set[str] = set()
 
     def setup(self, **info: Any) -> None:
@@ -236,6 +265,7 @@ class StudyRecorder(Callback):
         if not result:
             return
         self._last[trial_id] = result
+        self._curves.add(trial_id, result)
         metric = self.ctx.metrics[0]
         if len(self.ctx.metrics) == 1 and STEP in result and metric in result:
             self._values[trial_id][int(result[STEP])] = float(result[metric])
@@ -256,6 +286,7 @@ class StudyRecorder(Callback):
         self._remember(trial.trial_id, trial.last_result)  # the stopping result, too
         last = self._last.get(trial.trial_id, {})
         record = record_for(last | {"config": trial.config}, error, self.ctx)
+        record.user_attrs["curve"] = self._curves.pop(trial.trial_id)
         params = {k: v for k, v in flatten(trial.config).items() if k in self.distributions}
         intermediate = self._values.pop(trial.trial_id, {})
         values = record.values

@@ -124,6 +124,40 @@ def sample(space: SpaceConfig, chooser: Chooser, num_classes: int) -> Candidate:
     return Candidate(spec, train, drawn)
 
 
+class PathChooser:
+    """Takes choice `path[k]` at the k-th decision (0 past the path's end) and records how many
+    choices each decision offered: one walk of the define-by-run tree (see `enumerate_space`)."""
+
+    def __init__(self, path: list[int]) -> None:
+        self.path = path
+        self.options: list[int] = []
+
+    def choose(self, name: str, param: Param) -> Scalar:
+        if not isinstance(param, list):
+            raise ValueError(f"{name}: a grid needs a list of choices, not a range ({param})")
+        k = len(self.options)
+        self.options.append(len(param))
+        return param[self.path[k] if k < len(self.path) else 0]
+
+
+def enumerate_space(space: SpaceConfig, num_classes: int) -> list[Candidate]:
+    """Every distinct candidate of a space whose values are all lists of choices: the leaves
+    of its define-by-run tree (a block's arguments count only where that block is chosen),
+    in a fixed order. An odometer over the decisions of each walk: the last decision with
+    another choice left moves on, the later ones start again from their first."""
+    found, path = [], []
+    while True:
+        chooser = PathChooser(path)
+        found.append(sample(space, chooser, num_classes))
+        taken = path + [0] * (len(chooser.options) - len(path))
+        k = len(taken) - 1
+        while k >= 0 and taken[k] + 1 >= chooser.options[k]:
+            k -= 1
+        if k < 0:
+            return found
+        path = [*taken[:k], taken[k] + 1]
+
+
 def flat_params(space: SpaceConfig) -> dict[str, Param]:
     """Every name `sample` may ask, with its range (for searchers that draw all up front)."""
     params: dict[str, Param] = {f"train{SEP}{f}": getattr(space.train, f)
@@ -208,4 +242,4 @@ def candidate_from_config(config: dict[str, Any], space: SpaceConfig,
 
 
 __all__ = ["Candidate", "Range", "TrainParams", "candidate_from_config", "define_by_run",
-           "flat_params", "optuna_distributions", "sample", "tune_domains"]
+           "enumerate_space", "flat_params", "optuna_distributions", "sample", "tune_domains"]

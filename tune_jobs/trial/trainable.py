@@ -33,6 +33,9 @@ from tune_jobs.trial.recipe import make_recipe
 from tune_jobs.trial.space import Candidate, candidate_from_config
 
 CHECKPOINT_FILE = "state.pt"
+# A trial config may carry its own seed under this name (weights, data order, augmentation);
+# without it every trial uses search.seed. The learning-curve build trains a second seed.
+SEED_KEY = "seed"
 
 
 @dataclass
@@ -89,8 +92,9 @@ def train_candidate(config: dict, data: TrialData) -> None:
     try:
         cand = candidate_from_config(config, cfg.space, len(data.classes))
         # The same candidate gets the same initial weights on any worker, reused or not.
+        seed = int(config.get(SEED_KEY, cfg.search.seed))
         drawn = json.dumps(cand.params, sort_keys=True, default=str).encode()
-        torch.manual_seed(zlib.crc32(drawn) ^ cfg.search.seed)
+        torch.manual_seed(zlib.crc32(drawn) ^ seed)
         model = models.build_model(cand.spec)
         costs = measure_costs(model, cand.train.image_size, cfg.objective)
         base = _base_metrics(cand, costs, started_at)
@@ -100,7 +104,7 @@ def train_candidate(config: dict, data: TrialData) -> None:
             _report(base | {"score": penalty, "f1": 0.0, "accuracy": 0.0, "loss": float("nan"),
                             "epoch": 0, "outcome": Outcome.OVER_BUDGET.value, "reason": why})
             return
-        _train(cfg, data, cand, model, base, started)
+        _train(cfg, data, cand, model, base, started, seed)
     except Exception as err:  # recorded, never raised: one bad trial must not stop the search
         reason = f"{type(err).__name__}: {err}"
         outcome = Outcome.OOM if isinstance(err, torch.OutOfMemoryError) else Outcome.ERROR
@@ -115,8 +119,14 @@ def train_candidate(config: dict, data: TrialData) -> None:
                         "traceback": traceback.format_exc()[-4000:]})
 
 
+def train_listed(config: dict, data: TrialData, configs: list[dict]) -> None:
+    """Tune function over a fixed list of trial configs (a grid, e.g. the learning-curve
+    build): trains `configs[config["index"]]` with `train_candidate`."""
+    train_candidate(configs[config["index"]], data)
+
+
 def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base: dict,
-           started: float) -> None:
+           started: float, seed: int) -> None:
     from ray import tune
 
     device = _device(cfg)
@@ -124,7 +134,7 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base
     size, epochs = cand.train.image_size, cfg.scheduler.max_epochs
     train, val = data.train[size], data.val[size]
     recipe = make_recipe(model, train.images, train.labels, cand.train, cfg.data,
-                         len(data.classes), epochs, device, cfg.search.seed)
+                         len(data.classes), epochs, device, seed)
     optimizer, scheduler = recipe.optimizer, recipe.scheduler
     val_loader = BatchLoader(val.images, val.labels, 256, device=device)
     start_epoch = 0
