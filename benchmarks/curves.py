@@ -6,6 +6,8 @@ instead of training (as NAS-Bench-201 and Syne Tune's blackbox replays do).
         [--set key=value ...]
     python benchmarks/curves.py build --study NAME [--storage URL] --out TABLE
     python benchmarks/curves.py rungs [--table TABLE] [--rungs 1 3 9] [--json FILE]
+    python benchmarks/curves.py replay [--table TABLE] [--arms tpe:asha:f1:1:3 ...]
+        [--seeds 30] [--num-samples 40] [--quick] [--json FILE] [--plot PNG]
 
 `build` with a config trains every candidate of its space (all values lists of choices)
 through the real trainable and recipe, no early stopping, in parallel over Ray workers, and
@@ -23,28 +25,23 @@ MACs, seconds per epoch and the curve, `[epoch, f1, val_loss, accuracy, score]` 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import statistics
 import sys
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from common import REPO, emit
+from tune_jobs.trial.replay import cell_key
 
 CURVE_FIELDS = ["epoch", "f1", "val_loss", "accuracy", "score"]
 DEFAULT_TABLE = REPO / "benchmarks" / "results" / "curves" / "demo-grid.jsonl"
 
 
 # --------------------------------------------------------------------------------- the table
-
-
-def cell_key(params: dict[str, Any]) -> str:
-    """A candidate's identity: its drawn values (every name, constants included)."""
-    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_table(path: Path) -> tuple[dict, list[dict]]:
@@ -146,7 +143,8 @@ def build_grid(cfg, table: Path, second_seed: int, args: argparse.Namespace) -> 
     jobs = grid_jobs(candidates, second_seed, cfg.search.seed)
     meta, rows = read_table(table)
     if not meta:
-        append_rows(table, [header(args, cfg, data.extra["data_path"], "grid")])
+        append_rows(table, [header(args, cfg, data.extra["data_path"], "grid")
+                            | {"classes": data.classes}])
     elif meta.get("space") != cfg.space.model_dump(mode="json"):
         raise SystemExit(f"{table}: built from another space; use another --out")
     done = {(r["key"], r["seed"]) for r in rows}
@@ -208,7 +206,7 @@ def build_from_study(study, table: Path, args: argparse.Namespace) -> int:
                              [a["wall_seconds"] / max(1, a["epochs_done"])]))
         rows[-1]["trial"] = t.number
     meta = header(args, cfg, str(study.user_attrs.get("data_path", "")),
-                  f"study {study.study_name}")
+                  f"study {study.study_name}") | {"classes": study.user_attrs.get("classes")}
     table.unlink(missing_ok=True)
     append_rows(table, [meta, *rows])
     return len(rows)
@@ -283,6 +281,235 @@ def rungs_markdown(corr: list[dict], noise: dict) -> str:
     return "\n".join(lines)
 
 
+# -------------------------------------------------------------------------------- replay
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One search strategy: searcher, scheduler, and the scheduler's rung settings."""
+
+    searcher: str = "tpe"
+    scheduler: str = "fifo"  # fifo (every trial to the full budget) or asha
+    metric: str = "score"  # what ASHA's rungs rank by
+    grace: int = 1
+    eta: float = 3
+    extra: tuple[str, ...] = ()  # config overrides, e.g. search.tpe.multivariate=true
+
+    @property
+    def name(self) -> str:
+        more = "".join(f" +{e}" for e in self.extra)
+        if self.scheduler == "fifo":
+            return f"{self.searcher} + fifo{more}"
+        return (f"{self.searcher} + asha({self.metric}, grace {self.grace}, eta "
+                f"{self.eta:g}){more}")
+
+    def overrides(self) -> list[str]:
+        return [*self.extra, f"search.algorithm={self.searcher}",
+                f"scheduler.early_stopping={str(self.scheduler == 'asha').lower()}",
+                f"scheduler.metric={self.metric}", f"scheduler.grace_period={self.grace}",
+                f"scheduler.reduction_factor={self.eta}"]
+
+
+REFERENCE = Arm()  # TPE without early stopping: what every arm is measured against
+
+
+def replay_config(meta: dict, base: str, overrides: list[str]):
+    """The base config with the table's space and budget (the grid the table covers)."""
+    from tune_jobs.config import Config, load_config
+
+    tree = load_config(base, overrides).model_dump(mode="json")
+    tree["space"] = meta["space"]
+    tree["scheduler"]["max_epochs"] = meta["max_epochs"]
+    return Config.model_validate(tree)
+
+
+def trajectory(study) -> dict:
+    """Trials in the order they ended: cumulative trial-epochs, table seconds, and the best
+    final score of a COMPLETE trial so far."""
+    from optuna.trial import TrialState
+
+    ended = sorted((t for t in study.get_trials(deepcopy=False) if t.datetime_complete),
+                   key=lambda t: (t.datetime_complete, t.number))
+    cost, seconds, best, points = 0, 0.0, None, []
+    for t in ended:
+        a = t.user_attrs
+        cost += int(a.get("epochs_done") or 0)
+        seconds += float(a.get("wall_seconds") or 0.0)
+        if t.state == TrialState.COMPLETE and a.get("score") is not None:
+            best = a["score"] if best is None else min(best, a["score"])
+        points.append([cost, seconds, best])
+    return {"points": points, "trial_epochs": cost, "table_seconds": seconds, "best": best,
+            "complete": sum(t.state == TrialState.COMPLETE for t in ended),
+            "trials": len(ended)}
+
+
+def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: str,
+               num_samples: int, concurrency: int) -> list[dict]:
+    """One replayed search per seed through `run_search` (SQLite study, the real searcher,
+    scheduler, mirror); returns each seed's trajectory."""
+    import tempfile
+
+    import optuna
+
+    from tune_jobs.searchjob import run_search
+    from tune_jobs.study.storage import open_storage
+    from tune_jobs.trial.replay import TABLE_KEY, replay_trial
+    from tune_jobs.trial.trainable import TrialData
+
+    first_seed = min(r["seed"] for r in rows)
+    table = {r["key"]: r for r in rows if r["seed"] == first_seed}
+    classes = meta.get("classes") or [f"class{i}" for i in range(6)]
+    out = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+            cfg = replay_config(meta, base, [
+                *arm.overrides(), f"search.seed={seed}", f"search.num_samples={num_samples}",
+                f"search.max_concurrent={concurrency}", "search.study=replay",
+                f"search.storage=sqlite:///{tmp}/study.db", f"output={tmp}",
+                "search.max_failures=0", "tracking.wandb=disabled",
+                f"resources.cpus_per_trial={1 / concurrency}"])
+            data = TrialData(cfg, classes, {}, {}, extra={
+                TABLE_KEY: table, "data_path": meta.get("data", ""), "test_source": "none"})
+            _, url = run_search(cfg, data=data, trial_fn=replay_trial)
+            study = optuna.load_study(study_name="replay", storage=open_storage(url))
+            out.append({"seed": seed} | trajectory(study))
+    return out
+
+
+def replay_parallel(arm: Arm, meta: dict, rows: list[dict], seeds: list[int],
+                    args: argparse.Namespace) -> list[dict]:
+    """The seeds split over `args.workers` processes, each with its own local Ray: a replayed
+    search is mostly Tune waiting (trial start, about 10 s of actor clean-up at its end), not
+    computing, so several overlap well even on two cores."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if args.workers <= 1:
+        return replay_arm(arm, meta, rows, seeds, args.config, args.num_samples,
+                          args.concurrency)
+    parts = [seeds[i::args.workers] for i in range(args.workers)]
+    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(replay_arm, arm, meta, rows, part, args.config,
+                               args.num_samples, args.concurrency) for part in parts if part]
+        out = [t for f in futures for t in f.result()]
+    return sorted(out, key=lambda t: t["seed"])
+
+
+def best_within(traj: dict, budget: float) -> float | None:
+    best = None
+    for cost, _, b in traj["points"]:
+        if cost > budget:
+            break
+        best = b
+    return best
+
+
+def epochs_to_reach(traj: dict, target: float) -> float:
+    return next((cost for cost, _, b in traj["points"] if b is not None and b <= target),
+                float("inf"))
+
+
+def _median_ci(values: list[float], rng) -> tuple[float, float, float]:
+    """Median and a bootstrap 95 % interval over seeds."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    boots = np.median(rng.choice(v, size=(2000, len(v)), replace=True), axis=1)
+    return float(np.median(v)), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def summarize_arms(results: dict[str, list[dict]]) -> list[dict]:
+    """Per arm, against TPE without early stopping on the same seeds: the trial-epochs to
+    reach its median final best (ratio), and the share of seeds at least as good at equal
+    trial-epochs."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ref = {t["seed"]: t for t in results[REFERENCE.name]}
+    bests = [t["best"] for t in ref.values() if t["best"] is not None]
+    if not bests:
+        raise SystemExit("no seed of TPE without early stopping finished a trial: is the "
+                         "table complete for this space?")
+    target = statistics.median(bests)
+    ref_need = statistics.median(epochs_to_reach(t, target) for t in ref.values())
+    rows = []
+    for name, trajs in results.items():
+        ratios = [epochs_to_reach(t, target) / ref_need for t in trajs]
+        wins = []
+        for t in trajs:
+            r = ref[t["seed"]]
+            budget = min(t["trial_epochs"], r["trial_epochs"])
+            mine, theirs = best_within(t, budget), best_within(r, budget)
+            wins.append(mine is not None and (theirs is None or mine <= theirs))
+        finite = [x if np.isfinite(x) else 1e9 for x in ratios]
+        med, lo, hi = _median_ci(finite, rng)
+        best_med, best_lo, best_hi = _median_ci(
+            [t["best"] if t["best"] is not None else 9.0 for t in trajs], rng)
+        rows.append({"arm": name, "seeds": len(trajs), "target_score": target,
+                     "median_ratio_to_reach_fifo_best": med, "ratio_ci95": [lo, hi],
+                     "reached": sum(np.isfinite(ratios)), "win_rate_vs_tpe_fifo":
+                     sum(wins) / len(wins), "median_final_best": best_med,
+                     "final_best_ci95": [best_lo, best_hi],
+                     "median_trial_epochs": statistics.median(t["trial_epochs"] for t in trajs),
+                     "median_table_seconds": statistics.median(t["table_seconds"]
+                                                               for t in trajs)})
+    return rows
+
+
+def replay_markdown(rows: list[dict]) -> str:
+    def fmt(x: float) -> str:
+        return "never" if x >= 1e8 else f"{x:.2f}"
+
+    def ratio(r: dict) -> str:
+        return (f"{fmt(r['median_ratio_to_reach_fifo_best'])} [{fmt(r['ratio_ci95'][0])}, "
+                f"{fmt(r['ratio_ci95'][1])}]")
+
+    lines = ["| arm | seeds | trial-epochs to reach TPE-fifo's median best, ratio [95 % CI] "
+             "| reached | at least as good at equal trial-epochs | final best [95 % CI] "
+             "| trial-epochs |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['arm']} | {r['seeds']} | {ratio(r)} | {r['reached']}/{r['seeds']} | "
+              f"{100 * r['win_rate_vs_tpe_fifo']:.0f} % | {r['median_final_best']:.4f} "
+              f"[{r['final_best_ci95'][0]:.4f}, {r['final_best_ci95'][1]:.4f}] | "
+              f"{r['median_trial_epochs']:.0f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_replay(results: dict[str, list[dict]], path: Path) -> None:
+    """Best final score against trial-epochs: median and interquartile band per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    top = max(t["trial_epochs"] for trajs in results.values() for t in trajs)
+    grid = np.linspace(0, top, 200)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, trajs in results.items():
+        curves = np.array([[best_within(t, g) if best_within(t, g) is not None else np.nan
+                            for g in grid] for t in trajs], dtype=float)
+        med = np.nanmedian(curves, axis=0)
+        ax.plot(grid, med, label=name)
+        ax.fill_between(grid, np.nanquantile(curves, 0.25, axis=0),
+                        np.nanquantile(curves, 0.75, axis=0), alpha=0.2)
+    ax.set_xlabel("trial-epochs")
+    ax.set_ylabel("best final score so far (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def parse_arm(text: str) -> Arm:
+    """searcher:scheduler[:metric[:grace[:eta]]][+key=value...], e.g. tpe:asha:f1:3:3 or
+    tpe:fifo+search.tpe.multivariate=true."""
+    spec, *extra = text.split("+")
+    kinds = [str, str, str, int, float]
+    fields = [kind(v) for kind, v in zip(kinds, spec.split(":"), strict=False)]
+    return Arm(*fields, extra=tuple(extra))
+
+
 # ---------------------------------------------------------------------------------- the CLI
 
 
@@ -298,6 +525,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--study", help="build from this study instead of training a grid")
     b.add_argument("--storage", help="the study's database URL (default $LITESEARCH_STORAGE)")
     b.add_argument("--out", type=Path, default=DEFAULT_TABLE, help="the table (JSON lines)")
+    rp = sub.add_parser("replay", help="search strategies replayed over many seeds")
+    rp.add_argument("--table", type=Path, default=DEFAULT_TABLE)
+    rp.add_argument("--config", default="curves", help="base config (the table's space and "
+                    "budget replace its own)")
+    rp.add_argument("--arms", nargs="+", default=["tpe:asha:score:1:3"],
+                    help="searcher:scheduler[:rung metric[:grace[:eta]]]; TPE without early "
+                    "stopping (tpe:fifo) always runs as the reference")
+    rp.add_argument("--seeds", type=int, default=30)
+    rp.add_argument("--num-samples", type=int, default=40)
+    rp.add_argument("--concurrency", type=int, default=2, help="trials at once")
+    rp.add_argument("--workers", type=int, default=3, help="replays at once (processes)")
+    rp.add_argument("--quick", action="store_true", help="8 seeds, the defaults vs tpe:fifo")
+    rp.add_argument("--reuse", type=Path, help="an earlier replay JSON: its arms on the same "
+                    "seeds are not replayed again")
+    rp.add_argument("--json", type=Path)
+    rp.add_argument("--plot", type=Path)
     r = sub.add_parser("rungs", help="how well each rung metric predicts the end")
     r.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     r.add_argument("--rungs", type=int, nargs="+", default=[1, 3, 9])
@@ -305,7 +548,32 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_replay(args: argparse.Namespace) -> dict:
+    meta, rows = read_table(args.table)
+    seeds = list(range(8 if args.quick else args.seeds))
+    arms = [REFERENCE] + [a for a in map(parse_arm, args.arms) if a != REFERENCE]
+    results: dict[str, list[dict]] = {}
+    if args.reuse and args.reuse.is_file():
+        earlier = json.loads(args.reuse.read_text())
+        if earlier.get("seeds") == seeds and earlier.get("num_samples") == args.num_samples:
+            results = earlier["trajectories"]
+    for arm in arms:
+        if arm.name not in results:
+            print(f"replaying {arm.name} over {len(seeds)} seeds", file=sys.stderr)
+            results[arm.name] = replay_parallel(arm, meta, rows, seeds, args)
+    summary = summarize_arms(results)
+    if args.plot:
+        plot_replay(results, args.plot)
+    return emit("curves_replay", replay_markdown(summary), summary, args.json,
+                table=str(args.table), seeds=seeds, num_samples=args.num_samples,
+                concurrency=args.concurrency, max_epochs=meta["max_epochs"],
+                trajectories=results)
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.command == "replay":
+        run_replay(args)
+        return 0
     if args.command == "rungs":
         meta, rows = read_table(args.table)
         corr = rung_correlations(rows, meta["max_epochs"], args.rungs)

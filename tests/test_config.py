@@ -53,3 +53,17 @@ def test_bad_override_syntax_and_missing_file(tmp_path: Path) -> None:
     empty_slot.write_text("space:\n  slots:\n    - {blocks: []}\n")
     with pytest.raises(ConfigError, match=r"space.slots.0.*blocks lists no choices"):
         load_config(empty_slot)
+
+
+def test_tpe_options_reach_the_sampler() -> None:
+    from tune_jobs.config import ConfigError
+    from tune_jobs.searchjob import _tpe
+
+    with pytest.raises(ConfigError, match="group needs multivariate"):
+        load_config("ci.yaml", ["search.tpe.group=true"])
+    cfg = load_config("ci.yaml", ["search.tpe.multivariate=true", "search.tpe.group=true",
+                                  "search.tpe.constant_liar=true",
+                                  "search.tpe.n_startup_trials=5"])
+    sampler = _tpe(cfg)
+    assert (sampler._multivariate, sampler._group, sampler._constant_liar,
+            sampler._n_startup_trials) == (True, True, True, 5)

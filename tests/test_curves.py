@@ -121,3 +121,58 @@ def test_rung_correlations_rank_against_the_final_score() -> None:
     assert corr["val_loss"]["n"] == 5  # the second seed's row is not counted twice
     assert corr["val_loss"]["spearman_final_f1"] == pytest.approx(1.0)  # lower loss: better
     assert seed_noise(rows, 2) == {"pairs": 1}
+
+
+def test_replay_summary_against_tpe_without_early_stopping() -> None:
+    """Two seeds. The reference ends at 0.9 on both (the target) after 30 and 40 trial-epochs
+    (its own median ratio 1.0); the arm never gets below 0.95 (reached 0 of 2), but within
+    its 8 and 10 trial-epochs the reference has no finished trial yet: the arm wins both."""
+    from curves import REFERENCE, summarize_arms
+
+    def traj(seed, points):
+        return {"seed": seed, "points": [[c, 0.0, b] for c, b in points],
+                "trial_epochs": points[-1][0], "table_seconds": 1.0, "best": points[-1][1]}
+
+    results = {
+        REFERENCE.name: [traj(0, [(10, 1.2), (20, 1.0), (30, 0.9)]),
+                         traj(1, [(10, None), (20, 1.0), (40, 1.1 - 0.2)])],
+        "arm": [traj(0, [(5, 1.0), (8, 0.95)]), traj(1, [(5, 1.3), (10, 1.0)])],
+    }
+    rows = {r["arm"]: r for r in summarize_arms(results)}
+    arm = rows["arm"]
+    assert arm["target_score"] == pytest.approx(0.9)  # median of the reference's bests
+    ref = rows[REFERENCE.name]
+    assert ref["median_ratio_to_reach_fifo_best"] == pytest.approx(1.0)
+    assert arm["reached"] == 0  # neither seed of the arm reached 0.9
+    assert arm["win_rate_vs_tpe_fifo"] == pytest.approx(1.0)  # at 8 and 10 epochs: better
+
+
+@pytest.mark.slow
+def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> None:
+    """A hand-made table of four candidates (the tiny grid, 3 epochs): replayed without early
+    stopping every trial costs the full budget and ends COMPLETE; with ASHA ranking its rungs
+    by F1 some trials stop early, and the study still records the objective (the score)."""
+    from curves import REFERENCE, Arm, replay_arm, summarize_arms
+
+    cfg = load_config("ci.yaml", TINY)
+    cands = enumerate_space(cfg.space, 6)
+    rows = [{"key": cell_key(c.params), "seed": 0, "params": c.params, "outcome": "trained",
+             "latency_ratio": 0.5, "n_params": 1000, "macs": 10000, "epoch_seconds": 0.1,
+             "curve": [[e, 0.2 * e + 0.05 * i, 1.0 / e, 0.1 * e, 0.0] for e in (1, 2, 3)]}
+            for i, c in enumerate(cands)]
+    meta = {"max_epochs": 3, "space": cfg.space.model_dump(mode="json"), "data": "",
+            "classes": [f"c{i}" for i in range(6)]}
+    arm = Arm("tpe", "asha", "f1", 1, 2)
+    results = {a.name: replay_arm(a, meta, rows, [0, 1], "ci.yaml", 4, 2)
+               for a in (REFERENCE, arm)}
+    from tune_jobs.trial.objective import score
+
+    finals = [score(0.6 + 0.05 * i, 0.5, cfg.objective.f1_ref) for i in range(4)]
+    for t in results[REFERENCE.name]:
+        assert t["trials"] == t["complete"] == 4 and t["trial_epochs"] == 12
+        # the score is recomputed from the table's F1 and latency ratio
+        assert any(t["best"] == pytest.approx(f) for f in finals), (t["best"], finals)
+    stopped = [t for t in results[arm.name] if t["trial_epochs"] < 12]
+    assert stopped, "ASHA ranking by F1 stopped no trial"
+    summary = {r["arm"]: r for r in summarize_arms(results)}
+    assert summary[REFERENCE.name]["median_ratio_to_reach_fifo_best"] == pytest.approx(1.0)

@@ -97,6 +97,7 @@ def test_report_has_the_tables(finished_run) -> None:
     for heading in ("## Chosen trial", "## Test metrics, searched model against baselines",
                     "## Per class (test)", "## Search summary"):
         assert heading in report
+    assert "trial-epochs of the" in report  # the compute ledger
     assert "| searched |" in report
     for name in BASELINES:
         assert f"| {name} |" in report

@@ -129,8 +129,26 @@ class ObjectiveConfig(Strict):
     max_latency_ratio: float | None = Field(None, gt=0)
 
 
+class TPEConfig(Strict):
+    """Optuna's TPE sampler (search.algorithm: tpe). `multivariate`/`group` model the
+    define-by-run space's conditional values jointly; `constant_liar` keeps trials proposed
+    while others still run from all landing on the same point."""
+
+    multivariate: bool = False
+    group: bool = False
+    constant_liar: bool = False
+    n_startup_trials: int = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TPEConfig:
+        if self.group and not self.multivariate:
+            raise ValueError("group needs multivariate: true")
+        return self
+
+
 class SearchConfig(Strict):
     algorithm: Literal["tpe", "nsga2", "random", "hyperopt"] = "tpe"
+    tpe: TPEConfig = TPEConfig()
     num_samples: int = Field(24, ge=1)
     max_concurrent: int = Field(2, ge=1)
     seed: int = 0
@@ -146,11 +164,18 @@ class SearchConfig(Strict):
     checkpoint_interval_s: float = Field(30, ge=0)
 
 
+# What an ASHA rung ranks trials by, and which way is better. The searcher always learns the
+# objective; a rung only decides which trials go on training.
+RUNG_METRICS: dict[str, str] = {"score": "min", "f1": "max", "val_loss": "min",
+                                "accuracy": "max"}
+
+
 class SchedulerConfig(Strict):
     max_epochs: int = Field(8, ge=1)
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3, gt=1)
     early_stopping: bool = True  # False: every trial trains to max_epochs (FIFO)
+    metric: Literal["score", "f1", "val_loss", "accuracy"] = "score"  # the rungs' ranking
 
     @model_validator(mode="after")
     def _check(self) -> SchedulerConfig:

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 from data_utils.skips import DataError
-from tune_jobs.config import Config, ConfigError
+from tune_jobs.config import RUNG_METRICS, Config, ConfigError
 from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
 from tune_jobs.study.storage import mask_url, open_storage, resolve_storage_url
 from tune_jobs.trial.recipe import data_path, prepare_run_data
@@ -39,14 +39,15 @@ SCORE = Objective(("score",), ("min",))
 F1_VS_LATENCY = Objective(("f1", "latency_ratio"), ("max", "min"))
 
 
-def _optuna_search(sampler: Callable[[int], optuna.samplers.BaseSampler], objective: Objective):
+def _optuna_search(sampler: Callable[[Config], optuna.samplers.BaseSampler],
+                   objective: Objective):
     def build(cfg: Config, storage, record: RecordContext, num_classes: int, run_id: str):
         multi = len(objective.metrics) > 1
         return MirroredOptunaSearch(
             space=define_by_run(cfg.space, num_classes),
             metric=list(objective.metrics) if multi else objective.metrics[0],
             mode=list(objective.modes) if multi else objective.modes[0],
-            sampler=sampler(cfg.search.seed), storage=storage, study_name=cfg.search.study,
+            sampler=sampler(cfg), storage=storage, study_name=cfg.search.study,
             record=record, run_id=run_id, num_samples=cfg.search.num_samples)
 
     return build, objective
@@ -61,12 +62,24 @@ def _hyperopt(cfg: Config, storage, record: RecordContext, num_classes: int, run
     return HyperOptSearch(metric="score", mode="min", random_state_seed=cfg.search.seed)
 
 
+def _tpe(cfg: Config) -> optuna.samplers.TPESampler:
+    import warnings
+
+    t = cfg.search.tpe
+    with warnings.catch_warnings():  # multivariate, group, constant_liar are "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=cfg.search.seed, multivariate=t.multivariate, group=t.group,
+            constant_liar=t.constant_liar, n_startup_trials=t.n_startup_trials)
+
+
 # name -> (build searcher, objective). The Optuna samplers record the study themselves
 # (MirroredOptunaSearch); hyperopt's trials are recorded by the StudyRecorder callback.
 SEARCHERS: dict[str, tuple[Callable, Objective]] = {
-    "tpe": _optuna_search(lambda seed: optuna.samplers.TPESampler(seed=seed), SCORE),
-    "random": _optuna_search(lambda seed: optuna.samplers.RandomSampler(seed=seed), SCORE),
-    "nsga2": _optuna_search(lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+    "tpe": _optuna_search(_tpe, SCORE),
+    "random": _optuna_search(lambda cfg: optuna.samplers.RandomSampler(seed=cfg.search.seed),
+                             SCORE),
+    "nsga2": _optuna_search(lambda cfg: optuna.samplers.NSGAIISampler(seed=cfg.search.seed),
                             F1_VS_LATENCY),
     "hyperopt": (_hyperopt, SCORE),
 }
@@ -129,9 +142,9 @@ def _scheduler(cfg: Config):
     s = cfg.scheduler
     if not s.early_stopping:
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", metric="score", mode="min",
-                         max_t=s.max_epochs, grace_period=s.grace_period,
-                         reduction_factor=s.reduction_factor)
+    return ASHAScheduler(time_attr="training_iteration", metric=s.metric,
+                         mode=RUNG_METRICS[s.metric], max_t=s.max_epochs,
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
 def results_path(cfg: Config, output: Path) -> str:
@@ -191,8 +204,14 @@ def stop_ray() -> None:
         ray.shutdown()
 
 
-def run_search(cfg: Config, resume: bool = False):
-    """Run (or resume) the search of `cfg`; returns Tune's ResultGrid."""
+def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
+               trial_fn: Callable | None = None):
+    """Run (or resume) the search of `cfg`; returns Tune's ResultGrid and the study URL.
+
+    `data` and `trial_fn` replace the decoded data and the training trainable (the
+    learning-curve replay reports a table's epochs instead of training); the searcher, the
+    scheduler, the study mirror and every callback stay the real ones.
+    """
     from ray import tune
 
     output = Path(cfg.output).resolve()
@@ -200,14 +219,15 @@ def run_search(cfg: Config, resume: bool = False):
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic table, with our metric columns
     check_reference(cfg)
     url, storage = storage_for(cfg, output)
-    data = prepare_trial_data(cfg)
+    data = data or prepare_trial_data(cfg)
     build_searcher, objective = SEARCHERS[cfg.search.algorithm]
     record_run(cfg, storage, objective, data)
     record = RecordContext(objective.metrics, cfg.scheduler.max_epochs, cfg.space,
                            len(data.classes))
     init_ray(cfg)
     resources = {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial}
-    trainable = tune.with_resources(tune.with_parameters(train_candidate, data=data), resources)
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_fn or train_candidate, data=data), resources)
     ray_dir = results_path(cfg, output)
     experiment = f"{ray_dir.rstrip('/')}/{cfg.search.study}"
     if resume and tune.Tuner.can_restore(experiment):

@@ -45,7 +45,7 @@ from tune_jobs.finaljob.export import (
     save_state,
 )
 from tune_jobs.finaljob.report import plot_confusion, plot_curves, plot_pareto, write_report
-from tune_jobs.study.summary import best_complete, trial_score
+from tune_jobs.study.summary import best_complete, compute_ledger, trial_score
 from tune_jobs.trial.engine import train_epoch
 from tune_jobs.trial.recipe import make_recipe, prepare_run_data
 from tune_jobs.trial.space import TrainParams, candidate_from_config
@@ -267,5 +267,6 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
              "confusion": plot_confusion(metrics.model.test.confusion, data.classes,
                                          final / "confusion.png").name}
     (final / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2))
-    write_report(final / "report.md", metrics, trials, data.classes, plots)
+    write_report(final / "report.md", metrics, trials, data.classes, plots,
+                 compute_ledger(study))
     return metrics

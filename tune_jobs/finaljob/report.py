@@ -14,7 +14,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from tune_jobs.finaljob.assess import Assessment
-from tune_jobs.study.summary import pareto_front, trial_score
+from tune_jobs.study.summary import ledger_line, pareto_front, trial_score
 
 if TYPE_CHECKING:
     from tune_jobs.finaljob.job import FinalResult
@@ -107,7 +107,7 @@ MODEL_HEADER = ["model", "macro-F1", "accuracy", "ORT ms", "eager ms", "latency 
 
 
 def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
-                 classes: list[str], plots: dict[str, str]) -> Path:
+                 classes: list[str], plots: dict[str, str], ledger: dict) -> Path:
     chosen, m = metrics.chosen, metrics.model
     states = Counter(t.state.name for t in trials)
     wall = sum(t.user_attrs.get("wall_seconds") or 0 for t in trials)
@@ -163,6 +163,8 @@ def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
         "",
         _table(["trials", *sorted(states), "trial-epochs", "trial wall time (s)"],
                [[len(trials), *[states[s] for s in sorted(states)], epochs, wall]]),
+        "",
+        ledger_line(ledger) + ".",
         "",
         f"![Pareto front]({plots['pareto']})",
         "",

@@ -94,10 +94,32 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def compute_ledger(study: optuna.Study) -> dict:
+    """Trial-epochs the search trained against what training every trial to the full
+    budget would have cost (early stopping's saving), and the trials' wall time."""
+    trials = study.get_trials(deepcopy=False)
+    budget = (study.user_attrs.get("config") or {}).get("scheduler", {}).get("max_epochs")
+    spent = sum(int(t.user_attrs.get("epochs_done") or 0) for t in trials)
+    full = budget * len(trials) if budget else None
+    return {"trial_epochs": spent, "full_budget_epochs": full,
+            "share_of_full": spent / full if full else None,
+            "trial_seconds": sum(float(t.user_attrs.get("wall_seconds") or 0) for t in trials)}
+
+
+def ledger_line(ledger: dict) -> str:
+    if not ledger["full_budget_epochs"]:
+        return f"compute: {ledger['trial_epochs']} trial-epochs"
+    return (f"compute: {ledger['trial_epochs']:,} trial-epochs of the "
+            f"{ledger['full_budget_epochs']:,} that training every trial to the full budget "
+            f"would cost ({100 * ledger['share_of_full']:.0f} %); "
+            f"{ledger['trial_seconds'] / 60:.1f} trial-minutes")
+
+
 def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
     trials = study.get_trials(deepcopy=False)
     lines = [f"study {study.study_name!r}: {summary['trials']} trials, "
-             + ", ".join(f"{n} {s}" for s, n in sorted(summary["states"].items()))]
+             + ", ".join(f"{n} {s}" for s, n in sorted(summary["states"].items())),
+             ledger_line(compute_ledger(study))]
     cols = ["number", "state", "score", "f1", "latency_ratio", "params", "epochs_done",
             "outcome"]
     ranked = sorted((t for t in trials if trial_score(t) is not None and
@@ -118,5 +140,5 @@ def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["NoCompleteTrial", "best_complete", "console_summary", "pareto_front",
-           "write_outputs"]
+__all__ = ["NoCompleteTrial", "best_complete", "compute_ledger", "console_summary",
+           "ledger_line", "pareto_front", "write_outputs"]

@@ -102,6 +102,7 @@ def train_candidate(config: dict, data: TrialData) -> None:
         if why:
             penalty = failure_score(costs.latency_ratio, cfg.objective.f1_ref)
             _report(base | {"score": penalty, "f1": 0.0, "accuracy": 0.0, "loss": float("nan"),
+                            "val_loss": float("inf"),
                             "epoch": 0, "outcome": Outcome.OVER_BUDGET.value, "reason": why})
             return
         _train(cfg, data, cand, model, base, started, seed)
@@ -114,7 +115,8 @@ def train_candidate(config: dict, data: TrialData) -> None:
             outcome = Outcome.NAN_LOSS
         lat = base.get("latency_ratio", 1.0)
         _report(base | {"score": failure_score(lat, cfg.objective.f1_ref), "f1": 0.0,
-                        "accuracy": 0.0, "loss": float("nan"), "epoch": -1,
+                        "accuracy": 0.0, "loss": float("nan"), "val_loss": float("inf"),
+                        "epoch": -1,
                         "outcome": outcome.value, "reason": reason[:2000],
                         "traceback": traceback.format_exc()[-4000:]})
 

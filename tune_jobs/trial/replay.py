@@ -1,0 +1,72 @@
+"""A trial that replays a learning-curve table instead of training: the same candidate from the
+same config, its recorded epochs reported one by one, so that the real search path (Ray Tune,
+the searcher, ASHA, the study mirror) can be run over many seeds in minutes
+(`benchmarks/curves.py replay`).
+
+A table row is what `benchmarks/curves.py build` writes: the candidate's drawn values, its
+outcome, latency ratio, params, MACs, seconds per epoch and `curve`, per epoch
+`[epoch, f1, val_loss, accuracy, score]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from tune_jobs.outcome import Outcome
+from tune_jobs.trial.objective import failure_score, score
+from tune_jobs.trial.space import candidate_from_config
+from tune_jobs.trial.trainable import TrialData
+
+TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> table row
+
+
+def cell_key(params: dict[str, Any]) -> str:
+    """A candidate's identity in a table: its drawn values (every name, constants too)."""
+    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _over_budget(row: dict, cfg) -> str:
+    o = cfg.objective
+    checks = [("params", row.get("n_params"), o.max_params), ("MACs", row.get("macs"), o.max_macs),
+              ("latency ratio", row.get("latency_ratio"), o.max_latency_ratio)]
+    return "; ".join(f"{n} {v:,.6g} > {lim:,.6g}" for n, v, lim in checks
+                     if lim is not None and v is not None and v > lim)
+
+
+def replay_trial(config: dict, data: TrialData) -> None:
+    """Tune function: report the table's epochs of the candidate `config` draws. The score is
+    recomputed with this run's `f1_ref`; budgets are checked as the trainable does."""
+    from ray import tune
+
+    cfg = data.config
+    cand = candidate_from_config(config, cfg.space, len(data.classes))
+    row = data.extra[TABLE_KEY].get(cell_key(cand.params))
+    f1_ref = cfg.objective.f1_ref
+    if row is None:
+        tune.report({"score": failure_score(1.0, f1_ref), "f1": 0.0, "accuracy": 0.0,
+                     "val_loss": float("inf"), "epoch": -1, "outcome": Outcome.ERROR.value,
+                     "reason": "the candidate is not in the replayed table"})
+        return
+    lat = float(row["latency_ratio"] or 1.0)
+    base = {"latency_ratio": lat, "params": row.get("n_params"), "macs": row.get("macs"),
+            "image_size": cand.train.image_size, "epoch_seconds": row.get("epoch_seconds"),
+            "trial_dir": tune.get_context().get_trial_dir()}
+    why = _over_budget(row, cfg)
+    curve = row.get("curve") or []
+    if why or row.get("outcome") != Outcome.TRAINED or not curve:
+        outcome = Outcome.OVER_BUDGET if why else Outcome(row.get("outcome", "error"))
+        tune.report(base | {"score": failure_score(lat, f1_ref), "f1": 0.0, "accuracy": 0.0,
+                            "val_loss": float("inf"), "epoch": 0 if why else -1,
+                            "outcome": outcome.value, "reason": why or row.get("reason", "")})
+        return
+    seconds = float(row.get("epoch_seconds") or 0.0)
+    for epoch, f1, val_loss, accuracy, _ in curve[:cfg.scheduler.max_epochs]:
+        tune.report(base | {"score": score(f1, lat, f1_ref), "f1": f1, "val_loss": val_loss,
+                            "loss": val_loss, "accuracy": accuracy, "epoch": int(epoch),
+                            "outcome": Outcome.TRAINED.value, "reason": "",
+                            "wall_seconds": seconds * epoch})
+
+
+__all__ = ["TABLE_KEY", "cell_key", "replay_trial"]
