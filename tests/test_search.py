@@ -51,12 +51,13 @@ def _check_record_shape(cfg, grid, study) -> None:
         else:
             assert t.state == TrialState.PRUNED and reported < max_epochs
             assert a["outcome"] == "stopped_early"
-        # every reported score is an intermediate value, the stopping one included
+        # every reported objective value is an intermediate value, the stopping one included
+        metric, column = ("f1", 1) if cfg.objective.kind == "f1" else ("score", 4)
         assert sorted(t.intermediate_values) == list(range(1, reported + 1))
-        assert t.intermediate_values[reported] == pytest.approx(a["score"])
-        # the learning curve: every trained epoch's metrics, the same scores
+        assert t.intermediate_values[reported] == pytest.approx(a[metric])
+        # the learning curve: every trained epoch's metrics, the same values
         assert [p[0] for p in a["curve"]] == list(range(1, reported + 1))
-        assert [p[4] for p in a["curve"]] == pytest.approx(
+        assert [p[column] for p in a["curve"]] == pytest.approx(
             [t.intermediate_values[e] for e in range(1, reported + 1)])
         assert a["curve"][-1][1] == pytest.approx(a["f1"])
         build_model(ModelSpec.from_yaml(a["spec"]))
@@ -336,3 +337,21 @@ def test_a_worker_node_lost_mid_search_loses_no_trial(tmp_path, cache_dir, ray_l
             workers[0] = cluster.add_node(num_cpus=1, num_gpus=1)
             cluster.wait_for_nodes()
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3, "the worker did not come back"
+
+
+def test_the_f1_objective_maximises_f1_and_records_the_same_shape(tmp_path, cache_dir,
+                                                                   ray_local) -> None:
+    """objective.kind f1: the study maximises validation macro-F1 (under the budgets), every
+    trial lands in the same honest shape, and "best" means the highest F1."""
+    from tune_jobs.study.summary import console_summary
+
+    cfg, grid, study = _search(tmp_path, cache_dir, "objective.kind=f1",
+                               "objective.max_latency_ratio=50")
+    _check_record_shape(cfg, grid, study)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert done and all(t.value == pytest.approx(t.user_attrs["f1"]) for t in done)
+    best = best_complete(study)
+    assert best.user_attrs["f1"] == max(t.user_attrs["f1"] for t in done)
+    text = console_summary(study, write_outputs(study, tmp_path))
+    assert "by F1; higher is better" in text

@@ -120,6 +120,10 @@ class DataConfig(Strict):
 
 
 class ObjectiveConfig(Strict):
+    # score: the competition's (lower is better); f1: the highest validation macro-F1 under
+    # the budgets below (how a team with a latency budget states it). search.algorithm nsga2
+    # searches the Pareto front of F1 vs latency instead.
+    kind: Literal["score", "f1"] = "score"
     f1_ref: float = Field(0.70, gt=0, lt=1)
     reference: str = "baseline"  # a preset or tv/<name>: the latency reference
     reference_size: int = Field(64, ge=8)

@@ -36,12 +36,19 @@ class Objective:
 
 
 SCORE = Objective(("score",), ("min",))
+MAX_F1 = Objective(("f1",), ("max",))  # objective.kind f1: macro-F1 under the budgets
 F1_VS_LATENCY = Objective(("f1", "latency_ratio"), ("max", "min"))
+OBJECTIVES = {"score": SCORE, "f1": MAX_F1}
 
 
-def _optuna_search(sampler: Callable[[Config], optuna.samplers.BaseSampler],
-                   objective: Objective):
-    def build(cfg: Config, storage, record: RecordContext, num_classes: int, run_id: str):
+def objective_for(cfg: Config) -> Objective:
+    """NSGA-II searches the Pareto front of F1 vs latency; the others `objective.kind`."""
+    return F1_VS_LATENCY if cfg.search.algorithm == "nsga2" else OBJECTIVES[cfg.objective.kind]
+
+
+def _optuna_search(sampler: Callable[[Config], optuna.samplers.BaseSampler]):
+    def build(cfg: Config, storage, record: RecordContext, num_classes: int, run_id: str,
+              objective: Objective):
         multi = len(objective.metrics) > 1
         return MirroredOptunaSearch(
             space=define_by_run(cfg.space, num_classes),
@@ -50,16 +57,18 @@ def _optuna_search(sampler: Callable[[Config], optuna.samplers.BaseSampler],
             sampler=sampler(cfg), storage=storage, study_name=cfg.search.study,
             record=record, run_id=run_id, num_samples=cfg.search.num_samples)
 
-    return build, objective
+    return build
 
 
-def _hyperopt(cfg: Config, storage, record: RecordContext, num_classes: int, run_id: str):
+def _hyperopt(cfg: Config, storage, record: RecordContext, num_classes: int, run_id: str,
+              objective: Objective):
     try:
         from ray.tune.search.hyperopt import HyperOptSearch
     except ImportError as err:  # hyperopt imports pkg_resources (setuptools < 81)
         raise ConfigError(f"search.algorithm hyperopt cannot start ({err}); install "
                           "'setuptools<81' or choose search.algorithm: tpe") from None
-    return HyperOptSearch(metric="score", mode="min", random_state_seed=cfg.search.seed)
+    return HyperOptSearch(metric=objective.metrics[0], mode=objective.modes[0],
+                          random_state_seed=cfg.search.seed)
 
 
 def _tpe(cfg: Config) -> optuna.samplers.TPESampler:
@@ -73,15 +82,13 @@ def _tpe(cfg: Config) -> optuna.samplers.TPESampler:
             constant_liar=t.constant_liar, n_startup_trials=t.n_startup_trials)
 
 
-# name -> (build searcher, objective). The Optuna samplers record the study themselves
+# name -> build searcher. The Optuna samplers record the study themselves
 # (MirroredOptunaSearch); hyperopt's trials are recorded by the StudyRecorder callback.
-SEARCHERS: dict[str, tuple[Callable, Objective]] = {
-    "tpe": _optuna_search(_tpe, SCORE),
-    "random": _optuna_search(lambda cfg: optuna.samplers.RandomSampler(seed=cfg.search.seed),
-                             SCORE),
-    "nsga2": _optuna_search(lambda cfg: optuna.samplers.NSGAIISampler(seed=cfg.search.seed),
-                            F1_VS_LATENCY),
-    "hyperopt": (_hyperopt, SCORE),
+SEARCHERS: dict[str, Callable] = {
+    "tpe": _optuna_search(_tpe),
+    "random": _optuna_search(lambda cfg: optuna.samplers.RandomSampler(seed=cfg.search.seed)),
+    "nsga2": _optuna_search(lambda cfg: optuna.samplers.NSGAIISampler(seed=cfg.search.seed)),
+    "hyperopt": _hyperopt,
 }
 
 
@@ -220,7 +227,7 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
     check_reference(cfg)
     url, storage = storage_for(cfg, output)
     data = data or prepare_trial_data(cfg)
-    build_searcher, objective = SEARCHERS[cfg.search.algorithm]
+    build_searcher, objective = SEARCHERS[cfg.search.algorithm], objective_for(cfg)
     record_run(cfg, storage, objective, data)
     record = RecordContext(objective.metrics, cfg.scheduler.max_epochs, cfg.space,
                            len(data.classes))
@@ -237,7 +244,8 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
     else:
         if resume:
             log.warning("nothing to resume in %s; starting a new run", experiment)
-        searcher = build_searcher(cfg, storage, record, len(data.classes), experiment)
+        searcher = build_searcher(cfg, storage, record, len(data.classes), experiment,
+                                  objective)
         hyperopt = cfg.search.algorithm == "hyperopt"
         tuner = tune.Tuner(
             trainable,

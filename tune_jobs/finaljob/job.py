@@ -45,7 +45,7 @@ from tune_jobs.finaljob.export import (
     save_state,
 )
 from tune_jobs.finaljob.report import plot_confusion, plot_curves, plot_pareto, write_report
-from tune_jobs.study.summary import best_complete, compute_ledger, trial_score
+from tune_jobs.study.summary import best_complete, compute_ledger, objective_name, trial_score
 from tune_jobs.trial.engine import train_epoch
 from tune_jobs.trial.recipe import make_recipe, prepare_run_data
 from tune_jobs.trial.space import TrainParams, candidate_from_config
@@ -127,7 +127,7 @@ def choose_trial(study: optuna.Study, opts: FinalOptions) -> tuple[FrozenTrial, 
         best = max(fits, key=lambda t: t.user_attrs["f1"])
         return best, (f"the highest validation macro-F1 among COMPLETE trials with latency "
                       f"ratio <= {opts.max_latency_ratio}")
-    return best_complete(study), "the best score among COMPLETE trials"
+    return best_complete(study), f"the best {objective_name(study)} among COMPLETE trials"
 
 
 # ----------------------------------------------------------------------------------- retrain

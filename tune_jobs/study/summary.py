@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -27,15 +28,30 @@ def trial_score(t: FrozenTrial) -> float | None:
     return None
 
 
+def objective_name(study: optuna.Study) -> str:
+    """What "best" means in this study: "F1" for `objective.kind: f1`, else "score"."""
+    return "F1" if study.user_attrs.get("objective") == ["f1"] else "score"
+
+
+def rank_key(study: optuna.Study) -> Callable[[FrozenTrial], float | None]:
+    """Lower is better: the score, or minus the validation F1 in an F1 study (NSGA-II
+    studies are ranked by score; their front is the Pareto summary)."""
+    if objective_name(study) == "F1":
+        return lambda t: None if t.user_attrs.get("f1") is None else -float(t.user_attrs["f1"])
+    return trial_score
+
+
 def best_complete(study: optuna.Study) -> FrozenTrial:
-    """The best COMPLETE trial by score: a PRUNED trial's short-budget value never wins."""
+    """The best COMPLETE trial by the study's objective: a PRUNED trial's short-budget value
+    never wins."""
+    key = rank_key(study)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if trial_score(t) is not None]
+            if key(t) is not None]
     if not done:
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         raise NoCompleteTrial(f"study {study.study_name!r} has no COMPLETE trial "
                               f"({dict(counts) or 'no trials'}); run more samples or epochs")
-    return min(done, key=trial_score)
+    return min(done, key=key)
 
 
 def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -122,10 +138,11 @@ def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
              ledger_line(compute_ledger(study))]
     cols = ["number", "state", "score", "f1", "latency_ratio", "params", "epochs_done",
             "outcome"]
-    ranked = sorted((t for t in trials if trial_score(t) is not None and
-                     t.state != TrialState.FAIL),
-                    key=lambda t: (t.state != TrialState.COMPLETE, trial_score(t)))[:top]
-    lines.append(f"top {len(ranked)} (COMPLETE first, by score; lower is better):")
+    key, name = rank_key(study), objective_name(study)
+    ranked = sorted((t for t in trials if key(t) is not None and t.state != TrialState.FAIL),
+                    key=lambda t: (t.state != TrialState.COMPLETE, key(t)))[:top]
+    order = "higher" if name == "F1" else "lower"
+    lines.append(f"top {len(ranked)} (COMPLETE first, by {name}; {order} is better):")
     lines.append("  " + " | ".join(cols))
     lines += ["  " + " | ".join(_fmt(_row(t).get(c)) for c in cols) for t in ranked]
     front = pareto_front(trials)
@@ -133,12 +150,13 @@ def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
     lines += [f"  #{t.number}: f1 {t.user_attrs['f1']:.4f} at latency ratio "
               f"{t.user_attrs['latency_ratio']:.3f}" for t in front] or ["  (none)"]
     if summary.get("best"):
-        lines.append(f"best COMPLETE trial: #{summary['best']['number']} "
-                     f"(score {summary['best']['score']:.4f})")
+        best = summary["best"]
+        lines.append(f"best COMPLETE trial: #{best['number']} (score {_fmt(best['score'])}, "
+                     f"F1 {_fmt(best['f1'])})")
     else:
         lines.append(summary.get("error", "no best trial"))
     return "\n".join(lines)
 
 
 __all__ = ["NoCompleteTrial", "best_complete", "compute_ledger", "console_summary",
-           "ledger_line", "pareto_front", "write_outputs"]
+           "ledger_line", "objective_name", "pareto_front", "rank_key", "write_outputs"]
