@@ -243,6 +243,9 @@ def test_resume_after_the_driver_is_killed(tmp_path, cache_dir) -> None:
                           "--resume"], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    # ASHA's rungs came back with the driver (ray issue 30838: Tune alone restores them empty)
+    first = next(line for line in out.stdout.splitlines() if line.startswith("Bracket:"))
+    assert "None" not in first, first
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{db}")
     assert len(study.trials) == 8
     assert all(t.state.is_finished() for t in study.trials)

@@ -143,13 +143,16 @@ def record_run(cfg: Config, storage, objective: Objective, data: TrialData) -> N
         study.set_user_attr(key, value)
 
 
-def _scheduler(cfg: Config):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def _scheduler(cfg: Config, output: Path):
+    from ray.tune.schedulers import FIFOScheduler
+
+    from tune_jobs.study.rungs import ResumableASHA
 
     s = cfg.scheduler
     if not s.early_stopping:
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", metric=s.metric,
+    return ResumableASHA(state_file=str(output / f"asha-{cfg.search.study}.pkl"),
+                         time_attr="training_iteration", metric=s.metric,
                          mode=RUNG_METRICS[s.metric], max_t=s.max_epochs,
                          grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
@@ -251,7 +254,7 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
             trainable,
             param_space=tune_domains(cfg.space) if hyperopt else None,
             tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=_scheduler(cfg),
+                search_alg=searcher, scheduler=_scheduler(cfg, output),
                 num_samples=cfg.search.num_samples,
                 max_concurrent_trials=cfg.search.max_concurrent,
                 # a new trial reuses a finished trial's worker: no process start, no torch

@@ -1,0 +1,58 @@
+"""ASHA's rungs survive a driver restart (ray issue 30838: `Tuner.restore` brings back the
+scheduler as it was at the run's start)."""
+
+import pickle
+from types import SimpleNamespace
+
+from tune_jobs.study.rungs import ResumableASHA
+
+
+def _results():
+    """Eight trials, reported round-robin over six epochs; trial i scores i * 0.1 + epoch."""
+    return [(f"t{i}", epoch, 0.1 * i + 0.01 * epoch) for epoch in range(1, 7)
+            for i in range(8)]
+
+
+def _feed(sched, results, stopped: set, added: set) -> list[str]:
+    actions = []
+    for trial_id, epoch, value in results:
+        if trial_id in stopped:
+            continue
+        trial = SimpleNamespace(trial_id=trial_id)
+        if trial_id not in added:
+            sched.on_trial_add(None, trial)
+            added.add(trial_id)
+        action = sched.on_trial_result(None, trial, {"training_iteration": epoch,
+                                                     "f1": value})
+        actions.append(f"{trial_id}@{epoch}:{action}")
+        if action == "STOP":
+            stopped.add(trial_id)
+    return actions
+
+
+def _asha(tmp_path):
+    return ResumableASHA(state_file=str(tmp_path / "asha.pkl"), time_attr="training_iteration",
+                         metric="f1", mode="max", max_t=6, grace_period=1, reduction_factor=2)
+
+
+def test_a_restored_scheduler_stops_what_an_uninterrupted_one_stops(tmp_path) -> None:
+    whole = _feed(_asha(tmp_path / "a"), _results(), set(), set())
+    assert any(a.endswith("STOP") for a in whole)
+
+    (tmp_path / "b").mkdir()
+    first = _asha(tmp_path / "b")
+    at_start = pickle.dumps(first)  # what Tune keeps in tuner.pkl when the run starts
+    results = _results()
+    stopped, added = set(), set()
+    before = _feed(first, results[:20], stopped, added)
+    restored = pickle.loads(at_start)  # --resume: Tune unpickles the run's first scheduler
+    after = _feed(restored, results[20:], stopped, set())  # and adds the restored trials
+    assert before + after == whole
+    assert "None" not in restored.debug_string().split("Bracket:")[1].split("|")[-1]
+
+
+def test_a_new_run_starts_with_empty_rungs(tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    _feed(_asha(tmp_path / "a"), _results()[:20], set(), set())
+    fresh = _asha(tmp_path / "a")  # same run folder, a new search (not --resume)
+    assert "Iter 1.000: None" in fresh.debug_string()
