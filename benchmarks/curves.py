@@ -351,14 +351,16 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
 
     import optuna
 
+    from tune_jobs.config import SpaceConfig
     from tune_jobs.searchjob import run_search
     from tune_jobs.study.storage import open_storage
-    from tune_jobs.trial.replay import TABLE_KEY, replay_trial
-    from tune_jobs.trial.trainable import TrialData
+    from tune_jobs.trial.data import TrialData
+    from tune_jobs.trial.replay import CONFIG_KEY, TABLE_KEY, config_keys, replay_trial
 
     first_seed = min(r["seed"] for r in rows)
     table = {r["key"]: r for r in rows if r["seed"] == first_seed}
     classes = meta.get("classes") or [f"class{i}" for i in range(6)]
+    configs = config_keys(SpaceConfig.model_validate(meta["space"]), len(classes))
     out = []
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
@@ -369,7 +371,8 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
                 "search.max_failures=0", "tracking.wandb=disabled",
                 f"resources.cpus_per_trial={1 / concurrency}"])
             data = TrialData(cfg, classes, {}, {}, extra={
-                TABLE_KEY: table, "data_path": meta.get("data", ""), "test_source": "none"})
+                TABLE_KEY: table, CONFIG_KEY: configs, "data_path": meta.get("data", ""),
+                "test_source": "none"})
             _, url = run_search(cfg, data=data, trial_fn=replay_trial)
             study = optuna.load_study(study_name="replay", storage=open_storage(url))
             out.append({"seed": seed} | trajectory(study))

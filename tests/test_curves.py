@@ -165,7 +165,7 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
     arm = Arm("tpe", "asha", "f1", 1, 2)
     results = {a.name: replay_arm(a, meta, rows, [0, 1], "ci.yaml", 4, 2)
                for a in (REFERENCE, arm)}
-    from tune_jobs.trial.objective import score
+    from tune_jobs.trial.score import score
 
     finals = [score(0.6 + 0.05 * i, 0.5, cfg.objective.f1_ref) for i in range(4)]
     for t in results[REFERENCE.name]:
@@ -176,3 +176,26 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
     assert stopped, "ASHA ranking by F1 stopped no trial"
     summary = {r["arm"]: r for r in summarize_arms(results)}
     assert summary[REFERENCE.name]["median_ratio_to_reach_fifo_best"] == pytest.approx(1.0)
+
+
+def test_a_define_by_run_draw_finds_its_row_without_sampling_the_space() -> None:
+    """The replay's worker keys a TPE or random config straight to its table row (no torch
+    import): every draw of the shipped grid is in the precomputed map."""
+    from tune_jobs.trial.replay import config_key, config_keys
+    from tune_jobs.trial.space import candidate_from_config, define_by_run
+
+    space = load_config("curves").space
+    keys = config_keys(space, 6)
+    assert len(keys) == 256
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        define_by_run(space, 6)(trial)
+        nested = {}  # as Tune hands it over: names split on '/'
+        for name, value in trial.params.items():
+            head, _, tail = name.partition("/")
+            (nested.setdefault(head, {}).__setitem__(tail, value) if tail
+             else nested.__setitem__(head, value))
+        assert keys[config_key(nested)] == cell_key(
+            candidate_from_config(trial.params, space, 6).params)
+        study.tell(trial, 1.0)

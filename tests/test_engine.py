@@ -11,7 +11,7 @@ from tune_jobs.trial.engine import (
     make_schedule,
     train_epoch,
 )
-from tune_jobs.trial.objective import failure_score, score
+from tune_jobs.trial.score import failure_score, score
 
 
 def test_macro_f1_equals_scikit_learn() -> None:

@@ -3,6 +3,7 @@ install into a fresh virtual environment, run from a folder that is not the repo
 its configs, model presets, class mapping and demo data, and its console scripts must run."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -23,8 +24,12 @@ def installed(tmp_path_factory) -> Path:
     downloaded again; litesearch itself comes only from the wheel: the borrowed folder's
     editable-install hook is a .pth file there, which Python does not process."""
     tmp = tmp_path_factory.mktemp("install")
+    # from a copy: setuptools builds in the source's build/, which must not be the checkout's
+    source = tmp / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "runs", ".gpu-data", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                    "--no-build-isolation", "-w", str(tmp / "wheels"), str(REPO)],
+                    "--no-build-isolation", "-w", str(tmp / "wheels"), str(source)],
                    check=True, cwd=tmp)
     wheel = next((tmp / "wheels").glob("litesearch-*.whl"))
     env = tmp / "venv"

@@ -15,9 +15,10 @@ from data_utils.skips import DataError
 from tune_jobs.config import RUNG_METRICS, Config, ConfigError
 from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
 from tune_jobs.study.storage import mask_url, open_storage, resolve_storage_url
+from tune_jobs.trial.data import SplitArrays, TrialData
 from tune_jobs.trial.recipe import data_path, prepare_run_data
 from tune_jobs.trial.space import define_by_run, tune_domains
-from tune_jobs.trial.trainable import SplitArrays, TrialData, train_candidate
+from tune_jobs.trial.trainable import train_candidate
 
 log = logging.getLogger("litesearch.search")
 RESULTS_ENV = "LITESEARCH_RESULTS"

@@ -29,7 +29,7 @@ from models.cost import (
     serialized_size,
 )
 from tune_jobs.trial.engine import evaluate, per_class_f1
-from tune_jobs.trial.objective import score
+from tune_jobs.trial.score import score
 
 # The competition's reference submit time (seconds for its whole test set at batch 1).
 COMPETITION_SUBMIT_REF_S = 43.16

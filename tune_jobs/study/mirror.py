@@ -37,7 +37,8 @@ from tune_jobs.internals import (
     storage_id,
 )
 from tune_jobs.outcome import Outcome, epochs_done, outcome_of, trial_state
-from tune_jobs.trial.space import candidate_from_config, flatten, optuna_distributions
+from tune_jobs.trial.data import flatten
+from tune_jobs.trial.space import candidate_from_config, optuna_distributions
 
 log = logging.getLogger("litesearch.mirror")
 

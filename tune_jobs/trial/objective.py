@@ -1,12 +1,9 @@
-"""The objective: the competition's score, made hardware-neutral (lower is better).
-
-score = 0.5 * latency_ratio + sigmoid(20 * (f1_ref - f1)), with latency_ratio the candidate's
-latency over the reference model's, measured back to back in the same process.
+"""A candidate's costs and budgets: params, MACs and CPU latency ratio against the reference
+model, measured back to back in the same process (the score formula is in `score.py`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from torch import nn
@@ -14,16 +11,6 @@ from torch import nn
 import models
 from models.cost import count_macs, count_params, latency_ratio
 from tune_jobs.config import ObjectiveConfig
-
-
-def score(f1: float, latency_ratio: float, f1_ref: float = 0.70) -> float:
-    return 0.5 * latency_ratio + 1.0 / (1.0 + math.exp(-20.0 * (f1_ref - f1)))
-
-
-def failure_score(latency_ratio: float, f1_ref: float = 0.70) -> float:
-    """The score of a candidate that learned nothing (f1 = 0): what a failed trial reports,
-    so that searchers learn to avoid its region instead of ignoring it."""
-    return score(0.0, latency_ratio, f1_ref)
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,41 @@ import json
 from typing import Any
 
 from tune_jobs.outcome import Outcome
-from tune_jobs.trial.objective import failure_score, score
-from tune_jobs.trial.space import candidate_from_config
-from tune_jobs.trial.trainable import TrialData
+from tune_jobs.trial.data import TrialData, flatten
+from tune_jobs.trial.score import failure_score, score
 
 TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> table row
+CONFIG_KEY = "replay_configs"  # TrialData.extra[CONFIG_KEY]: config_key(config) -> cell key
 
 
 def cell_key(params: dict[str, Any]) -> str:
     """A candidate's identity in a table: its drawn values (every name, constants too)."""
     return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """A trial config as a define-by-run searcher passes it: the values it drew, by flat name."""
+    return cell_key(flatten(config))
+
+
+def config_keys(space, num_classes: int) -> dict[str, str]:
+    """For every candidate of a grid: the key of the config a define-by-run searcher (TPE,
+    random, NSGA-II) draws for it -> the candidate's cell key, so that a replayed trial finds
+    its row without sampling the space (and importing torch) in the worker."""
+    from tune_jobs.trial.space import enumerate_space, flat_params
+
+    searched = set(flat_params(space))
+    return {config_key({k: v for k, v in c.params.items() if k in searched}): cell_key(c.params)
+            for c in enumerate_space(space, num_classes)}
+
+
+def _row_for(config: dict, data: TrialData) -> dict | None:
+    key = data.extra.get(CONFIG_KEY, {}).get(config_key(config))
+    if key is None:  # hyperopt draws every name, used or not: rebuild the candidate
+        from tune_jobs.trial.space import candidate_from_config
+
+        key = cell_key(candidate_from_config(config, data.config.space, len(data.classes)).params)
+    return data.extra[TABLE_KEY].get(key)
 
 
 def _over_budget(row: dict, cfg) -> str:
@@ -41,8 +66,7 @@ def replay_trial(config: dict, data: TrialData) -> None:
     from ray import tune
 
     cfg = data.config
-    cand = candidate_from_config(config, cfg.space, len(data.classes))
-    row = data.extra[TABLE_KEY].get(cell_key(cand.params))
+    row = _row_for(config, data)
     f1_ref = cfg.objective.f1_ref
     if row is None:
         tune.report({"score": failure_score(1.0, f1_ref), "f1": 0.0, "accuracy": 0.0,
@@ -51,7 +75,8 @@ def replay_trial(config: dict, data: TrialData) -> None:
         return
     lat = float(row["latency_ratio"] or 1.0)
     base = {"latency_ratio": lat, "params": row.get("n_params"), "macs": row.get("macs"),
-            "image_size": cand.train.image_size, "epoch_seconds": row.get("epoch_seconds"),
+            "image_size": row["params"].get("train/image_size"),
+            "epoch_seconds": row.get("epoch_seconds"),
             "trial_dir": tune.get_context().get_trial_dir()}
     why = _over_budget(row, cfg)
     curve = row.get("curve") or []
@@ -69,4 +94,4 @@ def replay_trial(config: dict, data: TrialData) -> None:
                             "wall_seconds": seconds * epoch})
 
 
-__all__ = ["TABLE_KEY", "cell_key", "replay_trial"]
+__all__ = ["CONFIG_KEY", "TABLE_KEY", "cell_key", "config_key", "config_keys", "replay_trial"]

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from models.registry import BLOCKS
 from models.spec import MAX_TOTAL_STRIDE, STAGE_BLOCK_ARGS, HeadSpec, ModelSpec, StageSpec, StemSpec
 from tune_jobs.config import Param, Range, Scalar, SpaceConfig
+from tune_jobs.trial.data import SEP, flatten
 
 STEM_STRIDE = 2
-SEP = "/"
 
 
 class Chooser(Protocol):
@@ -222,18 +222,6 @@ def optuna_distributions(space: SpaceConfig) -> dict[str, Any]:
         return FloatDistribution(param.low, param.high, log=param.log, step=param.step)
 
     return {name: dist(p) for name, p in flat_params(space).items()}
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested trial config (Tune splits names on '/') back to flat names."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{SEP}{key}" if prefix else str(key)
-        if isinstance(value, dict):
-            out |= flatten(value, name)
-        else:
-            out[name] = value
-    return out
 
 
 def candidate_from_config(config: dict[str, Any], space: SpaceConfig,

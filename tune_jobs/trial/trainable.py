@@ -16,10 +16,8 @@ import tempfile
 import time
 import traceback
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -27,32 +25,17 @@ import models
 from data_utils.loader import BatchLoader
 from tune_jobs.config import Config
 from tune_jobs.outcome import Outcome
+from tune_jobs.trial.data import TrialData
 from tune_jobs.trial.engine import NonFiniteLoss, evaluate, train_epoch
-from tune_jobs.trial.objective import failure_score, measure_costs, score
+from tune_jobs.trial.objective import measure_costs
 from tune_jobs.trial.recipe import make_recipe
+from tune_jobs.trial.score import failure_score, score
 from tune_jobs.trial.space import Candidate, candidate_from_config
 
 CHECKPOINT_FILE = "state.pt"
 # A trial config may carry its own seed under this name (weights, data order, augmentation);
 # without it every trial uses search.seed. The learning-curve build trains a second seed.
 SEED_KEY = "seed"
-
-
-@dataclass
-class SplitArrays:
-    images: np.ndarray  # (N, 3, S, S) uint8
-    labels: np.ndarray  # (N,) int64
-
-
-@dataclass
-class TrialData:
-    """What every trial shares (put once in the object store by `tune.with_parameters`)."""
-
-    config: Config
-    classes: list[str]
-    train: dict[int, SplitArrays]  # by image size
-    val: dict[int, SplitArrays]
-    extra: dict = field(default_factory=dict)
 
 
 def _report(metrics: dict, checkpoint_dir: str | None = None) -> None:
