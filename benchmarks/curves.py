@@ -365,11 +365,12 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
             cfg = replay_config(meta, base, [
-                *arm.overrides(), f"search.seed={seed}", f"search.num_samples={num_samples}",
+                f"search.seed={seed}", f"search.num_samples={num_samples}",
                 f"search.max_concurrent={concurrency}", "search.study=replay",
                 f"search.storage=sqlite:///{tmp}/study.db", f"output={tmp}",
                 "search.max_failures=0", "tracking.wandb=disabled",
-                f"resources.cpus_per_trial={1 / concurrency}"])
+                f"resources.cpus_per_trial={1 / concurrency}",
+                *arm.overrides()])  # last: an arm's own settings win (+search.num_samples=80)
             data = TrialData(cfg, classes, {}, {}, extra={
                 TABLE_KEY: table, CONFIG_KEY: configs, "data_path": meta.get("data", ""),
                 "test_source": "none"})
@@ -450,8 +451,8 @@ def summarize_arms(results: dict[str, list[dict]]) -> list[dict]:
             [t["best"] if t["best"] is not None else 9.0 for t in trajs], rng)
         rows.append({"arm": name, "seeds": len(trajs), "target_score": target,
                      "median_ratio_to_reach_fifo_best": med, "ratio_ci95": [lo, hi],
-                     "reached": sum(np.isfinite(ratios)), "win_rate_vs_tpe_fifo":
-                     sum(wins) / len(wins), "median_final_best": best_med,
+                     "reached": int(sum(np.isfinite(ratios))), "win_rate_vs_tpe_fifo":
+                     float(sum(wins) / len(wins)), "median_final_best": best_med,
                      "final_best_ci95": [best_lo, best_hi],
                      "median_trial_epochs": statistics.median(t["trial_epochs"] for t in trajs),
                      "median_table_seconds": statistics.median(t["table_seconds"]
