@@ -4,13 +4,41 @@ cores; anything needing PostgreSQL reads the URL that `.ci/run` exports."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("LITESEARCH_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _origin_checkout(repo: Path) -> Path | None:
+    """The local checkout this repo was cloned from (`git clone /work/main /tmp/x`), if any."""
+    try:
+        url = subprocess.run(["git", "-C", str(repo), "remote", "get-url", "origin"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    path = Path(url.removeprefix("file://"))
+    return path.resolve() if url and path.is_absolute() and path.is_dir() else None
+
+
+def find_shared_data(repo: Path = REPO) -> Path:
+    """Where the shared data lives: $LITESEARCH_SHARED_DATA, else `shared/data` beside the repo
+    or one of its parents, else beside the local checkout a temp-folder clone came from (so that
+    `git clone . $(mktemp -d)/p && .ci/run` tests against the same data). The first candidate
+    is returned when none exists, for the error message."""
+    if env := os.environ.get("LITESEARCH_SHARED_DATA"):
+        return Path(env)
+    roots = [repo, *repo.parents]
+    if (origin := _origin_checkout(repo)) is not None:
+        roots += [origin, *origin.parents]
+    candidates = [root.parent / "shared" / "data" for root in roots]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+SHARED_DATA = find_shared_data()
 
 torch.set_num_threads(1)
 
@@ -29,9 +57,9 @@ def postgres_url() -> str:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real TACO annotations and JPEG crops (../shared/data beside the repo, or
-    $LITESEARCH_SHARED_DATA). Only the tests that read them need them: without it they skip
-    saying so, except under CI, where a missing folder is a broken set-up."""
+    """The real TACO annotations and JPEG crops (see `find_shared_data`). Only the tests that
+    read them need them: without it they skip saying so, except under CI,
+    where a missing folder is a broken set-up."""
     if not SHARED_DATA.is_dir():
         why = (f"{SHARED_DATA}: the shared data folder is missing; put it beside the repo or "
                "set LITESEARCH_SHARED_DATA")
