@@ -60,10 +60,12 @@ def test_tpe_options_reach_the_sampler() -> None:
     from tune_jobs.searchjob import _tpe
 
     with pytest.raises(ConfigError, match="group needs multivariate"):
-        load_config("ci.yaml", ["search.tpe.group=true"])
-    cfg = load_config("ci.yaml", ["search.tpe.multivariate=true", "search.tpe.group=true",
-                                  "search.tpe.constant_liar=true",
-                                  "search.tpe.n_startup_trials=5"])
+        load_config("ci.yaml", ["search.tpe.multivariate=false", "search.tpe.group=true"])
+    cfg = load_config("ci.yaml", ["search.tpe.group=true", "search.tpe.n_startup_trials=5"])
     sampler = _tpe(cfg)
     assert (sampler._multivariate, sampler._group, sampler._constant_liar,
             sampler._n_startup_trials) == (True, True, True, 5)
+    # the old independent sampler stays selectable (the replay's comparison arm)
+    sampler = _tpe(load_config("ci.yaml", ["search.tpe.multivariate=false",
+                                           "search.tpe.constant_liar=false"]))
+    assert (sampler._multivariate, sampler._constant_liar) == (False, False)

@@ -134,13 +134,16 @@ class ObjectiveConfig(Strict):
 
 
 class TPEConfig(Strict):
-    """Optuna's TPE sampler (search.algorithm: tpe). `multivariate`/`group` model the
-    define-by-run space's conditional values jointly; `constant_liar` keeps trials proposed
-    while others still run from all landing on the same point."""
+    """Optuna's TPE sampler (search.algorithm: tpe). `multivariate` models the parameters
+    jointly (`group`: per group of the define-by-run space's conditional values);
+    `constant_liar` keeps trials proposed while others still run from landing on the same
+    point. The defaults are Optuna 5's for one objective: measured on the learning-curve
+    replay, independent TPE proposed the same grid cell again in half of its trials and did
+    worse than random search (BENCHMARKS.md, "Searcher settings")."""
 
-    multivariate: bool = False
+    multivariate: bool = True
     group: bool = False
-    constant_liar: bool = False
+    constant_liar: bool = True
     n_startup_trials: int = Field(10, ge=0)
 
     @model_validator(mode="after")
