@@ -11,6 +11,7 @@ from torch import nn
 import models
 from models.cost import count_macs, count_params, latency_ratio
 from tune_jobs.config import ObjectiveConfig
+from tune_jobs.trial.score import over_budget
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,7 @@ class Costs:
 
     def over_budget(self, cfg: ObjectiveConfig) -> str:
         """Why the candidate breaks a budget, or "" when it fits."""
-        checks = [
-            ("params", self.params, cfg.max_params),
-            ("MACs", self.macs, cfg.max_macs),
-            ("latency ratio", self.latency_ratio, cfg.max_latency_ratio),
-        ]
-        broken = [f"{name} {value:,.6g} > {limit:,.6g}" for name, value, limit in checks
-                  if limit is not None and value > limit]
-        return "; ".join(broken)
+        return over_budget(self.params, self.macs, self.latency_ratio, cfg)
 
 
 def measure_costs(model: nn.Module, input_size: int, cfg: ObjectiveConfig,

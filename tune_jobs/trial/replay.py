@@ -16,7 +16,7 @@ from typing import Any
 
 from tune_jobs.outcome import Outcome
 from tune_jobs.trial.data import TrialData, flatten
-from tune_jobs.trial.score import failure_score, score
+from tune_jobs.trial.score import failure_score, over_budget, score
 
 TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> table row
 CONFIG_KEY = "replay_configs"  # TrialData.extra[CONFIG_KEY]: config_key(config) -> cell key
@@ -52,14 +52,6 @@ def _row_for(config: dict, data: TrialData) -> dict | None:
     return data.extra[TABLE_KEY].get(key)
 
 
-def _over_budget(row: dict, cfg) -> str:
-    o = cfg.objective
-    checks = [("params", row.get("n_params"), o.max_params), ("MACs", row.get("macs"), o.max_macs),
-              ("latency ratio", row.get("latency_ratio"), o.max_latency_ratio)]
-    return "; ".join(f"{n} {v:,.6g} > {lim:,.6g}" for n, v, lim in checks
-                     if lim is not None and v is not None and v > lim)
-
-
 def replay_trial(config: dict, data: TrialData) -> None:
     """Tune function: report the table's epochs of the candidate `config` draws. The score is
     recomputed with this run's `f1_ref`; budgets are checked as the trainable does."""
@@ -78,7 +70,8 @@ def replay_trial(config: dict, data: TrialData) -> None:
             "image_size": row["params"].get("train/image_size"),
             "epoch_seconds": row.get("epoch_seconds"),
             "trial_dir": tune.get_context().get_trial_dir()}
-    why = _over_budget(row, cfg)
+    why = over_budget(row.get("n_params"), row.get("macs"), row.get("latency_ratio"),
+                      cfg.objective)
     curve = row.get("curve") or []
     if why or row.get("outcome") != Outcome.TRAINED or not curve:
         outcome = Outcome.OVER_BUDGET if why else Outcome(row.get("outcome", "error"))
