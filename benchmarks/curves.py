@@ -37,7 +37,6 @@ from pathlib import Path
 from common import REPO, emit
 from tune_jobs.trial.replay import cell_key
 
-CURVE_FIELDS = ["epoch", "f1", "val_loss", "accuracy", "score"]
 DEFAULT_TABLE = REPO / "benchmarks" / "results" / "curves" / "demo-grid.jsonl"
 
 
@@ -73,10 +72,12 @@ def append_rows(path: Path, items: list[dict]) -> None:
 
 
 def header(args: argparse.Namespace, cfg, data: str, source: str) -> dict:
+    from tune_jobs.study.mirror import CURVE_METRICS  # a row's curve: one list per epoch
+
     return {"kind": "meta", "command": " ".join(["python", *sys.argv]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "date": date.today().isoformat(), "source": source, "data": data,
-            "max_epochs": cfg.scheduler.max_epochs, "metrics": CURVE_FIELDS,
+            "max_epochs": cfg.scheduler.max_epochs, "metrics": ["epoch", *CURVE_METRICS],
             "objective": cfg.objective.model_dump(mode="json"),
             "space": cfg.space.model_dump(mode="json")}
 
@@ -108,24 +109,26 @@ def grid_jobs(candidates: list, second_seed: int, base_seed: int) -> list[dict]:
 def _writer(table: Path, jobs: list[dict]):
     from ray.tune import Callback
 
+    from tune_jobs.study.mirror import CurveLog
+
     class TableWriter(Callback):
-        """Appends a trial's row the moment it ends (so a killed build keeps it)."""
+        """Appends a trial's row the moment it ends (so a killed build keeps it); the curve
+        is collected as the study's mirror collects it."""
 
         def __init__(self) -> None:
-            self.curves: dict[str, dict[int, list]] = {}
+            self.curves = CurveLog()
             self.seconds: dict[str, list[float]] = {}
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-            if result.get("outcome") == "trained" and result.get("epoch", 0) >= 1:
-                self.curves.setdefault(trial.trial_id, {})[int(result["epoch"])] = [
-                    int(result["epoch"]), *(result.get(m) for m in CURVE_FIELDS[1:])]
+            self.curves.add(trial.trial_id, result)
+            if result.get("epoch_seconds") is not None:
                 self.seconds.setdefault(trial.trial_id, []).append(result["epoch_seconds"])
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             job = jobs[trial.config["index"]]
-            curve = [v for _, v in sorted(self.curves.pop(trial.trial_id, {}).items())]
             append_rows(table, [make_row(job["params"], job["seed"], trial.last_result or {},
-                                         curve, self.seconds.pop(trial.trial_id, []))])
+                                         self.curves.pop(trial.trial_id),
+                                         self.seconds.pop(trial.trial_id, []))])
 
     return TableWriter()
 
