@@ -56,3 +56,17 @@ def test_a_new_run_starts_with_empty_rungs(tmp_path) -> None:
     _feed(_asha(tmp_path / "a"), _results()[:20], set(), set())
     fresh = _asha(tmp_path / "a")  # same run folder, a new search (not --resume)
     assert "Iter 1.000: None" in fresh.debug_string()
+
+
+def test_state_is_written_when_a_rung_records_not_between_rungs(tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    sched, stopped, added = _asha(tmp_path / "a"), set(), set()
+    _feed(sched, _results()[:16], stopped, added)  # epochs 1 and 2: rungs 1 and 2 record
+    state_file = tmp_path / "a" / "asha.pkl"
+    saved, inode = state_file.read_bytes(), state_file.stat().st_ino  # each write: a new file
+    alive = next(f"t{i}" for i in range(7, -1, -1) if f"t{i}" not in stopped)
+    _feed(sched, [(alive, 3, 0.9)], stopped, added)  # epoch 3: no rung there, no write
+    assert state_file.stat().st_ino == inode
+    _feed(sched, [(alive, 4, 0.9)], stopped, added)  # epoch 4: rung 4 records it
+    assert state_file.read_bytes() != saved
+    assert pickle.loads(state_file.read_bytes())["_num_stopped"] == sched._num_stopped
