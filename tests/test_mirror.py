@@ -78,3 +78,73 @@ def test_a_trial_asked_and_finished_after_the_last_save_is_not_replaced(tmp_path
     other.restore(str(tmp_path / "searcher.pkl"))
     other._num_samples = 4
     assert isinstance(other.suggest("E"), dict)
+
+
+TWO_CANDIDATES = [  # the ci space cut to two candidates: only the optimizer is drawn
+    "space.slots=[{blocks: [conv], out: [8], stride: [2], repeat: [1], kernel: [3], "
+    "expansion: [2.0], se: [false], act: [relu]}]", "space.head.channels=[64]",
+    "space.width=[1.0]", "space.train.lr=[0.01]", "space.train.augment_magnitude=[0.0]"]
+
+
+def test_a_duplicate_proposal_reuses_the_finished_result_and_trains_nothing(tmp_path) -> None:
+    """On a two-candidate space every proposal after the first trial is either the other
+    candidate or a duplicate: duplicates are told with the first trial's result (marked,
+    no epochs), do not use up a sample, and the searcher hands Tune the other candidate."""
+    from ray.tune.search import Searcher
+
+    from tune_jobs.study.summary import best_complete, compute_ledger
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    cfg = load_config("ci.yaml", TWO_CANDIDATES)
+    url = f"sqlite:///{tmp_path}/s.db"
+    record = RecordContext(("score",), 1, cfg.space, 6)
+    searcher = MirroredOptunaSearch(
+        space=define_by_run(cfg.space, 6), metric="score", mode="min",
+        sampler=optuna.samplers.RandomSampler(seed=5), storage=open_storage(url),
+        study_name="m", record=record, run_id="run-1", num_samples=2)
+    first = searcher.suggest("A")
+    searcher.on_trial_complete("A", {"score": 1.0, "training_iteration": 1, "epoch": 1,
+                                     "outcome": "trained"})
+    second = searcher.suggest("B")
+    assert first["train"]["optimizer"] != second["train"]["optimizer"]
+    study = optuna.load_study(study_name="m", storage=open_storage(url))
+    copies = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    assert copies, "seed 5 draws the first candidate again at least once"
+    a = study.trials[0]
+    for t in copies:
+        assert (t.state, t.value, t.params) == (TrialState.COMPLETE, 1.0, a.params)
+        assert t.user_attrs["duplicate_of"] == a.number and t.user_attrs["epochs_done"] == 0
+    assert searcher.suggest("C") == Searcher.FINISHED  # two trainings: the copies are free
+    searcher.on_trial_complete("B", {"score": 2.0, "training_iteration": 1, "epoch": 1,
+                                     "outcome": "trained"})
+    study = optuna.load_study(study_name="m", storage=open_storage(url))
+    assert best_complete(study).number == a.number
+    ledger = compute_ledger(study)
+    assert (ledger["trial_epochs"], ledger["duplicates"]) == (2, len(copies))
+
+
+def test_with_one_candidate_the_duplicate_is_trained_after_the_redraws(tmp_path) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    cfg = load_config("ci.yaml", [*TWO_CANDIDATES, "space.train.optimizer=[sgd]"])
+    url = f"sqlite:///{tmp_path}/s.db"
+    searcher = MirroredOptunaSearch(
+        space=define_by_run(cfg.space, 6), metric="score", mode="min",
+        storage=open_storage(url), study_name="m", run_id="run-1",
+        record=RecordContext(("score",), 1, cfg.space, 6))
+    searcher.MAX_REDRAWS = 3
+    searcher.suggest("A")
+    searcher.on_trial_complete("A", {"score": 1.0, "training_iteration": 1, "epoch": 1,
+                                     "outcome": "trained"})
+    assert isinstance(searcher.suggest("B"), dict)  # the space has nothing else to offer
+    study = optuna.load_study(study_name="m", storage=open_storage(url))
+    assert [("duplicate_of" in t.user_attrs) for t in study.trials] == [False, *[True] * 3,
+                                                                         False]
+    no_dedupe = MirroredOptunaSearch(
+        space=define_by_run(cfg.space, 6), metric="score", mode="min",
+        storage=open_storage(f"sqlite:///{tmp_path}/t.db"), study_name="m", run_id="run-1",
+        record=RecordContext(("score",), 1, cfg.space, 6), deduplicate=False)
+    no_dedupe.suggest("A")
+    no_dedupe.on_trial_complete("A", {"score": 1.0, "training_iteration": 1, "epoch": 1,
+                                      "outcome": "trained"})
+    no_dedupe.suggest("B")
+    assert len(no_dedupe._ot_study.trials) == 2

@@ -157,6 +157,8 @@ class SearchConfig(Strict):
     algorithm: Literal["tpe", "nsga2", "random", "hyperopt"] = "tpe"
     tpe: TPEConfig = TPEConfig()
     num_samples: int = Field(24, ge=1)
+    # Optuna samplers: a proposal equal to a finished trial reuses its result, trains nothing
+    deduplicate: bool = True
     max_concurrent: int = Field(2, ge=1)
     seed: int = 0
     storage: str | None = None  # None: $LITESEARCH_STORAGE, else SQLite in the run folder

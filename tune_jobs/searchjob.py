@@ -56,7 +56,8 @@ def _optuna_search(sampler: Callable[[Config], optuna.samplers.BaseSampler]):
             metric=list(objective.metrics) if multi else objective.metrics[0],
             mode=list(objective.modes) if multi else objective.modes[0],
             sampler=sampler(cfg), storage=storage, study_name=cfg.search.study,
-            record=record, run_id=run_id, num_samples=cfg.search.num_samples)
+            record=record, run_id=run_id, num_samples=cfg.search.num_samples,
+            deduplicate=cfg.search.deduplicate)
 
     return build
 

@@ -12,9 +12,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from models.spec import ModelSpec
+from tune_jobs.outcome import DUPLICATE_ATTR
 
 COLUMNS = ["number", "state", "outcome", "score", "f1", "latency_ratio", "params", "macs",
-           "epochs_done", "image_size", "node", "wall_seconds", "reason"]
+           "epochs_done", "image_size", "node", "wall_seconds", "reason", DUPLICATE_ATTR]
+
+
+def trained(t: FrozenTrial) -> bool:
+    """Not a copy of another trial's result (a duplicate proposal): rankings count it once."""
+    return DUPLICATE_ATTR not in t.user_attrs
 
 
 class NoCompleteTrial(RuntimeError):
@@ -46,7 +52,7 @@ def best_complete(study: optuna.Study) -> FrozenTrial:
     never wins."""
     key = rank_key(study)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if key(t) is not None]
+            if key(t) is not None and trained(t)]
     if not done:
         counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
         raise NoCompleteTrial(f"study {study.study_name!r} has no COMPLETE trial "
@@ -56,7 +62,7 @@ def best_complete(study: optuna.Study) -> FrozenTrial:
 
 def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """COMPLETE trials not beaten on both F1 (higher) and latency ratio (lower)."""
-    points = [t for t in trials if t.state == TrialState.COMPLETE
+    points = [t for t in trials if t.state == TrialState.COMPLETE and trained(t)
               and t.user_attrs.get("f1") is not None
               and t.user_attrs.get("latency_ratio") is not None]
 
@@ -114,21 +120,25 @@ def compute_ledger(study: optuna.Study) -> dict:
     """Trial-epochs the search trained against what training every trial to the full
     budget would have cost (early stopping's saving), and the trials' wall time."""
     trials = study.get_trials(deepcopy=False)
+    trainings = [t for t in trials if trained(t)]
     budget = (study.user_attrs.get("config") or {}).get("scheduler", {}).get("max_epochs")
-    spent = sum(int(t.user_attrs.get("epochs_done") or 0) for t in trials)
-    full = budget * len(trials) if budget else None
+    spent = sum(int(t.user_attrs.get("epochs_done") or 0) for t in trainings)
+    full = budget * len(trainings) if budget else None
     return {"trial_epochs": spent, "full_budget_epochs": full,
             "share_of_full": spent / full if full else None,
+            "duplicates": len(trials) - len(trainings),
             "trial_seconds": sum(float(t.user_attrs.get("wall_seconds") or 0) for t in trials)}
 
 
 def ledger_line(ledger: dict) -> str:
+    dups = ledger.get("duplicates") or 0
+    reused = f"; {dups} duplicate proposal(s) reused a finished trial's result" if dups else ""
     if not ledger["full_budget_epochs"]:
-        return f"compute: {ledger['trial_epochs']} trial-epochs"
+        return f"compute: {ledger['trial_epochs']} trial-epochs{reused}"
     return (f"compute: {ledger['trial_epochs']:,} trial-epochs of the "
             f"{ledger['full_budget_epochs']:,} that training every trial to the full budget "
             f"would cost ({100 * ledger['share_of_full']:.0f} %); "
-            f"{ledger['trial_seconds'] / 60:.1f} trial-minutes")
+            f"{ledger['trial_seconds'] / 60:.1f} trial-minutes{reused}")
 
 
 def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
@@ -139,7 +149,8 @@ def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
     cols = ["number", "state", "score", "f1", "latency_ratio", "params", "epochs_done",
             "outcome"]
     key, name = rank_key(study), objective_name(study)
-    ranked = sorted((t for t in trials if key(t) is not None and t.state != TrialState.FAIL),
+    ranked = sorted((t for t in trials if key(t) is not None and t.state != TrialState.FAIL
+                     and trained(t)),
                     key=lambda t: (t.state != TrialState.COMPLETE, key(t)))[:top]
     order = "higher" if name == "F1" else "lower"
     lines.append(f"top {len(ranked)} (COMPLETE first, by {name}; {order} is better):")
@@ -159,4 +170,5 @@ def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
 
 
 __all__ = ["NoCompleteTrial", "best_complete", "compute_ledger", "console_summary",
-           "ledger_line", "objective_name", "pareto_front", "rank_key", "write_outputs"]
+           "ledger_line", "objective_name", "pareto_front", "rank_key", "trained",
+           "write_outputs"]
