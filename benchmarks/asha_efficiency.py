@@ -154,7 +154,7 @@ def to_markdown(runs: list[dict], summary: dict, budget: Budget, asha_trials: in
              "| seed | arm | trial-epochs | best score | epochs to reach TPE's best | ratio |",
              "|---:|---|---:|---:|---:|---:|"]
     for s in summary["per_seed"]:
-        for arm in [arm_name(a, e) for a, e in ARMS]:
+        for arm in [arm_name(a, e) for a, e in ARMS if arm_name(a, e) in s]:
             a = s[arm]
             best = "-" if a["best"] is None else f"{a['best']:.4f}"
             needed = "not reached" if a["epochs"] is None else str(a["epochs"])
@@ -180,6 +180,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "trial budget as the others; more gives them the epochs they saved)")
     p.add_argument("--reuse", type=Path, help="an earlier --json of the same budget and seeds: "
                    "its runs of the arms without early stopping are taken, not run again")
+    p.add_argument("--algorithms", nargs="+", default=["tpe", "random"],
+                   choices=["tpe", "random"], help="searchers to run (tpe is the reference)")
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path, help="PNG of best score vs trial-epochs")
     return p
@@ -201,7 +203,8 @@ def main(args: argparse.Namespace) -> dict:
         runs = reused + [
             run_arm(a, e, seed, budget, args.data.resolve(), Path(tmp),
                     asha_trials if e else budget.trials)
-            for seed in seeds for a, e in ARMS if e or (a, seed) not in have]
+            for seed in seeds for a, e in ARMS
+            if a in args.algorithms and (e or (a, seed) not in have)]
     summary = summarize(runs, seeds)
     if args.plot:
         plot(runs, args.plot)

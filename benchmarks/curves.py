@@ -316,6 +316,15 @@ class Arm:
 REFERENCE = Arm()  # TPE without early stopping: what every arm is measured against
 
 
+def default_arm() -> Arm:
+    """TPE with the demo preset's scheduler settings: what a user gets out of the box."""
+    from tune_jobs.config import load_config
+
+    s = load_config("demo").scheduler
+    return Arm("tpe", "asha" if s.early_stopping else "fifo", s.metric, s.grace_period,
+               s.reduction_factor)
+
+
 def replay_config(meta: dict, base: str, overrides: list[str]):
     """The base config with the table's space and budget (the grid the table covers)."""
     from tune_jobs.config import Config, load_config
@@ -442,12 +451,13 @@ def summarize_arms(results: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for name, trajs in results.items():
         ratios = [epochs_to_reach(t, target) / ref_need for t in trajs]
-        wins = []
+        wins, losses = [], []  # at least as good as TPE-fifo; strictly worse than it
         for t in trajs:
             r = ref[t["seed"]]
             budget = min(t["trial_epochs"], r["trial_epochs"])
             mine, theirs = best_within(t, budget), best_within(r, budget)
             wins.append(mine is not None and (theirs is None or mine <= theirs))
+            losses.append(theirs is not None and (mine is None or theirs < mine))
         finite = [x if np.isfinite(x) else 1e9 for x in ratios]
         med, lo, hi = _median_ci(finite, rng)
         best_med, best_lo, best_hi = _median_ci(
@@ -455,7 +465,9 @@ def summarize_arms(results: dict[str, list[dict]]) -> list[dict]:
         rows.append({"arm": name, "seeds": len(trajs), "target_score": target,
                      "median_ratio_to_reach_fifo_best": med, "ratio_ci95": [lo, hi],
                      "reached": int(sum(np.isfinite(ratios))), "win_rate_vs_tpe_fifo":
-                     float(sum(wins) / len(wins)), "median_final_best": best_med,
+                     float(sum(wins) / len(wins)),
+                     "tpe_fifo_better_rate": float(sum(losses) / len(losses)),
+                     "median_final_best": best_med,
                      "final_best_ci95": [best_lo, best_hi],
                      "median_trial_epochs": statistics.median(t["trial_epochs"] for t in trajs),
                      "median_table_seconds": statistics.median(t["table_seconds"]
@@ -472,10 +484,12 @@ def replay_markdown(rows: list[dict]) -> str:
                 f"{fmt(r['ratio_ci95'][1])}]")
 
     lines = ["| arm | seeds | trial-epochs to reach TPE-fifo's median best, ratio [95 % CI] "
-             "| reached | at least as good at equal trial-epochs | final best [95 % CI] "
-             "| trial-epochs |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "| reached | at least as good at equal trial-epochs | TPE-fifo better "
+             "| final best [95 % CI] | trial-epochs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['arm']} | {r['seeds']} | {ratio(r)} | {r['reached']}/{r['seeds']} | "
-              f"{100 * r['win_rate_vs_tpe_fifo']:.0f} % | {r['median_final_best']:.4f} "
+              f"{100 * r['win_rate_vs_tpe_fifo']:.0f} % | "
+              f"{100 * r['tpe_fifo_better_rate']:.0f} % | "
+              f"{r['median_final_best']:.4f} "
               f"[{r['final_best_ci95'][0]:.4f}, {r['final_best_ci95'][1]:.4f}] | "
               f"{r['median_trial_epochs']:.0f} |" for r in rows]
     return "\n".join(lines)
@@ -536,14 +550,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     rp.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     rp.add_argument("--config", default="curves", help="base config (the table's space and "
                     "budget replace its own)")
-    rp.add_argument("--arms", nargs="+", default=["tpe:asha:score:1:3"],
-                    help="searcher:scheduler[:rung metric[:grace[:eta]]]; TPE without early "
-                    "stopping (tpe:fifo) always runs as the reference")
+    rp.add_argument("--arms", nargs="+", help="searcher:scheduler[:rung metric[:grace[:eta]]]"
+                    "[+key=value...] (default: TPE with the demo preset's scheduler); TPE "
+                    "without early stopping (tpe:fifo) always runs as the reference")
     rp.add_argument("--seeds", type=int, default=30)
     rp.add_argument("--num-samples", type=int, default=40)
     rp.add_argument("--concurrency", type=int, default=2, help="trials at once")
     rp.add_argument("--workers", type=int, default=3, help="replays at once (processes)")
-    rp.add_argument("--quick", action="store_true", help="8 seeds, the defaults vs tpe:fifo")
+    rp.add_argument("--quick", action="store_true", help="8 seeds")
     rp.add_argument("--reuse", type=Path, help="an earlier replay JSON: its arms on the same "
                     "seeds are not replayed again")
     rp.add_argument("--json", type=Path)
@@ -558,7 +572,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def run_replay(args: argparse.Namespace) -> dict:
     meta, rows = read_table(args.table)
     seeds = list(range(8 if args.quick else args.seeds))
-    arms = [REFERENCE] + [a for a in map(parse_arm, args.arms) if a != REFERENCE]
+    chosen = [parse_arm(a) for a in args.arms] if args.arms else [default_arm()]
+    arms = [REFERENCE] + [a for a in chosen if a != REFERENCE]
     results: dict[str, list[dict]] = {}
     if args.reuse and args.reuse.is_file():
         earlier = json.loads(args.reuse.read_text())
