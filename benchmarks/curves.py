@@ -231,20 +231,25 @@ RUNG_METRICS = {
 def rung_correlations(rows: list[dict], max_epochs: int, rungs: list[int]) -> list[dict]:
     """Per rung and candidate metric: Spearman's rank correlation, over the candidates trained
     to the full budget, between the metric at the rung and the final score (and final F1);
-    what a rung ranking by that metric keeps."""
+    and what a rung ranking by that metric keeps: of the best 2.5 % by final score, how many
+    are in the metric's top third at the rung (what ASHA with eta 3 lets go on)."""
     from scipy.stats import spearmanr
 
     full = [r for r in rows if r["seed"] == min(x["seed"] for x in rows)
             and len(r["curve"]) >= max_epochs]
     final_score = [-r["curve"][max_epochs - 1][4] for r in full]
     final_f1 = [r["curve"][max_epochs - 1][1] for r in full]
+    top_k, third = max(1, round(0.025 * len(full))), max(1, len(full) // 3)
+    best = set(sorted(range(len(full)), key=lambda i: -final_score[i])[:top_k])
     out = []
     for rung in rungs:
         for name, value in RUNG_METRICS.items():
             at = [value(r["curve"][rung - 1]) for r in full]
+            kept = set(sorted(range(len(full)), key=lambda i: -at[i])[:third])
             out.append({"rung": rung, "metric": name, "n": len(full),
                         "spearman_final_score": float(spearmanr(at, final_score).statistic),
-                        "spearman_final_f1": float(spearmanr(at, final_f1).statistic)})
+                        "spearman_final_f1": float(spearmanr(at, final_f1).statistic),
+                        "top_k": top_k, "top_k_kept_in_top_third": len(best & kept)})
     return out
 
 
@@ -276,6 +281,13 @@ def rungs_markdown(corr: list[dict], noise: dict) -> str:
         lines.append(f"| {rung} | {cells[metrics[0]]['n']} | " + " | ".join(
             f"{cells[m]['spearman_final_score']:+.2f} / {cells[m]['spearman_final_f1']:+.2f}"
             for m in metrics) + " |")
+    lines += ["", f"Of the {corr[0]['top_k']} best candidates by final score, how many a rung "
+              "keeps in its top third:", "",
+              "| rung (epoch) | " + " | ".join(metrics) + " |", "|---:|" + "---:|" * len(metrics)]
+    for rung in sorted({c["rung"] for c in corr}):
+        cells = {c["metric"]: c for c in corr if c["rung"] == rung}
+        lines.append(f"| {rung} | " + " | ".join(
+            f"{cells[m]['top_k_kept_in_top_third']}/{cells[m]['top_k']}" for m in metrics) + " |")
     if noise.get("pairs", 0) >= 3:
         lines.append(f"\nTraining noise ({noise['pairs']} candidates, two seeds): final F1 "
                      f"differs by {noise['f1_mean_abs_diff']:.3f} on average, the score by "

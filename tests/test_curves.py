@@ -120,6 +120,9 @@ def test_rung_correlations_rank_against_the_final_score() -> None:
     assert corr["score"]["spearman_final_score"] == pytest.approx(1.0)
     assert corr["val_loss"]["n"] == 5  # the second seed's row is not counted twice
     assert corr["val_loss"]["spearman_final_f1"] == pytest.approx(1.0)  # lower loss: better
+    assert corr["f1"]["top_k_kept_in_top_third"] == 1  # the best (i = 4) leads at epoch 1
+    at_2 = {c["metric"]: c for c in rung_correlations(rows, 2, [2])}
+    assert at_2["val_loss"]["top_k_kept_in_top_third"] == 0  # epoch-2 loss ranks i = 0 first
     assert seed_noise(rows, 2) == {"pairs": 1}
 
 
