@@ -180,6 +180,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "trial budget as the others; more gives them the epochs they saved)")
     p.add_argument("--reuse", type=Path, help="an earlier --json of the same budget and seeds: "
                    "its runs of the arms without early stopping are taken, not run again")
+    p.add_argument("--merge", type=Path, nargs="+", help="earlier --json files of the same "
+                   "budget (e.g. one per seed, run one after another): summarized together, "
+                   "nothing is run")
     p.add_argument("--algorithms", nargs="+", default=["tpe", "random"],
                    choices=["tpe", "random"], help="searchers to run (tpe is the reference)")
     p.add_argument("--json", type=Path)
@@ -192,6 +195,14 @@ def main(args: argparse.Namespace) -> dict:
     budget = QUICK if args.quick else FULL
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     asha_trials = args.asha_trials or budget.trials
+    if args.merge:
+        parts = [json.loads(f.read_text()) for f in args.merge]
+        if any(part["budget"] != budget.__dict__ for part in parts):
+            raise SystemExit(f"--merge: every file must have the budget {budget.__dict__}")
+        runs = [r for part in parts for r in part["rows"]]
+        seeds = sorted({r["seed"] for r in runs})
+        asha_trials = max(r["trials"] for r in runs if r["early_stopping"])
+        return _report(runs, seeds, budget, asha_trials, args, merged=[str(f) for f in args.merge])
     reused = []
     if args.reuse:  # the expensive arms (every trial to max_epochs) from an earlier run
         earlier = json.loads(args.reuse.read_text())
@@ -205,13 +216,18 @@ def main(args: argparse.Namespace) -> dict:
                     asha_trials if e else budget.trials)
             for seed in seeds for a, e in ARMS
             if a in args.algorithms and (e or (a, seed) not in have)]
+    return _report(runs, seeds, budget, asha_trials, args,
+                   reused=str(args.reuse) if args.reuse else None)
+
+
+def _report(runs: list[dict], seeds: list[int], budget: Budget, asha_trials: int,
+            args: argparse.Namespace, **fields: object) -> dict:
     summary = summarize(runs, seeds)
     if args.plot:
         plot(runs, args.plot)
     return emit("asha_efficiency", to_markdown(runs, summary, budget, asha_trials), runs,
                 args.json, data=str(args.data), budget=budget.__dict__, seeds=seeds,
-                asha_trials=asha_trials, reused=str(args.reuse) if args.reuse else None,
-                summary=summary)
+                asha_trials=asha_trials, summary=summary, **fields)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,29 @@ def test_the_quality_target_needs_higher_f1_and_lower_latency() -> None:
     assert not checks["searched vs slow_but_better"]["met"]
     assert checks["searched vs worse"]["met"]
     assert checks["searched vs worse"]["onnx_speedup"] == pytest.approx(2.0)
+
+
+def test_runs_of_one_seed_each_merge_into_one_summary(tmp_path) -> None:
+    """asha_efficiency --merge: per-seed files (a resumable run) summarized together."""
+    import json
+
+    from asha_efficiency import FULL, get_args_parser, main
+
+    files = []
+    for seed, asha_best in ((0, 0.45), (1, 0.7)):
+        rows = [{"arm": arm_name("tpe", False), "algorithm": "tpe", "early_stopping": False,
+                 "seed": seed, "trials": 20, "best": 0.5, "trial_epochs": 100,
+                 "curve": [(40, 0.8), (80, 0.5)]},
+                {"arm": arm_name("tpe", True), "algorithm": "tpe", "early_stopping": True,
+                 "seed": seed, "trials": 40, "best": asha_best, "trial_epochs": 90,
+                 "curve": [(20, asha_best)]}]
+        files.append(tmp_path / f"seed{seed}.json")
+        files[-1].write_text(json.dumps({"budget": FULL.__dict__, "rows": rows}))
+    out = tmp_path / "all.json"
+    result = main(get_args_parser().parse_args(["--merge", *map(str, files), "--json", str(out)]))
+    assert result["seeds"] == [0, 1] and result["asha_trials"] == 40
+    assert result["summary"]["tpe_asha_ratio"] == [pytest.approx(20 / 80), None]
+    assert json.loads(out.read_text())["merged"] == [str(f) for f in files]
+    files[1].write_text(json.dumps({"budget": {"trials": 8}, "rows": []}))
+    with pytest.raises(SystemExit, match="budget"):
+        main(get_args_parser().parse_args(["--merge", *map(str, files)]))
