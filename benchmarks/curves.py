@@ -349,8 +349,10 @@ def replay_config(meta: dict, base: str, overrides: list[str]):
 
 def trajectory(study) -> dict:
     """Trials in the order they ended: cumulative trial-epochs, table seconds, and the best
-    final score of a COMPLETE trial so far."""
+    final score of a COMPLETE trial so far (a reused duplicate costs nothing)."""
     from optuna.trial import TrialState
+
+    from tune_jobs.outcome import DUPLICATE_ATTR
 
     ended = sorted((t for t in study.get_trials(deepcopy=False) if t.datetime_complete),
                    key=lambda t: (t.datetime_complete, t.number))
@@ -362,9 +364,10 @@ def trajectory(study) -> dict:
         if t.state == TrialState.COMPLETE and a.get("score") is not None:
             best = a["score"] if best is None else min(best, a["score"])
         points.append([cost, seconds, best])
+    trained = [t for t in ended if DUPLICATE_ATTR not in t.user_attrs]
     return {"points": points, "trial_epochs": cost, "table_seconds": seconds, "best": best,
-            "complete": sum(t.state == TrialState.COMPLETE for t in ended),
-            "trials": len(ended)}
+            "complete": sum(t.state == TrialState.COMPLETE for t in trained),
+            "trials": len(trained), "duplicates": len(ended) - len(trained)}
 
 
 def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: str,
