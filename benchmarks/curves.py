@@ -352,7 +352,7 @@ def trajectory(study) -> dict:
     final score of a COMPLETE trial so far (a reused duplicate costs nothing)."""
     from optuna.trial import TrialState
 
-    from tune_jobs.outcome import DUPLICATE_ATTR
+    from tune_jobs.outcome import trained as is_training
 
     ended = sorted((t for t in study.get_trials(deepcopy=False) if t.datetime_complete),
                    key=lambda t: (t.datetime_complete, t.number))
@@ -364,7 +364,7 @@ def trajectory(study) -> dict:
         if t.state == TrialState.COMPLETE and a.get("score") is not None:
             best = a["score"] if best is None else min(best, a["score"])
         points.append([cost, seconds, best])
-    trained = [t for t in ended if DUPLICATE_ATTR not in t.user_attrs]
+    trained = [t for t in ended if is_training(t)]
     return {"points": points, "trial_epochs": cost, "table_seconds": seconds, "best": best,
             "complete": sum(t.state == TrialState.COMPLETE for t in trained),
             "trials": len(trained), "duplicates": len(ended) - len(trained)}

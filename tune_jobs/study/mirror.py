@@ -36,7 +36,14 @@ from tune_jobs.internals import (
     searcher_trials,
     storage_id,
 )
-from tune_jobs.outcome import DUPLICATE_ATTR, Outcome, epochs_done, outcome_of, trial_state
+from tune_jobs.outcome import (
+    DUPLICATE_ATTR,
+    Outcome,
+    epochs_done,
+    outcome_of,
+    trained,
+    trial_state,
+)
 from tune_jobs.trial.data import flatten
 from tune_jobs.trial.space import candidate_from_config, optuna_distributions
 
@@ -192,7 +199,7 @@ class MirroredOptunaSearch(OptunaSearch):
         # unknown to Tune, which will ask for a replacement: counting the run's trials in the
         # study (not Tune's) keeps the study at exactly num_samples.
         self._asked = sum(t.user_attrs.get(self.RUN_ATTR) == self._run_id
-                          and DUPLICATE_ATTR not in t.user_attrs for t in stored.values())
+                          and trained(t) for t in stored.values())
 
     def suggest(self, trial_id: str) -> dict | None:
         for redraw in range(self.MAX_REDRAWS + 1):

@@ -12,15 +12,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from models.spec import ModelSpec
-from tune_jobs.outcome import DUPLICATE_ATTR
+from tune_jobs.outcome import DUPLICATE_ATTR, trained
 
 COLUMNS = ["number", "state", "outcome", "score", "f1", "latency_ratio", "params", "macs",
            "epochs_done", "image_size", "node", "wall_seconds", "reason", DUPLICATE_ATTR]
-
-
-def trained(t: FrozenTrial) -> bool:
-    """Not a copy of another trial's result (a duplicate proposal): rankings count it once."""
-    return DUPLICATE_ATTR not in t.user_attrs
 
 
 class NoCompleteTrial(RuntimeError):
@@ -170,5 +165,4 @@ def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
 
 
 __all__ = ["NoCompleteTrial", "best_complete", "compute_ledger", "console_summary",
-           "ledger_line", "objective_name", "pareto_front", "rank_key", "trained",
-           "write_outputs"]
+           "ledger_line", "objective_name", "pareto_front", "rank_key", "write_outputs"]
