@@ -1,15 +1,12 @@
-"""Is the searched model worth it? It against the nets a user would pick instead
-(MobileNetV3-Small at width 0.5 and 1.0, ShuffleNetV2 x0.5), each trained from scratch with the
-same recipe (the searched trial's) and epochs on fmnist-taco6, tested on its test/ split:
-macro-F1, CPU latency at batch 1 with one thread (ONNX Runtime, and as a ratio to the
-objective's reference timed interleaved in the same process), params, MACs, score.
-
-Fairness: a baseline whose loss does not fall with the searched recipe (it diverged: the recipe
-was tuned for the searched net) is trained again with a standard one (AdamW, lr 2e-3, cosine)
-and that run is reported, marked. The choice is made on the training loss, never on the test.
+"""Is the searched model worth it? The final job's comparison, as a benchmark: the searched net
+against the nets a user would pick instead (MobileNetV3-Small, ShuffleNetV2 x0.5 by default),
+each trained from scratch `--seeds` times on train + validation, each baseline with the better
+(on validation) of the searched recipe and its family's standard one; tested on the test split.
+The target: a higher mean macro-F1 than every baseline with the 95 % interval of the difference
+above zero, at no more than a third of the fastest baseline's latency.
 
     python benchmarks/result_quality.py [--quick] [--study NAME --storage URL] [--data DIR]
-        [--epochs N] [--json FILE]
+        [--epochs N] [--seeds N] [--top-k K] [--baselines A,B] [--output DIR] [--json FILE]
 
 Without --study it first runs a search (the demo preset on --data; --quick: a short one).
 """
@@ -17,33 +14,22 @@ Without --study it first runs a search (the demo preset on --data; --quick: a sh
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import optuna
-import torch
 
-import models
 from common import REPO, emit
-from models.spec import ModelSpec
-from tune_jobs.config import Config, load_config
-from tune_jobs.finaljob.export import ModelMeta
-from tune_jobs.finaljob.job import FinalOptions, assess, choose_trial, load_run_config, retrain
-from tune_jobs.finaljob.job import training_check as trained_ok
+from tune_jobs.config import load_config
+from tune_jobs.finaljob.job import FinalOptions, FinalResult, run_final
+from tune_jobs.finaljob.stats import BETTER
 from tune_jobs.searchjob import run_search
 from tune_jobs.study.storage import mask_url, open_storage
-from tune_jobs.trial.recipe import prepare_run_data
-from tune_jobs.trial.space import TrainParams, candidate_from_config
 
-# name -> (preset, width): the nets a user would otherwise ship (torchvision-exact presets)
-BASELINES = {"mobilenet_v3_small_w0.5": ("mobilenet_v3_small", 0.5),
-             "mobilenet_v3_small": ("mobilenet_v3_small", 1.0),
-             "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", 1.0)}
-STANDARD_RECIPE = {"optimizer": "adamw", "lr": 2e-3, "schedule": "cosine"}
+BASELINES = ("mobilenet_v3_small", "shufflenet_v2_x0_5")
+LATENCY_TARGET = 1 / 3  # of the fastest baseline's
 
 
 def search_first(data: Path, quick: bool, root: Path) -> tuple[str, str]:
@@ -53,68 +39,44 @@ def search_first(data: Path, quick: bool, root: Path) -> tuple[str, str]:
     if quick:
         overrides += ["search.num_samples=8", "scheduler.max_epochs=6",
                       "scheduler.grace_period=2", "space.train.image_size=[32]"]
-    cfg = load_config("demo.yaml", overrides)
-    _, url = run_search(cfg)
+    _, url = run_search(load_config("demo.yaml", overrides))
     return study, url
 
 
-def train_and_assess(name: str, model: torch.nn.Module, recipe: TrainParams, cfg: Config,
-                     data, epochs: int, work: Path, reference: torch.nn.Module,
-                     threads: int) -> dict:
-    images = np.concatenate([data.train.images, data.val.images])
-    labels = np.concatenate([data.train.labels, data.val.labels])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    state = {k: v.clone() for k, v in model.state_dict().items()}  # the same init for a rerun
-    used, history = "searched", None
-    for label, params in (("searched", recipe),
-                          ("standard", dataclasses.replace(recipe, **STANDARD_RECIPE))):
-        model.load_state_dict(state)
-        torch.manual_seed(cfg.search.seed)
-        history = retrain(model, images, labels, params, cfg, len(data.classes), epochs,
-                          work / f"{name}-{label}.pt", f"{name}-{label}", device, False)
-        used = label
-        if trained_ok(history)["trained"] or name == "searched":
-            break
-    meta = ModelMeta(data.classes, recipe.image_size, cfg.data.resize)
-    result = assess(model, data, meta, cfg, reference, work / name, name, threads, device)
-    return {"model": name, "recipe": used, "image_size": recipe.image_size,
-            "first_loss": history[0]["loss"],
-            "last_loss": history[-1]["loss"], "f1": result.test.f1,
-            "accuracy": result.test.accuracy, "onnxruntime_ms": result.speed.cpu.onnxruntime_ms,
-            "eager_ms": result.speed.cpu.eager_ms, "latency_ratio": result.ratio.latency_ratio,
-            "params": result.costs.params, "macs": result.costs.macs,
-            "score": result.scores.score, "test_images": result.test_images}
+def verdict(result: FinalResult) -> dict:
+    """Per baseline: the interval verdict and the latency ratio; `met` when the searched model
+    is better than every baseline (interval above zero) within the latency target."""
+    searched = result.models[0]
+    fastest = min((m.latency_ratio for m in result.models[1:]), default=float("inf"))
+    checks = {c.baseline: {"verdict": c.verdict, "f1_difference": c.f1_difference.mean,
+                           "ci95": c.f1_difference.ci95, "latency_ratio": c.latency_ratio}
+              for c in result.comparisons}
+    met = (bool(checks) and all(c["verdict"] == BETTER for c in checks.values())
+           and searched.latency_ratio <= LATENCY_TARGET * fastest)
+    return {"baselines": checks, "met": met,
+            "latency_vs_fastest_baseline": searched.latency_ratio / fastest}
 
 
-def verdict(rows: list[dict]) -> dict:
-    """The target: the searched model has higher macro-F1 at lower latency than each."""
-    out = {}
-    for searched, r in ((s, b) for s in rows if s["model"].startswith("searched")
-                        for b in rows if not b["model"].startswith("searched")):
-        out[f"{searched['model']} vs {r['model']}"] = {
-            "f1_delta": searched["f1"] - r["f1"],
-            "latency_ratio": searched["latency_ratio"] / r["latency_ratio"],
-            "onnx_speedup": r["onnxruntime_ms"] / searched["onnxruntime_ms"],
-            "met": searched["f1"] > r["f1"]
-            and searched["latency_ratio"] < r["latency_ratio"]
-            and searched["onnxruntime_ms"] < r["onnxruntime_ms"]}
-    return out
+def rows_of(result: FinalResult) -> list[dict]:
+    return [{"model": m.name, "recipe": m.recipe, "seeds": m.seeds, "trained": m.trained,
+             "f1_mean": m.f1_mean, "f1_std": m.f1_std, "f1_ci95": m.f1_ci95,
+             "accuracy_mean": m.accuracy.mean, "latency_ratio": m.latency_ratio,
+             "onnxruntime_ms": m.onnxruntime_ms, "params": m.params, "macs": m.macs,
+             "f1_runs": [r.f1 for r in m.runs]} for m in result.models]
 
 
-def to_markdown(rows: list[dict], checks: dict, epochs: int) -> str:
-    lines = [f"Trained {epochs} epochs on train + validation, tested on test/ "
-             f"({rows[0]['test_images']} images); CPU, batch 1, one thread.", "",
-             "| model | recipe | px | macro-F1 | ORT ms | eager ms | latency ratio | params "
-             "| MACs | score |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['recipe']} | {r['image_size']} | {r['f1']:.4f} | "
-                     f"{r['onnxruntime_ms']:.3f} | {r['eager_ms']:.3f} | "
-                     f"{r['latency_ratio']:.3f} | {r['params']:,} | {r['macs']:,} | "
-                     f"{r['score']:.4f} |")
+def to_markdown(result: FinalResult, check: dict) -> str:
+    lines = [f"{result.seeds} seed(s) per model, {result.epochs} epochs on train + validation, "
+             f"tested on the {result.test_source} test split; CPU, batch 1, one thread.", "",
+             "| model | recipe | seeds | macro-F1 mean ± sd [95 % CI] | latency ratio | ORT ms "
+             "| params |", "|---|---|---:|---|---:|---:|---:|"]
+    lines += [f"| {m.name} | {m.recipe} | {m.seeds} | {m.f1.text()} | {m.latency_ratio:.3f} | "
+              f"{m.onnxruntime_ms:.3f} | {m.params:,} |" for m in result.models]
     lines.append("")
-    for name, c in checks.items():
-        lines.append(f"- {name}: F1 {c['f1_delta']:+.4f}, ONNX Runtime {c['onnx_speedup']:.1f}x "
-                     f"faster, target {'met' if c['met'] else 'MISSED'}")
+    lines += [f"- vs {c.baseline}: F1 difference {c.f1_difference.text()}, latency ratio "
+              f"{c.latency_ratio:.3f}: {c.verdict}" for c in result.comparisons]
+    lines.append(f"- target (better than every baseline at <= 1/3 of the fastest one's "
+                 f"latency): {'met' if check['met'] else 'MISSED'}")
     return "\n".join(lines)
 
 
@@ -125,9 +87,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="its database URL")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fmnist-taco6")
     p.add_argument("--epochs", type=int, help="default: 3 (quick) or the study's final.epochs")
-    p.add_argument("--pareto", type=float, metavar="X", help="add a second searched row: the "
-                   "most accurate COMPLETE trial with latency ratio <= X (own recipe)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=1)
+    p.add_argument("--baselines", default=",".join(BASELINES))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--output", type=Path, help="keep the final job's folder (default: a "
+                   "temporary one)")
     p.add_argument("--json", type=Path)
     return p
 
@@ -135,53 +100,21 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> dict:
     os.environ.setdefault("LITESEARCH_CACHE", str(Path.home() / ".cache" / "litesearch"))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.output or Path(tmp)
         study_name, url = args.study, args.storage
         if not study_name:
             study_name, url = search_first(args.data.resolve(), args.quick, work / "search")
         study = optuna.load_study(study_name=study_name, storage=open_storage(url))
-        cfg = load_run_config(study, str(args.data.resolve()))
-        chosen, _ = choose_trial(study, FinalOptions())
-        spec = ModelSpec.from_yaml(chosen.user_attrs["spec"])
-        recipe = candidate_from_config(chosen.params, cfg.space, spec.num_classes).train
-        epochs = args.epochs or (3 if args.quick else cfg.final.epochs)
-        reference = models.build(cfg.objective.reference,
-                                 input_size=cfg.objective.reference_size)
-        # (name, trial, recipe): the searched models first, each with its own recipe; the
-        # baselines with the best-score trial's recipe
-        plan = [("searched", chosen, recipe)]
-        if args.pareto:
-            other, _ = choose_trial(study, FinalOptions(pareto=True,
-                                                        max_latency_ratio=args.pareto))
-            # the same trial again is a repeat (another initialisation): the F1 noise floor
-            label = ("searched_repeat" if other.number == chosen.number
-                     else f"searched_pareto{args.pareto:g}")
-            plan.append((label, other, candidate_from_config(other.params, cfg.space,
-                                                             spec.num_classes).train))
-        plan += [(name, None, recipe) for name in BASELINES]
-        rows, picked, prepared = [], {}, {}
-        for name, trial, params in plan:
-            torch.manual_seed(cfg.search.seed + len(rows))  # each row its own initialisation
-            if trial is not None:
-                net = models.build_model(ModelSpec.from_yaml(trial.user_attrs["spec"]))
-                picked[name] = trial.number
-            else:
-                preset, width = BASELINES[name]
-                net = models.build(preset, num_classes=spec.num_classes,
-                                   input_size=params.image_size, width=width)
-            if params.image_size not in prepared:  # rows share a size: scan and load once
-                prepared[params.image_size] = prepare_run_data(cfg, params.image_size, False)
-            data = prepared[params.image_size]
-            rows.append(train_and_assess(name, net, params, cfg, data, epochs, work,
-                                         reference, args.threads))
-            print(f"{name}: F1 {rows[-1]['f1']:.4f}, ORT {rows[-1]['onnxruntime_ms']:.3f} ms",
-                  flush=True)
-    checks = verdict(rows)
-    return emit("result_quality", to_markdown(rows, checks, epochs), rows, args.json,
-                study=study_name, storage=mask_url(url), trials=picked,
-                recipe=dataclasses.asdict(recipe), epochs=epochs, checks=checks)
+        opts = FinalOptions(epochs=args.epochs or (3 if args.quick else None),
+                            baselines=tuple(b for b in args.baselines.split(",") if b),
+                            data=str(args.data.resolve()), threads=args.threads,
+                            seeds=args.seeds, top_k=args.top_k, progress=False)
+        result = run_final(study, work, opts)
+    check = verdict(result)
+    return emit("result_quality", to_markdown(result, check), rows_of(result), args.json,
+                study=study_name, storage=mask_url(url), chosen=result.chosen.number,
+                epochs=result.epochs, seeds=result.seeds, check=check)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def finished_run(tmp_path_factory, cache_dir, ray_local):
         mp.delenv("LITESEARCH_STORAGE", raising=False)
         _, url = run_search(cfg)
     study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
-    metrics = run_final(study, out, FinalOptions(baselines=BASELINES, progress=False))
+    metrics = run_final(study, out, FinalOptions(baselines=BASELINES, progress=False, seeds=2,
+                                                 top_k=2))
     return out, study, metrics
 
 
@@ -50,7 +51,8 @@ def test_every_artifact_exists_and_the_exports_agree(finished_run) -> None:
     out, _, _ = finished_run
     final = out / "final"
     for name in ("spec.yaml", "model.pt", "model.ts", "model.onnx", "metrics.json",
-                 "report.md", "pareto.png", "learning_curves.png", "confusion.png"):
+                 "report.md", "pareto.png", "learning_curves.png", "retrain_curves.png",
+                 "confusion.png"):
         assert (final / name).is_file(), name
     for png in final.glob("*.png"):
         with Image.open(png) as img:
@@ -89,12 +91,40 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
         assert max(m["export_max_abs_diff"].values()) <= 1e-4
     assert set(on_disk["baselines"]) == set(BASELINES)
     assert len(on_disk["history"]) == on_disk["epochs"] == 3
+    # every model over its seeds, the shipped run the median one
+    assert [m["name"] for m in on_disk["models"]] == ["searched", *BASELINES]
+    assert on_disk["seeds"] == 2
+    for m in on_disk["models"]:
+        f1s = [r["f1"] for r in m["runs"]]
+        assert m["seeds"] == len(f1s) == 2 and len({r["seed"] for r in m["runs"]}) == 2
+        assert m["f1_mean"] == pytest.approx(np.mean(f1s))
+        assert m["f1_std"] == pytest.approx(np.std(f1s, ddof=1))
+        low, high = m["f1_ci95"]
+        assert low <= m["f1_mean"] <= high
+        assert m["recipe"] in ("searched", "standard") and isinstance(m["trained"], bool)
+        assert m["shipped_seed"] == min(m["runs"], key=lambda r: r["f1"])["seed"]
+        assert all(r["split"] == "trainval" for r in m["runs"])
+    shipped = on_disk["models"][0]
+    assert on_disk["model"]["test"]["f1"] == pytest.approx(
+        next(r["f1"] for r in shipped["runs"] if r["seed"] == shipped["shipped_seed"]))
+    for m in on_disk["models"][1:]:  # each baseline tried both recipes on validation
+        assert [t["recipe"] for t in m["recipe_trials"]] == ["searched", "standard"]
+    assert [c["baseline"] for c in on_disk["comparisons"]] == list(BASELINES)
+    # top-k: two candidates of distinct architectures, each with two runs judged on validation
+    cands = on_disk["candidates"]
+    assert len(cands) == 2 and cands[0]["number"] == on_disk["chosen"]["number"]
+    assert cands[0]["rank_value"] <= cands[1]["rank_value"]
+    assert all(r["split"] == "train" and len(c["runs"]) == 2 for c in cands for r in c["runs"])
+    assert "top-k" in on_disk["chosen"]["why"]
 
 
 def test_report_has_the_tables(finished_run) -> None:
     out, _, metrics = finished_run
     report = (out / "final" / "report.md").read_text()
-    for heading in ("## Chosen trial", "## Test metrics, searched model against baselines",
+    for heading in ("## Chosen trial", "### Top-k re-evaluation",
+                    "## Test metrics, searched model against baselines",
+                    "### Searched model against each baseline",
+                    "### Baseline recipes, chosen on validation", "### The median runs",
                     "## Per class (test)", "## Search summary"):
         assert heading in report
     assert "trial-epochs of the" in report  # the compute ledger
@@ -103,6 +133,10 @@ def test_report_has_the_tables(finished_run) -> None:
         assert f"| {name} |" in report
     assert f"Trial #{metrics.chosen.number}" in report
     assert "![Pareto front](pareto.png)" in report
+    assert "![final trainings](retrain_curves.png)" in report
+    for c in metrics.comparisons:  # two seeds: an interval and a verdict read from it
+        assert c.f1_difference.ci95 is not None
+        assert f"| {c.baseline} | {c.f1_difference.text()} |" in report
 
 
 def test_predict_classifies_a_folder_and_skips_a_corrupt_image(finished_run, tmp_path) -> None:
@@ -179,10 +213,13 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
         "FinalOptions(epochs=40, progress=False))")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = tmp_path / "final" / "checkpoint.pt"
+    final = tmp_path / "final"
     deadline = time.monotonic() + 120
+    checkpoint = None
     while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoint.is_file():
+        found = list(final.glob("checkpoint-searched-trainval-*.pt"))
+        checkpoint = found[0] if found else None
+        if checkpoint is not None:
             try:
                 if torch.load(checkpoint, weights_only=False)["epoch"] >= 3:
                     break
@@ -204,7 +241,7 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
 
 
 def test_training_check_flags_a_run_that_did_not_learn() -> None:
-    from tune_jobs.finaljob.job import training_check
+    from tune_jobs.finaljob.runs import training_check
 
     assert training_check([{"loss": 1.7}, {"loss": 1.2}, {"loss": 0.9}]).trained
     stalled = training_check([{"loss": 1.73}, {"loss": 13.6}, {"loss": 1.85}])
@@ -229,3 +266,52 @@ def test_the_final_job_runs_as_a_ray_task_on_a_gpu_node(finished_run, tmp_path, 
         assert (final / name).stat().st_size > 0, name
     assert not list(final.glob("checkpoint*"))
     assert json.loads((final / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> None:
+    """A baseline's recipe is chosen on validation: a test split on which the other recipe
+    scores perfectly (labelled with its own predictions) leaves the choice as it was."""
+    import dataclasses
+
+    from sklearn.metrics import f1_score
+
+    from data_utils.augment import prepare_eval
+    from tune_jobs.finaljob.job import choose_recipe
+    from tune_jobs.finaljob.recipes import standard_recipe
+    from tune_jobs.finaljob.runs import Bench, Job, Net, select_recipe
+    from tune_jobs.trial.space import TrainParams
+
+    cfg = load_config("ci.yaml", [f"data.cache_dir={cache_dir}"])
+    params = TrainParams(image_size=32, batch_size=64, optimizer="sgd", lr=0.5,
+                         weight_decay=1e-4, schedule="onecycle", label_smoothing=0.0,
+                         augment_magnitude=0.1)
+    name = "mobilenet_v3_small"
+    net = Net(f"tv/{name}", 6)
+
+    def choice(folder, test=None):
+        bench = Bench(cfg, folder, epochs=2, device=torch.device("cpu"), progress=False)
+        if test is not None:
+            bench.data[32] = dataclasses.replace(bench.prepared(32), test=test)
+        trials = choose_recipe(bench, name, net, params, seed=1)
+        return bench, trials, select_recipe(trials)
+
+    bench, trials, picked = choice(tmp_path / "a")
+    loser = next(t for t in trials if t is not picked)
+    # the loser's model (its finished checkpoint: not trained again), labelling the test split
+    loser_params = (params if loser.recipe == "searched"
+                    else standard_recipe(name).apply(params))
+    model, _ = bench.run(Job(f"{name}-{loser.recipe}", net, loser_params, 1, "train"))
+    data = bench.prepared(32)
+    with torch.inference_mode():
+        predicted = model.eval()(prepare_eval(torch.from_numpy(data.test.images))).argmax(1)
+    rigged = dataclasses.replace(data.test, labels=predicted.numpy().astype(data.test.labels.dtype))
+    winner_params = (params if picked.recipe == "searched"
+                     else standard_recipe(name).apply(params))
+    winner, _ = bench.run(Job(f"{name}-{picked.recipe}", net, winner_params, 1, "train"))
+    with torch.inference_mode():
+        on_rigged = winner.eval()(prepare_eval(torch.from_numpy(data.test.images))).argmax(1)
+    # the rigged test split would choose the loser (F1 1.0) over the winner
+    assert f1_score(rigged.labels, on_rigged.numpy(), average="macro") < 1.0
+    _, again, picked_again = choice(tmp_path / "b", rigged)
+    assert picked_again.recipe == picked.recipe
+    assert [t.val_f1 for t in again] == [t.val_f1 for t in trials]

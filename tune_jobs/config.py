@@ -213,6 +213,14 @@ class TrackingConfig(Strict):
 
 class FinalConfig(Strict):
     epochs: int = Field(30, ge=1)
+    # trainings per model (searched and each baseline) from different seeds: the report gives
+    # means with 95 % intervals and ships the median run; one run has no interval
+    seeds: int = Field(1, ge=1)
+    # COMPLETE trials with distinct architectures re-evaluated with `seeds` fresh seeds on
+    # the training split before the final training (1: the best trial as the search saw it)
+    top_k: int = Field(1, ge=1)
+    # trainings at once on a CPU, one thread each (None: one per core); a GPU runs them in turn
+    workers: int | None = Field(None, ge=1)
 
 
 class Config(Strict):

@@ -2,10 +2,11 @@
 
     python tune_jobs/final.py --study NAME [--storage URL] [--output DIR]
         [--trial N | --pareto --max-latency-ratio X] [--epochs N]
-        [--baselines mobilenet_v3_small,shufflenet_v2_x0_5] [--data PATH] [--gpus N]
+        [--baselines mobilenet_v3_small,shufflenet_v2_x0_5] [--seeds N] [--top-k K]
+        [--data PATH] [--gpus N]
 
 Writes OUTPUT/final/: spec.yaml, model.pt, model.ts, model.onnx, metrics.json, report.md and
-pareto.png, learning_curves.png, confusion.png.
+pareto.png, learning_curves.png, retrain_curves.png, confusion.png.
 """
 
 from __future__ import annotations
@@ -32,12 +33,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override final.epochs of the config")
     p.add_argument("--baselines", default="", help="torchvision nets to train alongside, "
                    "comma-separated (e.g. mobilenet_v3_small,shufflenet_v2_x0_5)")
+    add_final_flags(p)
     p.add_argument("--data", help="data path on this machine (default: the study's)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for latency")
     p.add_argument("--gpus", type=float, default=0, help="run the retrain as a Ray task "
                    "holding this many GPUs, on the cluster of $RAY_ADDRESS (as inside `ray job "
                    "submit`) or a local Ray; 0 (default): in this process")
     return p
+
+
+def add_final_flags(p: argparse.ArgumentParser) -> None:
+    """The final job's flags that `search.py --final` shares."""
+    p.add_argument("--seeds", type=int, help="trainings per model from different seeds "
+                   "(default: final.seeds of the config); the report gives means with 95 %% "
+                   "intervals")
+    p.add_argument("--top-k", type=int, help="re-evaluate the K best architectures with "
+                   "fresh seeds on the training split before the final training (default: "
+                   "final.top_k)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -54,7 +66,8 @@ def main(args: argparse.Namespace) -> int:
     opts = FinalOptions(trial=args.trial, pareto=args.pareto,
                         max_latency_ratio=args.max_latency_ratio, epochs=args.epochs,
                         baselines=tuple(b for b in args.baselines.split(",") if b),
-                        data=args.data, threads=args.threads)
+                        data=args.data, threads=args.threads, seeds=args.seeds,
+                        top_k=args.top_k)
     try:
         study = optuna.load_study(study_name=args.study, storage=open_storage(url))
     except KeyError:

@@ -1,7 +1,8 @@
 """Search architectures and training hyperparameters for a small, fast image classifier.
 
     python tune_jobs/search.py [--config FILE] [--data PATH] [--storage URL] [--study NAME]
-        [--num-samples N] [--resume] [--final] [--output DIR] [--set key=value ...]
+        [--num-samples N] [--resume] [--output DIR] [--set key=value ...]
+        [--final [--baselines NETS] [--seeds N] [--top-k K]]
 
 With no arguments it runs configs/demo.yaml on the built-in demo data.
 """
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from tune_jobs.config import ConfigError, load_config
+from tune_jobs.final import add_final_flags
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="then retrain, benchmark and export the winner (tune_jobs/final.py)")
     p.add_argument("--baselines", default="", help="with --final: torchvision nets to train "
                    "alongside, e.g. mobilenet_v3_small,shufflenet_v2_x0_5")
+    add_final_flags(p)
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config value, e.g. search.seed=3")
     return p
@@ -73,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
     if args.final:
         from tune_jobs.finaljob.job import FinalOptions, run_final
 
-        opts = FinalOptions(baselines=tuple(b for b in args.baselines.split(",") if b))
+        opts = FinalOptions(baselines=tuple(b for b in args.baselines.split(",") if b),
+                            seeds=args.seeds, top_k=args.top_k)
         run_final(study, Path(cfg.output), opts)
         print((Path(cfg.output) / "final" / "report.md").read_text())
     return 0

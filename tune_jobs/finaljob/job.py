@@ -1,5 +1,7 @@
-"""The final job: choose a trial from the study, retrain it from scratch on train +
-validation, benchmark it on the test split against baselines, export it, and report.
+"""The final job: choose a trial from the study (re-evaluating the top K with fresh seeds),
+retrain it from scratch on train + validation with N seeds, benchmark it on the test split
+against baselines trained the same way (each with the better of the searched and its family's
+standard recipe on validation), compare with intervals, export the median run, and report.
 
 Everything comes from the study (the config, the classes, the chosen spec and
 hyperparameters), so it runs on another machine than the one that searched.
@@ -11,17 +13,14 @@ import dataclasses
 import json
 import logging
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
-from tqdm import tqdm
 
 import models
 from data_utils.dataset import PreparedData
@@ -29,7 +28,6 @@ from models.spec import ModelSpec
 from tune_jobs.config import Config, ConfigError
 from tune_jobs.finaljob.assess import (
     Assessment,
-    TrainingCheck,
     costs,
     reference_ratio,
     scores,
@@ -37,6 +35,7 @@ from tune_jobs.finaljob.assess import (
     submit_time,
     test_metrics,
 )
+from tune_jobs.finaljob.candidates import rank_value, top_k
 from tune_jobs.finaljob.export import (
     ModelMeta,
     check_exports,
@@ -44,10 +43,24 @@ from tune_jobs.finaljob.export import (
     export_torchscript,
     save_state,
 )
-from tune_jobs.finaljob.report import plot_confusion, plot_curves, plot_pareto, write_report
+from tune_jobs.finaljob.recipes import standard_recipe
+from tune_jobs.finaljob.report import (
+    plot_confusion,
+    plot_curves,
+    plot_pareto,
+    plot_retrain,
+    write_report,
+)
+from tune_jobs.finaljob.runs import Bench, Job, Net, RecipeTrial, Run, select_recipe
+from tune_jobs.finaljob.stats import (
+    UNJUDGED,
+    Estimate,
+    difference,
+    estimate,
+    median_index,
+    verdict,
+)
 from tune_jobs.study.summary import best_complete, compute_ledger, objective_name, trial_score
-from tune_jobs.trial.engine import train_epoch
-from tune_jobs.trial.recipe import make_recipe, prepare_run_data
 from tune_jobs.trial.space import TrainParams, candidate_from_config
 
 log = logging.getLogger("litesearch.final")
@@ -63,6 +76,9 @@ class FinalOptions:
     data: str | None = None
     threads: int = 1
     progress: bool = True
+    seeds: int | None = None  # None: final.seeds of the study's config
+    top_k: int | None = None  # None: final.top_k; ignored with --trial or --pareto
+    workers: int | None = None  # trainings at once on a CPU; None: final.workers, else cores
 
 
 @dataclass(frozen=True)
@@ -80,8 +96,61 @@ class ChosenTrial:
 
 
 @dataclass(frozen=True)
+class CandidateCheck:
+    """One of the top-K trials retrained on the training split with fresh seeds."""
+
+    number: int
+    why: str
+    search_f1: float | None
+    search_score: float | None
+    latency_ratio: float | None
+    val_f1: Estimate
+    rank_value: float  # the study's objective from the mean validation F1; lower is better
+    runs: list[Run]
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One model of the comparison over its seeds (metrics.json's `models`)."""
+
+    name: str
+    recipe: str  # "searched" or "standard"
+    seeds: int
+    f1_mean: float
+    f1_std: float
+    f1_ci95: tuple[float, float] | None
+    accuracy: Estimate
+    per_class_f1: dict[str, Estimate]
+    trained: bool  # False: flagged, never counted as a comparison
+    shipped_seed: int  # the median run: the one exported and assessed in full
+    latency_ratio: float
+    onnxruntime_ms: float
+    params: int
+    macs: int
+    runs: list[Run]
+    recipe_trials: list[RecipeTrial]  # a baseline's recipe choice on validation
+
+    @property
+    def f1(self) -> Estimate:
+        return Estimate(self.seeds, self.f1_mean, self.f1_std, self.f1_ci95)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The searched model against one baseline: macro-F1 difference of the means (searched -
+    baseline, Welch 95 % interval), the latency ratio (searched / baseline), the verdict."""
+
+    baseline: str
+    f1_difference: Estimate
+    latency_ratio: float
+    verdict: str
+
+
+@dataclass(frozen=True)
 class FinalResult:
-    """What the final job measured (metrics.json is `to_json()` of it)."""
+    """What the final job measured (metrics.json is `to_json()` of it). `model` and
+    `baselines` are the full assessments of each model's median run; `models` summarises
+    every model over its seeds."""
 
     study: str
     epochs: int
@@ -89,10 +158,14 @@ class FinalResult:
     test_source: str
     reference: str
     f1_ref: float
-    history: list[dict]  # per epoch of the retrain: epoch, loss, lr, seconds
+    seeds: int
+    history: list[dict]  # per epoch of the shipped retrain: epoch, loss, lr, seconds
     chosen: ChosenTrial
     model: Assessment
     baselines: dict[str, Assessment]
+    models: list[ModelResult]
+    comparisons: list[Comparison]
+    candidates: list[CandidateCheck]
     ran_on: dict[str, Any] | None = None  # node and GPUs, when run as a Ray task
 
     def to_json(self) -> dict:
@@ -130,52 +203,7 @@ def choose_trial(study: optuna.Study, opts: FinalOptions) -> tuple[FrozenTrial, 
     return best_complete(study), f"the best {objective_name(study)} among COMPLETE trials"
 
 
-# ----------------------------------------------------------------------------------- retrain
-
-
-def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: TrainParams,
-            cfg: Config, num_classes: int, epochs: int, checkpoint: Path, tag: str,
-            device: torch.device, progress: bool = True) -> list[dict]:
-    """Train from scratch for `epochs`, checkpointing each epoch; resumes from `checkpoint`
-    when it holds an unfinished run of the same `tag` (model and recipe)."""
-    model.to(device)
-    recipe = make_recipe(model, images, labels, train, cfg.data, num_classes, epochs, device,
-                         cfg.search.seed)
-    start, history = 0, []
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get("tag") == tag and state.get("epochs") == epochs:
-            model.load_state_dict(state["model"])
-            recipe.optimizer.load_state_dict(state["optimizer"])
-            recipe.scheduler.load_state_dict(state["scheduler"])
-            start, history = state["epoch"], state["history"]
-            log.info("%s: resuming at epoch %d of %d", tag, start, epochs)
-    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc=f"retrain {tag}",
-               unit="epoch", disable=not progress)
-    for epoch in bar:
-        recipe.loader.set_epoch(epoch)
-        stats = train_epoch(model, recipe.loader, recipe.optimizer, recipe.scheduler,
-                            recipe.criterion, device, recipe.scaler)
-        lr = recipe.optimizer.param_groups[0]["lr"]
-        history.append({"epoch": epoch + 1, "loss": stats.loss, "lr": lr,
-                        "seconds": stats.seconds})
-        bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{lr:.2e}")
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save({"tag": tag, "epochs": epochs, "epoch": epoch + 1, "history": history,
-                    "model": model.state_dict(), "optimizer": recipe.optimizer.state_dict(),
-                    "scheduler": recipe.scheduler.state_dict()}, tmp)
-        os.replace(tmp, checkpoint)  # atomic: an interruption never leaves half a checkpoint
-    return history
-
-
 # --------------------------------------------------------------------------------- benchmark
-
-
-def training_check(history: list[dict]) -> TrainingCheck:
-    """Did the recipe train this net? A last-epoch loss not clearly below the first epoch's
-    means it diverged or stalled, and its test row says more about the recipe than the net."""
-    first, last = history[0]["loss"], history[-1]["loss"]
-    return TrainingCheck(first, last, bool(last < 0.95 * first))
 
 
 def assess(model: nn.Module, data: PreparedData, meta: ModelMeta, cfg: Config,
@@ -209,64 +237,176 @@ def load_run_config(study: optuna.Study, data: str | None) -> Config:
     return Config.model_validate(tree)
 
 
+def reevaluate(bench: Bench, study: optuna.Study, picks: list[tuple[FrozenTrial, str]],
+               seeds: list[int]) -> list[CandidateCheck]:
+    """Each candidate trained on the training split with `seeds` and judged on validation;
+    sorted best first by the study's objective computed from the mean F1."""
+    cfg = bench.cfg
+    jobs = []
+    for t, _ in picks:
+        spec = ModelSpec.from_yaml(t.user_attrs["spec"])
+        params = candidate_from_config(t.params, cfg.space, spec.num_classes).train
+        jobs += [Job(f"trial{t.number}", Net(spec, spec.num_classes), params, seed, "train")
+                 for seed in seeds]
+    results = [run for _, run in bench.run_all(jobs)]
+    checks = []
+    for i, (t, why) in enumerate(picks):
+        runs = results[i * len(seeds):(i + 1) * len(seeds)]
+        f1 = estimate([r.f1 for r in runs])
+        ratio = t.user_attrs.get("latency_ratio")
+        checks.append(CandidateCheck(
+            number=t.number, why=why, search_f1=t.user_attrs.get("f1"),
+            search_score=trial_score(t), latency_ratio=ratio, val_f1=f1,
+            rank_value=rank_value(study, f1.mean, ratio or 0.0, cfg.objective), runs=runs))
+        log.info("candidate #%d: validation macro-F1 %s", t.number, f1.text())
+    return sorted(checks, key=lambda c: c.rank_value)
+
+
+def recipe_jobs(name: str, net: Net, searched: TrainParams, seed: int) -> list[Job]:
+    """A baseline on the training split with the searched recipe and with its family's
+    standard one, to be judged on validation (`select_recipe` picks)."""
+    standard = standard_recipe(name).apply(searched)
+    return [Job(f"{name}-{label}", net, params, seed, "train")
+            for label, params in (("searched", searched), ("standard", standard))]
+
+
+def recipe_trials(name: str, jobs: list[Job], runs: list[Run]) -> list[RecipeTrial]:
+    sources = {"searched": "the searched trial's", "standard": standard_recipe(name).source}
+    trials = []
+    for job, run in zip(jobs, runs, strict=True):
+        label = job.name.removeprefix(f"{name}-")
+        trials.append(RecipeTrial(label, sources[label], dataclasses.asdict(job.params), run.f1,
+                                  run.training))
+        log.info("%s with the %s recipe: validation macro-F1 %.4f%s", name, label, run.f1,
+                 "" if run.training.trained else " (did not train)")
+    return trials
+
+
+def choose_recipe(bench: Bench, name: str, net: Net, searched: TrainParams,
+                  seed: int) -> list[RecipeTrial]:
+    """`recipe_jobs` trained and judged on validation."""
+    jobs = recipe_jobs(name, net, searched, seed)
+    return recipe_trials(name, jobs, [run for _, run in bench.run_all(jobs)])
+
+
+def seed_jobs(name: str, net: Net, params: TrainParams, seeds: list[int]) -> list[Job]:
+    return [Job(name, net, params, seed, "trainval") for seed in seeds]
+
+
+def shipped(trained: list[tuple[nn.Module, Run]]) -> tuple[nn.Module, Run]:
+    """The median run by test macro-F1: the one exported and benchmarked in full."""
+    return trained[median_index([r.f1 for _, r in trained])]
+
+
+def summarize(name: str, recipe: str, runs: list[Run], shipped: Assessment,
+              recipe_trials: list[RecipeTrial]) -> ModelResult:
+    f1 = estimate([r.f1 for r in runs])
+    classes = runs[0].per_class_f1
+    ok = all(r.training.trained for r in runs) and (
+        not recipe_trials or any(t.training.trained for t in recipe_trials))
+    return ModelResult(
+        name=name, recipe=recipe, seeds=len(runs), f1_mean=f1.mean, f1_std=f1.std,
+        f1_ci95=f1.ci95, accuracy=estimate([r.accuracy for r in runs]),
+        per_class_f1={c: estimate([r.per_class_f1[c] for r in runs]) for c in classes},
+        trained=ok, shipped_seed=runs[median_index([r.f1 for r in runs])].seed,
+        latency_ratio=shipped.ratio.latency_ratio,
+        onnxruntime_ms=shipped.speed.cpu.onnxruntime_ms, params=shipped.costs.params,
+        macs=shipped.costs.macs, runs=runs, recipe_trials=recipe_trials)
+
+
+def compare(searched: ModelResult, baseline: ModelResult) -> Comparison:
+    """A flagged model (did not train) is never judged better or worse than another."""
+    diff = difference([r.f1 for r in searched.runs], [r.f1 for r in baseline.runs])
+    judged = verdict(diff) if searched.trained and baseline.trained else UNJUDGED
+    return Comparison(baseline.name, diff, searched.latency_ratio / baseline.latency_ratio,
+                      judged)
+
+
 def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalResult:
     cfg = load_run_config(study, opts.data)
-    chosen, why = choose_trial(study, opts)
-    classes = study.user_attrs.get("classes")
+    n_seeds = opts.seeds or cfg.final.seeds
+    k = 1 if opts.trial is not None or opts.pareto else (opts.top_k or cfg.final.top_k)
+    final = output / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bench = Bench(cfg, final, opts.epochs or cfg.final.epochs, device, opts.progress,
+                  workers=opts.workers or cfg.final.workers or os.cpu_count() or 1)
+    # fresh seeds: the search trained every candidate from search.seed
+    seeds = [cfg.search.seed + 1 + i for i in range(n_seeds)]
+
+    candidates: list[CandidateCheck] = []
+    if k > 1:
+        picks = top_k(study, k, cfg.objective)
+        candidates = reevaluate(bench, study, picks, seeds)
+        chosen = next(t for t, _ in picks if t.number == candidates[0].number)
+        why = (f"the best mean validation {objective_name(study)} of {len(picks)} candidates "
+               f"retrained with {n_seeds} seed(s) on the training split (top-k)")
+    else:
+        chosen, why = choose_trial(study, opts)
     spec = ModelSpec.from_yaml(chosen.user_attrs["spec"])
-    cand = candidate_from_config(chosen.params, cfg.space, spec.num_classes)
-    epochs = opts.epochs or cfg.final.epochs
-    size = cand.train.image_size
-    data = prepare_run_data(cfg, size, opts.progress)
+    params = candidate_from_config(chosen.params, cfg.space, spec.num_classes).train
+    size = params.image_size
+    data = bench.prepared(size)
+    classes = study.user_attrs.get("classes")
     if classes and classes != data.classes:
         raise ConfigError(f"the data's classes {data.classes} differ from the study's {classes}")
     if data.test is None:
         raise ConfigError("no test split: add a test/ folder or set data.test_fraction > 0")
-    images = np.concatenate([data.train.images, data.val.images])
-    labels = np.concatenate([data.train.labels, data.val.labels])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    final = output / "final"
-    final.mkdir(parents=True, exist_ok=True)
     meta = ModelMeta(data.classes, size, cfg.data.resize)
     reference = models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
+    nets = {name: Net(f"tv/{name}", len(data.classes)) for name in opts.baselines}
 
-    # a checkpoint is resumed only by the same network, recipe and epoch count
-    recipe_id = zlib.crc32(json.dumps([dataclasses.asdict(cand.train), epochs,
-                                       spec.to_yaml()]).encode())
-    torch.manual_seed(cfg.search.seed)
-    model = models.build_model(spec)
-    history = retrain(model, images, labels, cand.train, cfg, len(data.classes), epochs,
-                      final / "checkpoint.pt", f"trial{chosen.number}-{recipe_id:08x}", device,
-                      opts.progress)
+    # one batch: the searched model's seeds and every baseline's recipe trials (independent)
+    searched_jobs = seed_jobs("searched", Net(spec, spec.num_classes), params, seeds)
+    choice_jobs = {name: recipe_jobs(name, net, params, seeds[0]) for name, net in nets.items()}
+    first = bench.run_all(searched_jobs + [j for jobs in choice_jobs.values() for j in jobs])
+    searched_runs, rest = first[:n_seeds], [run for _, run in first[n_seeds:]]
+    trials = {name: recipe_trials(name, jobs, rest[2 * i:2 * i + 2])
+              for i, (name, jobs) in enumerate(choice_jobs.items())}
+    picked = {name: select_recipe(t) for name, t in trials.items()}
+    # second batch: every baseline's seeds with the recipe validation chose
+    baseline_jobs = {name: seed_jobs(f"{name}-{picked[name].recipe}", net,
+                                     TrainParams(**picked[name].params), seeds)
+                     for name, net in nets.items()}
+    second = bench.run_all([j for jobs in baseline_jobs.values() for j in jobs])
+
+    model, model_run = shipped(searched_runs)
     spec.to_yaml(final / "spec.yaml")
     save_state(model, spec, meta, final / "model.pt")
-    searched = assess(model, data, meta, cfg, reference, final, "model", opts.threads, device)
+    searched_full = dataclasses.replace(
+        assess(model, data, meta, cfg, reference, final, "model", opts.threads, device),
+        training=model_run.training)
+    searched = summarize("searched", "searched", [r for _, r in searched_runs], searched_full,
+                         [])
     baselines: dict[str, Assessment] = {}
-    for name in opts.baselines:
-        torch.manual_seed(cfg.search.seed)
-        net = models.build(f"tv/{name}", num_classes=len(data.classes))
-        run = retrain(net, images, labels, cand.train, cfg, len(data.classes), epochs,
-                      final / f"checkpoint-{name}.pt", f"{name}-{recipe_id:08x}", device,
-                      opts.progress)
+    results = [searched]
+    for i, name in enumerate(nets):
+        trained = second[i * n_seeds:(i + 1) * n_seeds]
+        net, run = shipped(trained)
         baselines[name] = dataclasses.replace(
             assess(net, data, meta, cfg, reference, final / "baselines", name, opts.threads,
-                   device), training=training_check(run))
+                   device), training=run.training)
+        results.append(summarize(name, picked[name].recipe, [r for _, r in trained],
+                                 baselines[name], trials[name]))
+
     metrics = FinalResult(
-        study=study.study_name, epochs=epochs, input_size=size, test_source=data.test_source,
-        reference=cfg.objective.reference, f1_ref=cfg.objective.f1_ref, history=history,
+        study=study.study_name, epochs=bench.epochs, input_size=size,
+        test_source=data.test_source, reference=cfg.objective.reference,
+        f1_ref=cfg.objective.f1_ref, seeds=n_seeds, history=model_run.history,
         chosen=ChosenTrial(number=chosen.number, state=chosen.state.name, why=why,
                            score=trial_score(chosen), f1=chosen.user_attrs.get("f1"),
                            latency_ratio=chosen.user_attrs.get("latency_ratio"),
                            epochs_done=chosen.user_attrs.get("epochs_done"),
                            params=chosen.params),
-        model=dataclasses.replace(searched, training=training_check(history)),
-        baselines=baselines)
-    trials = study.get_trials(deepcopy=False)
-    plots = {"pareto": plot_pareto(trials, chosen, final / "pareto.png").name,
-             "curves": plot_curves(trials, final / "learning_curves.png").name,
+        model=searched_full, baselines=baselines, models=results,
+        comparisons=[compare(searched, b) for b in results[1:]], candidates=candidates)
+    all_trials = study.get_trials(deepcopy=False)
+    plots = {"pareto": plot_pareto(all_trials, chosen, final / "pareto.png", results).name,
+             "curves": plot_curves(all_trials, final / "learning_curves.png").name,
+             "retrain": plot_retrain(results, final / "retrain_curves.png").name,
              "confusion": plot_confusion(metrics.model.test.confusion, data.classes,
                                          final / "confusion.png").name}
     (final / "metrics.json").write_text(json.dumps(metrics.to_json(), indent=2))
-    write_report(final / "report.md", metrics, trials, data.classes, plots,
+    write_report(final / "report.md", metrics, all_trials, data.classes, plots,
                  compute_ledger(study))
     return metrics

@@ -56,7 +56,9 @@ def run_final_on_cluster(study: optuna.Study, output: Path, opts: FinalOptions,
 
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_final_task)
     log.info("final job: a Ray task with %s GPU(s)", gpus)
-    metrics, files = ray.get(task.remote(in_memory_copy(study), opts))
+    # the task holds one CPU: its trainings run one after another (on the GPU, as they would)
+    metrics, files = ray.get(task.remote(in_memory_copy(study),
+                                         dataclasses.replace(opts, workers=1)))
     final = output / "final"
     for rel, data in files.items():
         path = final / rel

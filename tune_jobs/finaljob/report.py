@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,13 +15,23 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from tune_jobs.finaljob.assess import Assessment
+from tune_jobs.finaljob.stats import Estimate
 from tune_jobs.study.summary import ledger_line, pareto_front, trial_score
+from tune_jobs.trial.score import score
 
 if TYPE_CHECKING:
-    from tune_jobs.finaljob.job import FinalResult
+    from tune_jobs.finaljob.job import FinalResult, ModelResult
 
 
-def plot_pareto(trials: list[FrozenTrial], chosen: FrozenTrial, path: Path) -> Path:
+def _yerr(e: Estimate) -> list[list[float]]:
+    low, high = e.ci95 or (e.mean, e.mean)
+    return [[e.mean - low], [high - e.mean]]
+
+
+def plot_pareto(trials: list[FrozenTrial], chosen: FrozenTrial, path: Path,
+                finals: Sequence[ModelResult] = ()) -> Path:
+    """The search's trials (validation F1) and the final models (test F1, mean over seeds
+    with its 95 % interval) against the latency ratio."""
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     for state, colour in ((TrialState.PRUNED, "#bbbbbb"), (TrialState.COMPLETE, "#1f77b4")):
         pts = [(t.user_attrs["latency_ratio"], t.user_attrs["f1"]) for t in trials
@@ -34,8 +45,13 @@ def plot_pareto(trials: list[FrozenTrial], chosen: FrozenTrial, path: Path) -> P
                 [t.user_attrs["f1"] for t in front], "-", c="#1f77b4", lw=1, label="Pareto front")
     ax.scatter([chosen.user_attrs["latency_ratio"]], [chosen.user_attrs["f1"]], marker="*",
                s=220, c="#d62728", label=f"chosen (#{chosen.number})", zorder=5)
+    for m, colour in zip(finals, plt.cm.Dark2.colors, strict=False):
+        ax.errorbar([m.latency_ratio], [m.f1_mean], yerr=_yerr(m.f1), fmt="D", ms=6,
+                    capsize=4, c=colour, zorder=6,
+                    label=f"{m.name}: test, {m.seeds} seed(s)" + ("" if m.trained
+                                                                  else " (did not train)"))
     ax.set_xlabel("latency ratio (candidate / reference, CPU batch 1)")
-    ax.set_ylabel("macro-F1 (validation)")
+    ax.set_ylabel("macro-F1 (search: validation; final models: test)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -57,6 +73,26 @@ def plot_curves(trials: list[FrozenTrial], path: Path, top: int = 5) -> Path:
     ax.set_title(f"learning curves of the top {len(done)} trials")
     ax.grid(alpha=0.3)
     if done:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_retrain(finals: Sequence[ModelResult], path: Path) -> Path:
+    """Training loss per epoch of every final run: one colour per model, one line per seed."""
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    for m, colour in zip(finals, plt.cm.Dark2.colors, strict=False):
+        for i, run in enumerate(m.runs):
+            ax.plot([h["epoch"] for h in run.history], [h["loss"] for h in run.history],
+                    c=colour, lw=1.2, alpha=0.8,
+                    label=f"{m.name} ({m.recipe} recipe)" if i == 0 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.set_title("final trainings on train + validation, every seed")
+    ax.grid(alpha=0.3)
+    if finals:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -102,6 +138,57 @@ def model_row(name: str, m: Assessment) -> list:
             m.ratio.latency_ratio, m.costs.params, m.costs.macs, m.scores.score]
 
 
+SEEDS_HEADER = ["model", "recipe", "seeds", "macro-F1", "accuracy", "latency ratio",
+                "ORT ms", "params", "MACs", "score of the mean F1"]
+
+
+def seeds_row(r: ModelResult, f1_ref: float) -> list:
+    return [r.name, r.recipe, r.seeds, r.f1.text(), r.accuracy.text(), r.latency_ratio,
+            r.onnxruntime_ms, r.params, r.macs, score(r.f1_mean, r.latency_ratio, f1_ref)]
+
+
+def _comparison_section(metrics: FinalResult) -> list[str]:
+    if not metrics.comparisons:
+        return []
+    rows = [[c.baseline, c.f1_difference.text(), c.latency_ratio, c.verdict]
+            for c in metrics.comparisons]
+    return ["### Searched model against each baseline", "",
+            "Difference of mean test macro-F1 (searched - baseline) with Welch's 95 % interval "
+            "(± is its standard error); the verdict is read from the interval: better or worse "
+            "only when it excludes zero, never from one run, never against a model that did "
+            "not train.", "",
+            _table(["baseline", "macro-F1 difference", "latency ratio (searched / baseline)",
+                    "verdict"], rows), ""]
+
+
+def _recipe_section(metrics: FinalResult) -> list[str]:
+    rows = [[r.name, t.recipe + (" (used)" if t.recipe == r.recipe else ""), t.val_f1,
+             "yes" if t.training.trained else "no", t.source]
+            for r in metrics.models for t in r.recipe_trials]
+    if not rows:
+        return []
+    return ["### Baseline recipes, chosen on validation", "",
+            "Each baseline trained once on the training split with the searched recipe and "
+            "with its family's standard one (torchvision's reference, warm-up + cosine over "
+            "the same epochs, learning rate scaled to the batch); the higher validation "
+            "macro-F1 among the recipes that trained is used. The test split plays no part.",
+            "", _table(["baseline", "recipe", "validation macro-F1", "trained", "recipe source"],
+                       rows), ""]
+
+
+def _candidates_section(metrics: FinalResult) -> list[str]:
+    if not metrics.candidates:
+        return []
+    rows = [[f"#{c.number}", c.why, c.search_f1, c.search_score, c.latency_ratio,
+             c.val_f1.text(), c.rank_value] for c in metrics.candidates]
+    return ["### Top-k re-evaluation", "",
+            f"The {len(rows)} candidates with distinct architectures retrained on the training "
+            f"split with {metrics.seeds} fresh seed(s) each and judged on validation; the best "
+            "by the objective of the mean goes to the final training (first row).", "",
+            _table(["trial", "why", "search val F1", "search score", "latency ratio",
+                    "val macro-F1 over seeds", "objective (lower is better)"], rows), ""]
+
+
 MODEL_HEADER = ["model", "macro-F1", "accuracy", "ORT ms", "eager ms", "latency ratio",
                 "params", "MACs", "score"]
 
@@ -126,16 +213,27 @@ def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
                [[f"trial #{chosen.number}", chosen.score, chosen.f1, chosen.latency_ratio,
                  chosen.epochs_done]]),
         "",
+        *_candidates_section(metrics),
         "## Test metrics, searched model against baselines",
+        "",
+        f"{metrics.seeds} seed(s) per model (initialisation, data order, augmentation), each "
+        "trained from scratch on train + validation; macro-F1 and accuracy as mean ± standard "
+        "deviation [95 % interval]. Exports and the full benchmark below are of each model's "
+        "median run.",
+        "",
+        _table(SEEDS_HEADER, [seeds_row(r, metrics.f1_ref) for r in metrics.models]),
+        "",
+        *[f"Warning: {r.name} did not train (training loss "
+          f"{r.runs[0].training.first_loss:.3f} at epoch 1, "
+          f"{r.runs[0].training.last_loss:.3f} at the end, seed {r.runs[0].seed}): flagged, "
+          "not counted as a comparison.\n" for r in metrics.models if not r.trained],
+        *_comparison_section(metrics),
+        *_recipe_section(metrics),
+        "### The median runs",
         "",
         _table(MODEL_HEADER, [model_row("searched", m)]
                + [model_row(name, b) for name, b in metrics.baselines.items()]),
         "",
-        *[f"Warning: {name} did not train with this recipe (training loss "
-          f"{b.training.first_loss:.3f} at epoch 1, {b.training.last_loss:.3f} at "
-          "the end): its row says more about the recipe than about the network.\n"
-          for name, b in [("the searched model", m), *metrics.baselines.items()]
-          if b.training is not None and not b.training.trained],
         "Latency: CPU, batch 1, "
         f"{m.speed.threads} thread(s), median; latency ratio against the reference "
         f"`{metrics.reference}` measured in the same run. score = 0.5 x latency ratio + "
@@ -153,8 +251,9 @@ def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
         "",
         "## Per class (test)",
         "",
-        _table(["class", "precision", "recall", "F1", "support"],
-               [[c, v.precision, v.recall, v.f1, v.support]
+        _table(["class", "F1 over seeds", "precision (median run)", "recall (median run)",
+                "support"],
+               [[c, metrics.models[0].per_class_f1[c].text(3), v.precision, v.recall, v.support]
                 for c, v in m.test.per_class.items()]),
         "",
         f"![confusion matrix]({plots['confusion']})",
@@ -169,6 +268,8 @@ def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
         f"![Pareto front]({plots['pareto']})",
         "",
         f"![learning curves]({plots['curves']})",
+        "",
+        f"![final trainings]({plots['retrain']})",
         "",
     ]
     path.write_text("\n".join(parts))

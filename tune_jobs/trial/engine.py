@@ -36,6 +36,9 @@ OPTIMIZERS: dict[str, Callable[[list[dict], float], torch.optim.Optimizer]] = {
     "adamw": lambda groups, lr: torch.optim.AdamW(groups, lr=lr),
     "rmsprop": lambda groups, lr: torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-3,
                                                       momentum=0.9),
+    # torchvision's reference recipe for the MobileNetV3s (TensorFlow's RMSprop: eps 0.0316)
+    "rmsprop_torchvision": lambda groups, lr: torch.optim.RMSprop(
+        groups, lr=lr, alpha=0.9, eps=0.0316, momentum=0.9),
 }
 
 

@@ -1,0 +1,162 @@
+"""The final job's arithmetic and choices without training: intervals against SciPy's own
+t-tests, verdicts (never from one run, never against a model that did not train), the median
+run, top-k's distinct architectures, the standard recipes, the recipe choice."""
+
+import dataclasses
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+from scipy import stats
+
+from models.zoo import load_preset
+from tune_jobs.config import ObjectiveConfig
+from tune_jobs.finaljob.assess import TrainingCheck
+from tune_jobs.finaljob.candidates import top_k
+from tune_jobs.finaljob.job import ModelResult, compare
+from tune_jobs.finaljob.recipes import STANDARD_RECIPES, standard_recipe
+from tune_jobs.finaljob.runs import RecipeTrial, Run, select_recipe
+from tune_jobs.finaljob.stats import (
+    BETTER,
+    SAME,
+    UNJUDGED,
+    WORSE,
+    difference,
+    estimate,
+    median_index,
+    verdict,
+)
+from tune_jobs.trial.space import TrainParams
+
+
+@pytest.mark.parametrize("values", [[0.81, 0.79, 0.80], [0.5, 0.9], [0.71, 0.74, 0.70, 0.77, 0.72]])
+def test_the_interval_of_a_mean_is_scipys(values) -> None:
+    e = estimate(values)
+    ref = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    assert e.mean == pytest.approx(np.mean(values))
+    assert e.std == pytest.approx(np.std(values, ddof=1))
+    assert e.ci95 == pytest.approx((ref.low, ref.high))
+
+
+@pytest.mark.parametrize(("a", "b"), [([0.81, 0.79, 0.80], [0.76, 0.70, 0.78]),
+                                      ([0.5, 0.9, 0.7], [0.6, 0.61]),
+                                      ([0.80, 0.81, 0.80, 0.82], [0.80, 0.60, 0.95])])
+def test_the_interval_of_a_difference_is_welchs(a, b) -> None:
+    d = difference(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert d.mean == pytest.approx(np.mean(a) - np.mean(b))
+    assert d.ci95 == pytest.approx((ref.low, ref.high))
+
+
+def test_verdicts_are_read_from_the_interval_and_never_from_one_run() -> None:
+    assert verdict(difference([0.90, 0.91, 0.92], [0.80, 0.81, 0.82])) == BETTER
+    assert verdict(difference([0.80, 0.81, 0.82], [0.90, 0.91, 0.92])) == WORSE
+    # a mean 0.03 higher but inside the noise
+    assert verdict(difference([0.83, 0.75, 0.90], [0.80, 0.78, 0.79])) == SAME
+    one = difference([0.95], [0.50])
+    assert one.ci95 is None and verdict(one) == UNJUDGED
+    assert estimate([0.7]).ci95 is None
+    same = estimate([0.7, 0.7, 0.7])
+    assert same.ci95 == pytest.approx((0.7, 0.7)) and same.std == pytest.approx(0)
+    assert estimate([0.5, 0.5]).ci95 == (0.5, 0.5)  # no spread: the interval is the point
+    with pytest.raises(ValueError, match="no values"):
+        estimate([])
+
+
+def test_the_shipped_run_is_the_median() -> None:
+    assert median_index([0.7, 0.9, 0.8]) == 2
+    assert median_index([0.9, 0.7]) == 1  # even count: the lower middle
+    assert median_index([0.5]) == 0
+
+
+def _run(seed: int, f1: float, trained: bool = True) -> Run:
+    check = TrainingCheck(1.8, 0.9 if trained else 1.8, trained)
+    return Run(seed, "trainval", f1, f1, {"a": f1}, check, [])
+
+
+def _model(name: str, f1s: list[float], trained: bool = True, ratio: float = 1.0) -> ModelResult:
+    runs = [_run(i, f, trained) for i, f in enumerate(f1s)]
+    e = estimate(f1s)
+    return ModelResult(name, "searched", len(runs), e.mean, e.std, e.ci95, e, {"a": e},
+                       trained, 0, ratio, 1.0, 10, 10, runs, [])
+
+
+def test_a_flagged_model_is_never_better_or_worse() -> None:
+    searched = _model("searched", [0.90, 0.91, 0.92], ratio=0.3)
+    good = compare(searched, _model("good", [0.80, 0.81, 0.82], ratio=1.2))
+    assert good.verdict == BETTER and good.latency_ratio == pytest.approx(0.25)
+    diverged = compare(searched, _model("diverged", [0.02, 0.03, 0.02], trained=False))
+    assert diverged.verdict == UNJUDGED and diverged.f1_difference.ci95[0] > 0
+    broken_searched = _model("searched", [0.02, 0.03, 0.02], trained=False)
+    assert compare(broken_searched, _model("b", [0.8, 0.81, 0.82])).verdict == UNJUDGED
+
+
+def _trial(recipe: str, val_f1: float, trained: bool = True) -> RecipeTrial:
+    return RecipeTrial(recipe, "", {}, val_f1, TrainingCheck(1.8, 0.9 if trained else 1.9,
+                                                             trained))
+
+
+def test_the_recipe_is_the_best_on_validation_among_those_that_trained() -> None:
+    assert select_recipe([_trial("searched", 0.6), _trial("standard", 0.7)]).recipe == "standard"
+    assert select_recipe([_trial("searched", 0.6),
+                          _trial("standard", 0.7, trained=False)]).recipe == "searched"
+    assert select_recipe([_trial("searched", 0.1, False),
+                          _trial("standard", 0.2, False)]).recipe == "standard"
+
+
+SEARCHED = TrainParams(image_size=48, batch_size=128, optimizer="adamw", lr=0.08,
+                       weight_decay=3e-4, schedule="onecycle", label_smoothing=0.02,
+                       augment_magnitude=0.2)
+
+
+def test_standard_recipes_follow_the_family_and_scale_the_lr_to_the_batch() -> None:
+    v3 = standard_recipe("mobilenet_v3_small").apply(SEARCHED)
+    assert v3.optimizer == "rmsprop_torchvision" and v3.lr == pytest.approx(0.064 / 8)
+    assert v3.schedule == "cosine" and v3.weight_decay == 1e-5
+    # the data pipeline stays the searched one: only the optimisation differs
+    assert (v3.image_size, v3.batch_size, v3.augment_magnitude) == (48, 128, 0.2)
+    shuffle = standard_recipe("tv/shufflenet_v2_x0_5").apply(SEARCHED)
+    assert shuffle.optimizer == "sgd" and shuffle.lr == pytest.approx(0.5 / 8)
+    assert shuffle.label_smoothing == 0.1
+    assert standard_recipe("mobilenet_v2").lr == 0.045
+    assert standard_recipe("resnet18") is STANDARD_RECIPES[""]
+    from tune_jobs.trial.engine import OPTIMIZERS
+
+    assert all(r.optimizer in OPTIMIZERS for r in STANDARD_RECIPES.values())
+
+
+def _spec_yaml(width: float, size: int = 48) -> str:
+    return load_preset("baseline").replace(width=width, input_size=size).to_yaml()
+
+
+def test_top_k_takes_distinct_architectures_and_the_most_accurate_within_budget() -> None:
+    study = optuna.create_study(direction="minimize")
+    # (score, f1, latency ratio, architecture width, image size)
+    rows = [(0.50, 0.80, 0.6, 0.5, 48),   # 0: best score
+            (0.52, 0.79, 0.6, 0.5, 32),   # 1: the same net at another image size
+            (0.60, 0.90, 1.4, 1.0, 48),   # 2: most accurate, over the latency budget
+            (0.58, 0.85, 0.9, 0.75, 48),  # 3: most accurate within it
+            (0.55, 0.81, 0.7, 0.25, 48)]  # 4: third by score
+    for score, f1, ratio, width, size in rows:
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, value=score, params={"x": width},
+            distributions={"x": FloatDistribution(0, 1)},
+            user_attrs={"score": score, "f1": f1, "latency_ratio": ratio,
+                        "spec": _spec_yaml(width, size)}))
+    budget = ObjectiveConfig(max_latency_ratio=1.0)
+    picks = top_k(study, 3, budget)
+    assert [t.number for t, _ in picks] == [0, 3, 4]
+    assert "latency ratio <= 1" in picks[1][1]
+    assert [t.number for t, _ in top_k(study, 5, budget)] == [0, 3, 4, 2]  # 1 repeats 0
+    assert [t.number for t, _ in top_k(study, 1, budget)] == [0]
+    unbounded = top_k(study, 2, ObjectiveConfig())
+    assert [t.number for t, _ in unbounded] == [0, 2]
+
+
+def test_a_model_result_keeps_the_fields_metrics_json_promises() -> None:
+    tree = dataclasses.asdict(_model("searched", [0.8, 0.82, 0.81]))
+    for key in ("name", "recipe", "seeds", "f1_mean", "f1_std", "f1_ci95", "trained"):
+        assert key in tree
+    assert len(tree["f1_ci95"]) == 2

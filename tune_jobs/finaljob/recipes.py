@@ -1,0 +1,60 @@
+"""Standard training recipes for the baseline families: what torchvision's reference scripts
+(references/classification/README.md) train each family with, scaled to the final job's batch
+size and epochs. A baseline is trained with the searched recipe and with its family's standard
+one, and the better on validation is used: the searched recipe was tuned for the searched net,
+and a comparison against a baseline the recipe cannot train says nothing about the baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from tune_jobs.trial.space import TrainParams
+
+
+@dataclass(frozen=True)
+class StandardRecipe:
+    optimizer: str  # a name of tune_jobs.trial.engine.OPTIMIZERS
+    lr: float  # at `batch`; scaled linearly to the batch size used
+    batch: int  # torchvision's total batch (GPUs x per-GPU batch)
+    weight_decay: float
+    label_smoothing: float = 0.0
+    source: str = ""
+
+    def apply(self, searched: TrainParams) -> TrainParams:
+        """This recipe with the searched run's data pipeline (image size, batch size,
+        augmentation), so that only the optimisation differs. The schedule is a warm-up
+        and cosine decay over the epochs, as torchvision's recent recipes use, in place of
+        their hundreds-of-epochs step decays."""
+        return dataclasses.replace(
+            searched, optimizer=self.optimizer, lr=self.lr * searched.batch_size / self.batch,
+            weight_decay=self.weight_decay, schedule="cosine",
+            label_smoothing=self.label_smoothing)
+
+
+# Family (a prefix of the torchvision model name) -> its reference recipe.
+STANDARD_RECIPES: dict[str, StandardRecipe] = {
+    "mobilenet_v3": StandardRecipe("rmsprop_torchvision", 0.064, 8 * 128, 1e-5,
+                                   source="torchvision MobileNetV3: RMSprop lr 0.064, wd 1e-5, "
+                                          "batch 8x128"),
+    "mobilenet_v2": StandardRecipe("sgd", 0.045, 8 * 32, 4e-5,
+                                   source="torchvision MobileNetV2: SGD lr 0.045, wd 4e-5, "
+                                          "batch 8x32"),
+    "shufflenet_v2": StandardRecipe("sgd", 0.5, 8 * 128, 2e-5, label_smoothing=0.1,
+                                    source="torchvision ShuffleNetV2: SGD lr 0.5, wd 2e-5, "
+                                           "label smoothing 0.1, warm-up + cosine, batch 8x128"),
+    # any other net: torchvision's original ResNet recipe, the reference scripts' defaults
+    "": StandardRecipe("sgd", 0.1, 8 * 32, 1e-4,
+                       source="torchvision's defaults (ResNet): SGD lr 0.1, wd 1e-4, batch 8x32"),
+}
+
+
+def standard_recipe(name: str) -> StandardRecipe:
+    """The recipe of the longest family prefix of `name` (`tv/` stripped)."""
+    name = name.removeprefix("tv/")
+    family = max((f for f in STANDARD_RECIPES if name.startswith(f)), key=len)
+    return STANDARD_RECIPES[family]
+
+
+__all__ = ["STANDARD_RECIPES", "StandardRecipe", "standard_recipe"]

@@ -1,0 +1,224 @@
+"""The final job's trainings: one network, one recipe, one seed, on the training split (judged
+on validation) or on train + validation (judged on test). Every run checkpoints each epoch under
+its own tag, so an interrupted final job resumes each run where it stopped and never repeats a
+finished one. Independent runs go to a pool of processes with one thread each on a CPU: small
+nets use a second core poorly inside one training and fully as a second training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+import models
+from data_utils.dataset import PreparedData
+from data_utils.loader import BatchLoader
+from models.spec import ModelSpec
+from tune_jobs.config import Config
+from tune_jobs.finaljob.assess import TrainingCheck
+from tune_jobs.trial.engine import evaluate, per_class_f1, train_epoch
+from tune_jobs.trial.recipe import make_recipe, prepare_run_data
+from tune_jobs.trial.space import TrainParams
+
+log = logging.getLogger("litesearch.final")
+
+Split = Literal["train", "trainval"]  # judged on validation / on test
+
+
+def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: TrainParams,
+            cfg: Config, num_classes: int, epochs: int, checkpoint: Path, tag: str,
+            device: torch.device, progress: bool = True, seed: int | None = None) -> list[dict]:
+    """Train from scratch for `epochs`, checkpointing each epoch; resumes from `checkpoint`
+    when it holds an unfinished (or finished) run of the same `tag` (model, recipe, seed).
+    `seed` orders the data and draws the augmentation (default: search.seed)."""
+    model.to(device)
+    recipe = make_recipe(model, images, labels, train, cfg.data, num_classes, epochs, device,
+                         cfg.search.seed if seed is None else seed)
+    start, history = 0, []
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state.get("tag") == tag and state.get("epochs") == epochs:
+            model.load_state_dict(state["model"])
+            recipe.optimizer.load_state_dict(state["optimizer"])
+            recipe.scheduler.load_state_dict(state["scheduler"])
+            start, history = state["epoch"], state["history"]
+            if start < epochs:
+                log.info("%s: resuming at epoch %d of %d", tag, start, epochs)
+    bar = tqdm(range(start, epochs), initial=start, total=epochs, desc=f"retrain {tag}",
+               unit="epoch", disable=not progress)
+    for epoch in bar:
+        recipe.loader.set_epoch(epoch)
+        stats = train_epoch(model, recipe.loader, recipe.optimizer, recipe.scheduler,
+                            recipe.criterion, device, recipe.scaler)
+        lr = recipe.optimizer.param_groups[0]["lr"]
+        history.append({"epoch": epoch + 1, "loss": stats.loss, "lr": lr,
+                        "seconds": stats.seconds})
+        bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{lr:.2e}")
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save({"tag": tag, "epochs": epochs, "epoch": epoch + 1, "history": history,
+                    "model": model.state_dict(), "optimizer": recipe.optimizer.state_dict(),
+                    "scheduler": recipe.scheduler.state_dict()}, tmp)
+        os.replace(tmp, checkpoint)  # atomic: an interruption never leaves half a checkpoint
+    return history
+
+
+def training_check(history: list[dict]) -> TrainingCheck:
+    """Did the recipe train this net? A last-epoch loss not clearly below the first epoch's
+    means it diverged or stalled, and its test row says more about the recipe than the net."""
+    first, last = history[0]["loss"], history[-1]["loss"]
+    return TrainingCheck(first, last, bool(last < 0.95 * first))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training and how it did on the split it is judged on (validation for a run on
+    the training split, test for a run on train + validation)."""
+
+    seed: int
+    split: Split
+    f1: float  # macro
+    accuracy: float
+    per_class_f1: dict[str, float]
+    training: TrainingCheck
+    history: list[dict]
+
+
+@dataclass(frozen=True)
+class Net:
+    """A fresh network, picklable: a litesearch spec, or a torchvision net (`tv/<name>`)."""
+
+    source: ModelSpec | str
+    num_classes: int
+
+    def __call__(self) -> nn.Module:
+        if isinstance(self.source, ModelSpec):
+            return models.build_model(self.source)
+        return models.build(self.source, num_classes=self.num_classes)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training: `net` initialised from `seed`, trained with `params` on `split`."""
+
+    name: str
+    net: Net
+    params: TrainParams
+    seed: int
+    split: Split
+
+
+@dataclass
+class Bench:
+    """What every run of one final job shares: the config, the data (prepared once per image
+    size), the device, the epochs, the folder its checkpoints go to, and how many runs may
+    train at once (`workers`; CPU only: one GPU trains them one after another)."""
+
+    cfg: Config
+    folder: Path
+    epochs: int
+    device: torch.device
+    progress: bool = True
+    workers: int = 1
+    data: dict[int, PreparedData] = dataclasses.field(default_factory=dict)
+
+    def prepared(self, size: int) -> PreparedData:
+        if size not in self.data:
+            self.data[size] = prepare_run_data(self.cfg, size, self.progress)
+        return self.data[size]
+
+    def run(self, job: Job) -> tuple[nn.Module, Run]:
+        """Train the job's net and measure it on the split that judges it (validation for
+        a run on the training split; the test split is read only for `trainval` runs)."""
+        data = self.prepared(job.params.image_size)
+        parts = [data.train] if job.split == "train" else [data.train, data.val]
+        judge = data.val if job.split == "train" else data.test
+        images = np.concatenate([p.images for p in parts])
+        labels = np.concatenate([p.labels for p in parts])
+        torch.manual_seed(job.seed)
+        model = job.net()
+        # a checkpoint is resumed only by the same network, recipe, epochs, split and seed
+        recipe_id = zlib.crc32(json.dumps([dataclasses.asdict(job.params), self.epochs,
+                                           repr(job.net), job.split, job.seed]).encode())
+        tag = f"{job.name}-{job.split}-s{job.seed}-{recipe_id:08x}"
+        history = retrain(model, images, labels, job.params, self.cfg, len(data.classes),
+                          self.epochs, self.folder / f"checkpoint-{tag}.pt", tag, self.device,
+                          self.progress, job.seed)
+        ev = evaluate(model.eval(), BatchLoader(judge.images, judge.labels, 256,
+                                                device=self.device),
+                      len(data.classes), self.device)
+        per_class = dict(zip(data.classes, map(float, per_class_f1(ev.confusion)),
+                             strict=True))
+        log.info("%s: macro-F1 %.4f on %s", tag, ev.f1,
+                 "validation" if job.split == "train" else "test")
+        return model, Run(job.seed, job.split, ev.f1, ev.accuracy, per_class,
+                          training_check(history), history)
+
+    def run_all(self, jobs: list[Job]) -> list[tuple[nn.Module, Run]]:
+        """Every job, in order; on a CPU up to `workers` at once, one thread each."""
+        n = min(self.workers, len(jobs))
+        if n <= 1 or self.device.type != "cpu":
+            return [self.run(job) for job in jobs]
+        for size in {job.params.image_size for job in jobs}:
+            self.prepared(size)  # decode (and cache) once here, not in every worker
+        worker = dataclasses.replace(self, progress=False, workers=1, data={})
+        # spawn: a fork of a process that already ran torch can deadlock in its thread pools
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(worker,)) as pool:
+            done = list(pool.map(_run_in_worker, jobs))
+        out = []
+        for job, (state, run) in zip(jobs, done, strict=True):
+            model = job.net()
+            model.load_state_dict(state)
+            out.append((model.to(self.device), run))
+        return out
+
+
+_WORKER: Bench | None = None
+
+
+def _start_worker(bench: Bench) -> None:
+    global _WORKER
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    _WORKER = bench
+
+
+def _run_in_worker(job: Job) -> tuple[dict, Run]:
+    assert _WORKER is not None
+    model, run = _WORKER.run(job)
+    return {k: v.cpu() for k, v in model.state_dict().items()}, run
+
+
+@dataclass(frozen=True)
+class RecipeTrial:
+    """A baseline trained with one recipe on the training split, judged on validation."""
+
+    recipe: str  # "searched" or "standard"
+    source: str
+    params: dict
+    val_f1: float
+    training: TrainingCheck
+
+
+def select_recipe(trials: list[RecipeTrial]) -> RecipeTrial:
+    """The recipe to use: the highest validation macro-F1 among those that trained (the loss
+    fell), else the highest validation macro-F1. Only validation numbers are looked at."""
+    pool = [t for t in trials if t.training.trained] or trials
+    return max(pool, key=lambda t: t.val_f1)
+
+
+__all__ = ["Bench", "Job", "Net", "RecipeTrial", "Run", "Split", "retrain", "select_recipe",
+           "training_check"]
