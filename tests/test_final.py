@@ -303,13 +303,13 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
     model, _ = bench.run(Job(f"{name}-{loser.recipe}", net, loser_params, 1, "train"))
     data = bench.prepared(32)
     with torch.inference_mode():
-        predicted = model.eval()(prepare_eval(torch.from_numpy(data.test.images))).argmax(1)
+        predicted = model.eval()(prepare_eval(torch.from_numpy(data.test.images.copy()))).argmax(1)
     rigged = dataclasses.replace(data.test, labels=predicted.numpy().astype(data.test.labels.dtype))
     winner_params = (params if picked.recipe == "searched"
                      else standard_recipe(name).apply(params))
     winner, _ = bench.run(Job(f"{name}-{picked.recipe}", net, winner_params, 1, "train"))
     with torch.inference_mode():
-        on_rigged = winner.eval()(prepare_eval(torch.from_numpy(data.test.images))).argmax(1)
+        on_rigged = winner.eval()(prepare_eval(torch.from_numpy(data.test.images.copy()))).argmax(1)
     # the rigged test split would choose the loser (F1 1.0) over the winner
     assert f1_score(rigged.labels, on_rigged.numpy(), average="macro") < 1.0
     _, again, picked_again = choice(tmp_path / "b", rigged)

@@ -153,6 +153,7 @@ class Bench:
         recipe_id = zlib.crc32(json.dumps([dataclasses.asdict(job.params), self.epochs,
                                            repr(job.net), job.split, job.seed]).encode())
         tag = f"{job.name}-{job.split}-s{job.seed}-{recipe_id:08x}"
+        self.folder.mkdir(parents=True, exist_ok=True)
         history = retrain(model, images, labels, job.params, self.cfg, len(data.classes),
                           self.epochs, self.folder / f"checkpoint-{tag}.pt", tag, self.device,
                           self.progress, job.seed)
