@@ -44,20 +44,59 @@ def test_cluster_config_passes_rays_validation(path: Path) -> None:
     prepared = _ray_validate(config)
     assert prepared["max_workers"] > 0, "no worker can join"
 
-    # what the cluster guide promises
+    # what the cluster guide promises: one node script for every cluster config
     text = path.read_text()
     assert not re.search(r"postgres(ql)?://[^\s:@]+:[^\s@]+@", text), "a password in the file"
-    assert any(README_INSTALL in c for c in prepared["setup_commands"])
     assert prepared["file_mounts"]["~/litesearch"] == "."
-    start_head = " ".join(prepared["head_start_ray_commands"])
-    assert ". ~/.litesearch/env" in start_head  # the head exports LITESEARCH_STORAGE to jobs
-    assert "--dashboard-host=127.0.0.1" in start_head  # reached by port forwarding only
-    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
-        assert "RAY_AUTH_MODE=token" in " ".join(prepared[commands])
+    node = "bash ~/litesearch/configs/cluster/node.sh"
+    assert prepared["setup_commands"] == [f"{node} setup"]
+    assert prepared["head_start_ray_commands"][0].startswith(f"{node} start-head")
+    assert prepared["worker_start_ray_commands"][0].startswith(f"{node} start-worker")
     setup = " ".join(prepared["head_setup_commands"])
-    script = REPO / "configs" / "cluster" / "head_postgres.sh"
     assert "configs/cluster/head_postgres.sh" in setup and "LITESEARCH_RESULTS=" in setup
-    subprocess.run(["bash", "-n", str(script)], check=True)  # the head's script parses
+    for script in ("head_postgres.sh", "node.sh"):  # both parse
+        subprocess.run(["bash", "-n", str(REPO / "configs" / "cluster" / script)], check=True)
+    script = (REPO / "configs" / "cluster" / "node.sh").read_text()
+    assert README_INSTALL.replace('".[dev]"', '"$here[dev]"').replace("pip", '"$venv/bin/pip"') \
+        in script
+
+
+def _fake_ray(tmp_path: Path) -> Path:
+    """A venv whose `ray` records its arguments, open-files limit and auth mode: what
+    node.sh hands to `ray start` (the real one runs in the cluster tests below)."""
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    ray = bin_dir / "ray"
+    ray.write_text('#!/bin/bash\necho "$* | nofile=$(ulimit -n) auth=$RAY_AUTH_MODE '
+                   'storage=${LITESEARCH_STORAGE:-}" >> "$HOME/ray.log"\n')
+    ray.chmod(0o755)
+    return tmp_path / "venv"
+
+
+def test_node_script_starts_ray_under_a_low_hard_limit_with_token_auth(tmp_path) -> None:
+    """`ulimit -n 65536 && ray start` aborted the node where the hard limit is lower; the
+    script raises the limit as far as allowed and starts Ray anyway."""
+    venv = _fake_ray(tmp_path)
+    (tmp_path / ".litesearch").mkdir()
+    (tmp_path / ".litesearch" / "env").write_text("LITESEARCH_STORAGE=postgresql://u@h/db\n")
+    script = REPO / "configs" / "cluster" / "node.sh"
+    env = {**os.environ, "HOME": str(tmp_path), "LITESEARCH_VENV": str(venv),
+           "RAY_HEAD_IP": "10.0.0.5"}
+    env.pop("RAY_AUTH_MODE", None)
+    for command in ("start-head --num-cpus=0", "start-worker --object-manager-port=8076"):
+        subprocess.run(["bash", "-c", f"ulimit -Sn 1024 && ulimit -Hn 4096 && bash {script} {command}"],
+                       env=env, check=True, timeout=30)
+    stop_head, head, stop_worker, worker = (tmp_path / "ray.log").read_text().splitlines()
+    assert stop_head.startswith("stop") and stop_worker.startswith("stop")
+    assert head.startswith("start --head --port=6379 --dashboard-host=127.0.0.1")
+    assert "--num-cpus=0 |" in head and "storage=postgresql://u@h/db" in head
+    assert worker.startswith("start --address=10.0.0.5:6379")
+    assert "--object-manager-port=8076 |" in worker and "storage= " not in head
+    for line in (head, worker):
+        assert "nofile=4096" in line and "auth=token" in line
+    bad = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 2 and "usage" in bad.stderr
 
 
 def test_a_broken_cluster_edit_fails_validation() -> None:

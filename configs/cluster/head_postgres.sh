@@ -18,25 +18,40 @@ elif [ ! -s "$secrets/db_password" ]; then
 fi
 password=$(tr -d '\n' < "$secrets/db_password")
 
+# root (containers, many on-prem hosts) has no sudo; anyone else needs it
+if [ "$(id -u)" = 0 ]; then
+  as_root() { "$@"; }
+  as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+else
+  as_root() { sudo "$@"; }
+  as_postgres() { (cd / && sudo -u postgres "$@"); }
+fi
+
 if ! command -v pg_ctlcluster >/dev/null; then
-  sudo apt-get update -qq
-  sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 conf_dir=$(ls -d /etc/postgresql/*/main | sort -V | tail -n 1)
+version=$(basename "$(dirname "$conf_dir")")
 private_ip=$(hostname -I | awk '{print $1}')
 # Listen on the private address (the GPU workers may run the final job) and localhost; never
 # 0.0.0.0. The AWS security group Ray creates admits only the cluster's own nodes and SSH.
-sudo sed -i "s/^#\?listen_addresses *=.*/listen_addresses = 'localhost,$private_ip'/" \
+as_root sed -i "s/^#\?listen_addresses *=.*/listen_addresses = 'localhost,$private_ip'/" \
   "$conf_dir/postgresql.conf"
-sudo sed -i "s/^#\?max_connections *=.*/max_connections = 200/" "$conf_dir/postgresql.conf"
+as_root sed -i "s/^#\?max_connections *=.*/max_connections = 200/" "$conf_dir/postgresql.conf"
 # Password (SCRAM) logins for the study's role from this host's subnets only.
 rule="host litesearch litesearch samenet scram-sha-256"
-sudo grep -qxF "$rule" "$conf_dir/pg_hba.conf" || echo "$rule" | sudo tee -a "$conf_dir/pg_hba.conf" >/dev/null
-sudo systemctl enable --now postgresql >/dev/null
-sudo systemctl restart postgresql
+as_root grep -qxF "$rule" "$conf_dir/pg_hba.conf" || echo "$rule" | as_root tee -a "$conf_dir/pg_hba.conf" >/dev/null
+# systemd where it runs; Debian's own cluster wrapper where it does not (containers)
+if [ -d /run/systemd/system ]; then
+  as_root systemctl enable postgresql >/dev/null
+  as_root systemctl restart postgresql
+else
+  as_root pg_ctlcluster "$version" main restart || as_root pg_ctlcluster "$version" main start
+fi
 
 # The password goes through stdin, not argv: `ps` on the head never shows it.
-sudo -u postgres psql -q -v ON_ERROR_STOP=1 <<SQL
+as_postgres psql -q -v ON_ERROR_STOP=1 <<SQL
 SELECT 'CREATE ROLE litesearch LOGIN'
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'litesearch')\gexec
 ALTER ROLE litesearch PASSWORD '$password';

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One litesearch node's setup and Ray start, for every cluster config (cluster.yaml on AWS,
+# configs/cluster/local.yaml on your own machines): `ray up` runs
+#
+#   bash ~/litesearch/configs/cluster/node.sh setup                 (every node)
+#   bash ~/litesearch/configs/cluster/node.sh start-head [ray start flags...]
+#   bash ~/litesearch/configs/cluster/node.sh start-worker [ray start flags...]
+#
+# setup: the project in ~/venv as the README installs it, and a login shell that activates it
+# and speaks Ray's token auth (so `ray exec CLUSTER 'ray status'` works as typed). start-*: the
+# open-files limit raised as far as the host allows (a lower hard limit must not stop the
+# node), then `ray start`; the head first sources ~/.litesearch/env (head_postgres.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+venv="${LITESEARCH_VENV:-$HOME/venv}"
+
+login_line() {  # append a line to ~/.bashrc once
+  grep -qxF "$1" "$HOME/.bashrc" 2>/dev/null || echo "$1" >> "$HOME/.bashrc"
+}
+
+raise_open_files() {
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+
+case "${1:-}" in
+  setup)
+    test -d "$venv" || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -e "$here[dev]"
+    login_line "source $venv/bin/activate"
+    login_line "export RAY_AUTH_MODE=token"
+    ;;
+  start-head)
+    shift
+    raise_open_files
+    export RAY_AUTH_MODE=token
+    if [ -f "$HOME/.litesearch/env" ]; then set -a; . "$HOME/.litesearch/env"; set +a; fi
+    "$venv/bin/ray" stop >/dev/null 2>&1 || true
+    exec "$venv/bin/ray" start --head --port=6379 --dashboard-host=127.0.0.1 \
+      --metrics-export-port=8080 "$@"
+    ;;
+  start-worker)
+    shift
+    raise_open_files
+    export RAY_AUTH_MODE=token
+    "$venv/bin/ray" stop >/dev/null 2>&1 || true
+    exec "$venv/bin/ray" start --address="${RAY_HEAD_IP:?ray up sets RAY_HEAD_IP}:6379" \
+      --metrics-export-port=8080 "$@"
+    ;;
+  *)
+    echo "usage: $0 setup | start-head [flags] | start-worker [flags]" >&2
+    exit 2
+    ;;
+esac
