@@ -84,8 +84,9 @@ def test_node_script_starts_ray_under_a_low_hard_limit_with_token_auth(tmp_path)
            "RAY_HEAD_IP": "10.0.0.5"}
     env.pop("RAY_AUTH_MODE", None)
     for command in ("start-head --num-cpus=0", "start-worker --object-manager-port=8076"):
-        subprocess.run(["bash", "-c", f"ulimit -Sn 1024 && ulimit -Hn 4096 && bash {script} {command}"],
-                       env=env, check=True, timeout=30)
+        low = "ulimit -Sn 1024 && ulimit -Hn 4096"
+        subprocess.run(["bash", "-c", f"{low} && bash {script} {command}"], env=env, check=True,
+                       timeout=30)
     stop_head, head, stop_worker, worker = (tmp_path / "ray.log").read_text().splitlines()
     assert stop_head.startswith("stop") and stop_worker.startswith("stop")
     assert head.startswith("start --head --port=6379 --dashboard-host=127.0.0.1")
@@ -97,6 +98,52 @@ def test_node_script_starts_ray_under_a_low_hard_limit_with_token_auth(tmp_path)
     bad = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True,
                          text=True, timeout=30)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def _can_run_as_root() -> bool:
+    if os.geteuid() == 0:
+        return True
+    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path) -> None:
+    """The head's setup for real, on this machine's Debian PostgreSQL: no systemd here (a
+    container), root without sudo; it must start the cluster with pg_ctlcluster, make the
+    role and database, keep the password out of its output, and be safe to run twice."""
+    if not _can_run_as_root():
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root (or with sudo) to set up PostgreSQL")
+        pytest.skip("needs root or passwordless sudo")
+    script = REPO / "configs" / "cluster" / "head_postgres.sh"
+    env = {**os.environ, "HOME": str(tmp_path), "LITESEARCH_RESULTS": str(tmp_path / "res")}
+    env.pop("LITESEARCH_DB_PASSWORD", None)
+    try:
+        first = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                               timeout=300)
+        assert first.returncode == 0, first.stderr[-3000:]
+        secrets = tmp_path / ".litesearch"
+        assert (secrets / "env").stat().st_mode & 0o777 == 0o600
+        password = (secrets / "db_password").read_text().strip()
+        assert len(password) >= 16 and password not in first.stdout + first.stderr
+        lines = dict(line.split("=", 1) for line in (secrets / "env").read_text().split())
+        url = lines["LITESEARCH_STORAGE"]
+        assert url.startswith("postgresql://litesearch:") and url.endswith(":5432/litesearch")
+        assert lines["LITESEARCH_RESULTS"] == str(tmp_path / "res")
+        name = f"head-{uuid.uuid4().hex[:6]}"
+        study = optuna.create_study(study_name=name, storage=open_storage(url))
+        study.add_trial(optuna.trial.create_trial(value=1.0))
+        again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
+                               timeout=300)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert (secrets / "db_password").read_text().strip() == password  # kept, not rotated
+        kept = optuna.load_study(study_name=name, storage=open_storage(url))
+        assert [t.value for t in kept.get_trials()] == [1.0]
+    finally:
+        for version in sorted(p.name for p in Path("/etc/postgresql").glob("*")):
+            prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+            subprocess.run([*prefix, "pg_ctlcluster", version, "main", "stop"],
+                           capture_output=True, timeout=60)
 
 
 def test_a_broken_cluster_edit_fails_validation() -> None:
