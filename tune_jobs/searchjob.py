@@ -14,7 +14,12 @@ import optuna
 from data_utils.skips import DataError
 from tune_jobs.config import RUNG_METRICS, Config, ConfigError
 from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
-from tune_jobs.study.storage import mask_url, open_storage, resolve_storage_url
+from tune_jobs.study.storage import (
+    mask_url,
+    open_storage,
+    resolve_storage_url,
+    without_password,
+)
 from tune_jobs.trial.data import SplitArrays, TrialData
 from tune_jobs.trial.recipe import data_path, prepare_run_data
 from tune_jobs.trial.space import define_by_run, tune_domains
@@ -231,6 +236,9 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic table, with our metric columns
     check_reference(cfg)
     url, storage = storage_for(cfg, output)
+    # from here on the config is stored (the study, Tune's state, trial data): no password
+    cfg = cfg.model_copy(update={"search": cfg.search.model_copy(
+        update={"storage": without_password(cfg.search.storage)})})
     data = data or prepare_trial_data(cfg)
     build_searcher, objective = SEARCHERS[cfg.search.algorithm], objective_for(cfg)
     record_run(cfg, storage, objective, data)

@@ -1,5 +1,8 @@
 """Where the Optuna study lives: PostgreSQL when a URL is given, else a SQLite file in the run
-folder. URLs are normalised for the driver we ship and never printed with their password."""
+folder. URLs are normalised for the driver we ship and never printed with their password, and
+never stored with it: the password lives only where the user put it (the URL they passed, or
+$LITESEARCH_STORAGE), and whatever was saved (Tune's experiment state, the study's config) is
+given it again at run time."""
 
 from __future__ import annotations
 
@@ -26,6 +29,43 @@ def mask_url(url: str) -> str:
     return _PASSWORD.sub(r"\1***\3", url)
 
 
+def without_password(url: str | None) -> str | None:
+    """What may be stored of a URL: the URL with its password masked."""
+    return None if url is None else mask_url(url)
+
+
+# masked URL -> URL, for the URLs this process opened (what the user passed, in memory only)
+_OPENED: dict[str, str] = {}
+
+
+def with_password(stored: str) -> str:
+    """The URL a stored (masked) URL stands for: one this process opened, or
+    $LITESEARCH_STORAGE when it is the same database; else a clear error."""
+    if "***" not in stored:
+        return stored  # no password was masked
+    if stored in _OPENED:
+        return _OPENED[stored]
+    env = os.environ.get(STORAGE_ENV)
+    if env and mask_url(normalize_url(env)) == stored:
+        return normalize_url(env)
+    raise ConnectionError(f"the study storage {stored} needs its password, which litesearch "
+                          f"never stores: pass the URL again (--storage) or set {STORAGE_ENV}")
+
+
+class StudyStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose pickles (Tune's searcher and experiment state, written to
+    the results folder or S3) hold the URL without its password; unpickling asks
+    `with_password` for it."""
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["url"] = mask_url(state["url"])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__({**state, "url": with_password(state["url"])})
+
+
 def resolve_storage_url(url: str | None, run_dir: str | Path) -> str:
     """The study URL: the explicit one, else $LITESEARCH_STORAGE, else SQLite in `run_dir`."""
     url = url or os.environ.get(STORAGE_ENV)
@@ -43,7 +83,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         # A dead server must fail in seconds, not hang a search before it starts.
         engine = ({"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
                   if normalized.startswith("postgresql") else {})
-        return optuna.storages.RDBStorage(normalized, engine_kwargs=engine)
+        storage = StudyStorage(normalized, engine_kwargs=engine)
+        _OPENED[mask_url(storage.url)] = storage.url
+        return storage
     except Exception as err:  # driver errors carry the URL; re-raise without the password
         raise ConnectionError(
             f"cannot open the study storage {mask_url(normalized)}: "
