@@ -9,6 +9,8 @@ so an upgrade that breaks one fails there, not in the middle of a search.
   skips trials finished after Tune's last state save (`tune_jobs/study/mirror.py`).
 - `optuna.trial.Trial(study, trial_id)`: reattach a live trial of the study by its storage id.
 - `FrozenTrial._trial_id`: the storage id of a stored trial (its `number` is per study).
+- `Study._storage.get_trial(trial_id)`: one stored trial by storage id, without reading the
+  whole study (the mirror checks what a queued write already wrote).
 - `ray.autoscaler._private.util.prepare_config` / `validate_config`: Ray's own offline check
   of a cluster YAML (what `ray up` runs first), used by the cluster tests.
 """
@@ -44,6 +46,11 @@ def searcher_finished(searcher: Any) -> set[str]:
 def storage_id(trial: FrozenTrial | optuna.Trial) -> int:
     """The trial's id in the storage (unique across studies, unlike `number`)."""
     return trial._trial_id
+
+
+def stored_trial(study: optuna.Study, trial_id: int) -> FrozenTrial:
+    """The stored trial with this storage id, as the database has it now."""
+    return study._storage.get_trial(trial_id)
 
 
 def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
@@ -110,6 +117,8 @@ def check_contract() -> list[str]:
         study.tell(again, 0.1)
         expect("optuna.trial.Trial(study, trial_id)",
                study.get_trials(deepcopy=False)[-1].value == 0.1, study.trials[-1].value)
+        expect("Study._storage.get_trial", stored_trial(study, sid).value == 0.1,
+               stored_trial(study, sid))
     except (AttributeError, TypeError) as err:
         problems.append(f"optuna trial internals: {err}")
 
@@ -121,4 +130,4 @@ def check_contract() -> list[str]:
 
 
 __all__ = ["attach_trial", "check_contract", "searcher_finished", "searcher_study",
-           "searcher_trials", "storage_id", "validate_cluster_config"]
+           "searcher_trials", "storage_id", "stored_trial", "validate_cluster_config"]

@@ -20,6 +20,7 @@ from tune_jobs.study.storage import (
     resolve_storage_url,
     without_password,
 )
+from tune_jobs.study.writes import drain
 from tune_jobs.trial.data import SplitArrays, TrialData
 from tune_jobs.trial.recipe import data_path, prepare_run_data
 from tune_jobs.trial.space import define_by_run, tune_domains
@@ -280,4 +281,13 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
                 progress_reporter=_progress_reporter(), verbose=1),
         )
     results = tuner.fit()
+    unwritten = drain(timeout_s=30)
+    if unwritten:
+        shown = "; ".join(unwritten[:10]) + (f"; and {len(unwritten) - 10} more"
+                                              if len(unwritten) > 10 else "")
+        raise ConnectionError(
+            f"the study database {mask_url(url)} was still unreachable when the search ended: "
+            f"{len(unwritten)} write(s) not in the study ({shown}). The trials' results are "
+            "kept in Tune's experiment state: run the same command with --resume when the "
+            "database is back, and they are written.")
     return results, url

@@ -44,6 +44,7 @@ from tune_jobs.outcome import (
     trained,
     trial_state,
 )
+from tune_jobs.study.writes import DB_DOWN, Write, WriteQueue, register
 from tune_jobs.trial.data import flatten
 from tune_jobs.trial.space import candidate_from_config, optuna_distributions
 
@@ -155,6 +156,9 @@ class MirroredOptunaSearch(OptunaSearch):
     Optuna for a trial and saving Tune's experiment state leaves that trial RUNNING in the
     study; on `--resume` the searcher adopts such orphans of its own run (their drawn values
     are kept) before asking for new ones, so the study ends with exactly `num_samples` trials.
+
+    While the study's database is away, trials go on: what the study should record waits in
+    a queue (`study/writes.py`) and no new trial is asked for until it is back.
     """
 
     RUN_ATTR = "run"
@@ -177,9 +181,25 @@ class MirroredOptunaSearch(OptunaSearch):
         self._reported: dict[str, set[int]] = defaultdict(set)
         self._curves = CurveLog()
         self._orphans: list[int] = []
+        self._writes = WriteQueue()
+        register(self)
+
+    # -- writes that wait for the database ------------------------------------------------
+    def flush_writes(self, force: bool = False) -> bool:
+        return self._writes.flush(lambda w: w.apply(searcher_study(self)), force)
+
+    def unwritten(self) -> list[str]:
+        return [w.what for w in self._writes.pending]
+
+    def _write(self, write: Write) -> None:
+        self._writes.write(write, lambda w: w.apply(searcher_study(self)))
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
+        if not hasattr(self, "_writes"):  # a searcher state saved before the queue existed
+            self._writes = WriteQueue()
+        register(self)
+        self.flush_writes(force=True)  # what the interrupted run could not write
         trials = searcher_trials(self)
         stored = {storage_id(t): t for t in searcher_study(self).get_trials(deepcopy=False)}
         # Trials the killed driver finished in the study after Tune's last state save: Tune
@@ -202,6 +222,20 @@ class MirroredOptunaSearch(OptunaSearch):
                           and trained(t) for t in stored.values())
 
     def suggest(self, trial_id: str) -> dict | None:
+        if not self._writes.ready() or not self.flush_writes():
+            return None  # the database is away: no new trial until it is back (Tune asks again)
+        try:
+            config = self._suggest(trial_id)
+        except DB_DOWN as err:
+            self._writes.went_down(err)
+            asked = searcher_trials(self).pop(trial_id, None)
+            if asked is not None:  # in the study already: the next suggestion adopts it
+                self._orphans.insert(0, storage_id(asked))
+            return None
+        self._writes.came_back()
+        return config
+
+    def _suggest(self, trial_id: str) -> dict | None:
         for redraw in range(self.MAX_REDRAWS + 1):
             config = self._suggest_once(trial_id)
             if not isinstance(config, dict) or not self._deduplicate or redraw == self.MAX_REDRAWS:
@@ -223,8 +257,8 @@ class MirroredOptunaSearch(OptunaSearch):
                 return Searcher.FINISHED  # the run's trials are all in the study already
             else:
                 trials[trial_id] = study.ask()
-                trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
                 self._asked += 1
+            trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
         return super().suggest(trial_id)
 
     def _finished_with(self, params: dict) -> optuna.trial.FrozenTrial | None:
@@ -240,14 +274,13 @@ class MirroredOptunaSearch(OptunaSearch):
         nothing (the ledger counts no epochs for it; reports can tell it apart)."""
         attrs = {**earlier.user_attrs, DUPLICATE_ATTR: earlier.number, "epochs_done": 0,
                  "wall_seconds": 0.0, self.RUN_ATTR: self._run_id}
-        for key, value in attrs.items():
-            ot_trial.set_user_attr(key, value)
-        for step, value in sorted(earlier.intermediate_values.items()):
-            ot_trial.report(value, step)
         values = earlier.values if earlier.state == TrialState.COMPLETE else None
         if values is not None and not isinstance(self.metric, list):
             values = values[0]
-        searcher_study(self).tell(ot_trial, values, state=earlier.state)
+        self._write(Write(storage_id(ot_trial), f"trial {ot_trial.number}: a copy of trial "
+                          f"{earlier.number}", attrs,
+                          tuple(sorted(earlier.intermediate_values.items())), earlier.state,
+                          values))
         log.info("trial %d draws the values of finished trial %d: its result is reused, the "
                  "sampler asked again", ot_trial.number, earlier.number)
 
@@ -257,7 +290,9 @@ class MirroredOptunaSearch(OptunaSearch):
         step = int(result[STEP])
         if step in self._reported[trial_id]:
             return  # a restored or retried trial reports its steps again
-        searcher_trials(self)[trial_id].report(float(result[self.metric]), step)
+        ot_trial = searcher_trials(self)[trial_id]
+        self._write(Write(storage_id(ot_trial), f"trial {ot_trial.number}: {self.metric} at "
+                          f"step {step}", intermediate=((step, float(result[self.metric])),)))
         self._reported[trial_id].add(step)
 
     def _ignores(self, trial_id: str) -> bool:
@@ -281,15 +316,13 @@ class MirroredOptunaSearch(OptunaSearch):
         record = record_for(last, error, self._record)
         record.user_attrs["curve"] = self._curves.pop(trial_id)
         ot_trial = searcher_trials(self)[trial_id]
-        try:
-            for key, value in record.user_attrs.items():
-                ot_trial.set_user_attr(key, value)
-            values = record.values if record.state == TrialState.COMPLETE else None
-            if values is not None and not isinstance(self.metric, list):
-                values = values[0]
-            searcher_study(self).tell(ot_trial, values, state=record.state)
-        except Exception as err:  # the study must not take the search down with it
-            log.warning("could not record trial %s in the study: %s", trial_id, err)
+        values = record.values if record.state == TrialState.COMPLETE else None
+        if values is not None and not isinstance(self.metric, list):
+            values = values[0]
+        # queued while the database is away; any other refusal is logged, never raised
+        self._write(Write(storage_id(ot_trial), f"trial {ot_trial.number}: "
+                          f"{record.state.name}", record.user_attrs, state=record.state,
+                          values=values))
         searcher_finished(self).add(trial_id)
         self._last.pop(trial_id, None)
         self._reported.pop(trial_id, None)
@@ -306,6 +339,15 @@ class StudyRecorder(Callback):
         self._last: dict[str, dict] = {}
         self._curves = CurveLog()
         self._done: set[str] = set()
+        self._writes = WriteQueue()
+        register(self)
+
+    def flush_writes(self, force: bool = False) -> bool:
+        return self._writes.flush(self.study.add_trial, force)
+
+    def unwritten(self) -> list[str]:
+        return [f"trial {t.user_attrs.get('tune_trial_id')}: {t.state.name}"
+                for t in self._writes.pending]
 
     def setup(self, **info: Any) -> None:
         # On resume, trials already in the study (recorded after Tune's last state save) are
@@ -325,6 +367,7 @@ class StudyRecorder(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         self._remember(trial.trial_id, result)
+        self.flush_writes()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._record(trial, error=False)
@@ -352,7 +395,8 @@ class StudyRecorder(Callback):
                 distributions={k: self.distributions[k] for k in params},
                 user_attrs=record.user_attrs | {"tune_trial_id": trial.trial_id},
                 intermediate_values=intermediate)
-            self.study.add_trial(frozen)
         except Exception as err:
             log.warning("could not record trial %s in the study: %s", trial.trial_id, err)
+        else:  # queued while the database is away
+            self._writes.write(frozen, self.study.add_trial)
         self._done.add(trial.trial_id)
