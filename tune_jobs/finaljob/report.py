@@ -68,16 +68,8 @@ def plot_curves(trials: list[FrozenTrial], path: Path, top: int = 5) -> Path:
         steps = sorted(t.intermediate_values)
         ax.plot(steps, [t.intermediate_values[s] for s in steps], marker=".",
                 label=f"#{t.number}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("score (lower is better)")
-    ax.set_title(f"learning curves of the top {len(done)} trials")
-    ax.grid(alpha=0.3)
-    if done:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "score (lower is better)",
+                   f"learning curves of the top {len(done)} trials", legend=bool(done))
 
 
 def plot_retrain(finals: Sequence[ModelResult], path: Path) -> Path:
@@ -88,11 +80,17 @@ def plot_retrain(finals: Sequence[ModelResult], path: Path) -> Path:
             ax.plot([h["epoch"] for h in run.history], [h["loss"] for h in run.history],
                     c=colour, lw=1.2, alpha=0.8,
                     label=f"{m.name} ({m.recipe} recipe)" if i == 0 else None)
+    return _finish(fig, ax, path, "training loss",
+                   "final trainings on train + validation, every seed", legend=bool(finals))
+
+
+def _finish(fig, ax, path: Path, ylabel: str, title: str, legend: bool) -> Path:
+    """Label an epoch plot, save it, free it."""
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
-    ax.set_title("final trainings on train + validation, every seed")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    if finals:
+    if legend:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
