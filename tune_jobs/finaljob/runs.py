@@ -194,6 +194,7 @@ def _start_worker(bench: Bench) -> None:
     global _WORKER
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("litesearch.data").setLevel(logging.WARNING)  # the parent logged it
     _WORKER = bench
 
 
