@@ -128,7 +128,8 @@ def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path)
         assert len(password) >= 16 and password not in first.stdout + first.stderr
         lines = dict(line.split("=", 1) for line in (secrets / "env").read_text().split())
         url = lines["LITESEARCH_STORAGE"]
-        assert url.startswith("postgresql://litesearch:") and url.endswith(":5432/litesearch")
+        assert url.startswith("postgresql+psycopg2://litesearch:")
+        assert url.endswith(":5432/litesearch")
         assert lines["LITESEARCH_RESULTS"] == str(tmp_path / "res")
         name = f"head-{uuid.uuid4().hex[:6]}"
         study = optuna.create_study(study_name=name, storage=open_storage(url))

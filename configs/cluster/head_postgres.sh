@@ -59,8 +59,10 @@ SELECT 'CREATE DATABASE litesearch OWNER litesearch'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'litesearch')\gexec
 SQL
 
+# The driver spelled out: SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not
+# installed; with +psycopg2 `optuna trials`, optuna-dashboard and litesearch all open it.
 cat > "$secrets/env" <<ENV
-LITESEARCH_STORAGE=postgresql://litesearch:$password@$private_ip:5432/litesearch
+LITESEARCH_STORAGE=postgresql+psycopg2://litesearch:$password@$private_ip:5432/litesearch
 LITESEARCH_RESULTS=${LITESEARCH_RESULTS:-$HOME/litesearch-results}
 ENV
 echo "study database ready on $private_ip:5432 (credentials in $secrets/env)"

@@ -7,7 +7,8 @@
 #   bash ~/litesearch/configs/cluster/node.sh start-worker [ray start flags...]
 #
 # setup: the project in ~/venv as the README installs it, and a login shell that activates it
-# and speaks Ray's token auth (so `ray exec CLUSTER 'ray status'` works as typed). start-*: the
+# and speaks Ray's token auth (so `ray exec CLUSTER 'ray status'` works as typed) and, on the
+# head, knows the study database (~/.litesearch/env from head_postgres.sh). start-*: the
 # open-files limit raised as far as the host allows (a lower hard limit must not stop the
 # node), then `ray start`; the head first sources ~/.litesearch/env (head_postgres.sh).
 set -euo pipefail
@@ -28,6 +29,9 @@ case "${1:-}" in
     "$venv/bin/pip" install -q -e "$here[dev]"
     login_line "source $venv/bin/activate"
     login_line "export RAY_AUTH_MODE=token"
+    # the head's study database and results path (head_postgres.sh), for what a user runs
+    # there by hand: `ray exec CLUSTER 'python tune_jobs/dashboard.py'`, `optuna trials ...`
+    login_line 'if [ -f ~/.litesearch/env ]; then set -a; . ~/.litesearch/env; set +a; fi'
     ;;
   start-head)
     shift
