@@ -1,0 +1,201 @@
+"""Autoscaling from zero, with Ray's fake multi-node provider (`RAY_FAKE_CLUSTER=1`: the real
+autoscaler and monitor, "machines" that are local raylets) and the node types of
+`cluster.yaml`: a head with no CPU, GPU workers with `min_workers: 0` and logical GPUs. A search
+with `resources.gpus_per_trial: 0.25` submitted to it (as `ray job submit` would run it: a
+driver with RAY_ADDRESS) makes the autoscaler start one GPU worker, packs its four concurrent
+trials onto that worker's GPU, finishes, and the worker goes after the idle timeout.
+
+Ray's own `AutoscalingCluster` is not used: its pip wheel lacks the example config it reads,
+and its start and shutdown run `ray stop --force`, which would take down every other Ray on
+the machine (the session's test cluster among them). This test starts and stops only its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+IDLE_TIMEOUT_MIN = 0.25  # cluster.yaml says 10: the test waits 15 s, not 10 minutes
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_cluster_config(gcs_address: str) -> dict:
+    """cluster.yaml's node types, limits and upscaling speed on the fake provider."""
+    aws = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    types = aws["available_node_types"]
+    workers = {
+        name: {"resources": {**spec["resources"], "object_store_memory": 150 * 2**20},
+               "node_config": {}, "min_workers": spec.get("min_workers", 0),
+               "max_workers": spec["max_workers"]}
+        for name, spec in types.items() if name != aws["head_node_type"]}
+    head = {"resources": dict(types[aws["head_node_type"]]["resources"]), "node_config": {},
+            "max_workers": 0}
+    return {
+        "cluster_name": "litesearch-fake", "max_workers": aws["max_workers"],
+        "upscaling_speed": aws["upscaling_speed"], "idle_timeout_minutes": IDLE_TIMEOUT_MIN,
+        "provider": {"type": "fake_multinode", "use_node_id_as_ip": True,
+                     "disable_node_updaters": True, "disable_launch_config_check": True,
+                     "gcs_address": gcs_address},
+        # the fake provider names its head type so
+        "available_node_types": {**workers, "ray.head.default": head},
+        "head_node_type": "ray.head.default",
+        "auth": {}, "docker": {}, "file_mounts": {}, "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": [],
+        "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
+        "worker_setup_commands": [], "head_start_ray_commands": [],
+        "worker_start_ray_commands": []}
+
+
+def _alive_nodes(gcs) -> dict[str, dict]:
+    """node id (hex) -> {head, GPU} of the nodes alive now, from the GCS."""
+    alive = {}
+    for node_id, info in gcs.get_all_node_info().items():
+        if info.state == 0:  # GcsNodeInfo.ALIVE
+            alive[node_id.hex()] = {"head": info.is_head_node,
+                                    "GPU": info.resources_total.get("GPU", 0.0)}
+    return alive
+
+
+def _kill_processes_of(port: int) -> None:
+    """Every process of this cluster: their command lines name its GCS port (/proc, Linux)."""
+    marks = (f":{port}".encode(), f"={port}".encode())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # gone meanwhile
+        if any(m in cmdline for m in marks):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+@pytest.fixture
+def autoscaling_cluster(tmp_path, monkeypatch):
+    from ray._private.services import get_node_ip_address
+    from ray._raylet import GcsClient
+
+    # `ray start` turns token auth on by default; this throw-away cluster on one machine
+    # leaves it off (the cluster configs keep it on: tests/test_ray_up.py)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    port = _free_port()
+    address = f"{get_node_ip_address()}:{port}"
+    cluster = fake_cluster_config(address)
+    config = tmp_path / "fake_cluster.yaml"
+    config.write_text(json.dumps(cluster))
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    head_cpus = int(cluster["available_node_types"]["ray.head.default"]["resources"]["CPU"])
+    log = open(tmp_path / "head.log", "w")  # noqa: SIM115 (the head's output while it runs)
+    head = subprocess.Popen(
+        [RAY, "start", "--head", f"--port={port}", "--disable-usage-stats",
+         f"--num-cpus={head_cpus}", "--num-gpus=0", "--include-dashboard=false",
+         f"--autoscaling-config={config}", "--block"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        gcs = None
+        while time.monotonic() < deadline:
+            try:
+                gcs = GcsClient(address=address)
+                if _alive_nodes(gcs):
+                    break
+            except Exception:
+                pass
+            assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
+            time.sleep(1)
+        else:
+            pytest.fail(f"the head did not come up: {(tmp_path / 'head.log').read_text()[-3000:]}")
+        yield address, gcs
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        _kill_processes_of(port)
+        log.close()
+
+
+def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscaling_cluster,
+                                                                       tmp_path) -> None:
+    address, gcs = autoscaling_cluster
+    nodes = _alive_nodes(gcs)
+    assert len(nodes) == 1 and next(iter(nodes.values()))["head"]  # zero workers at start
+    head_id = next(iter(nodes))
+
+    timeline: list[tuple[float, int]] = []  # (seconds since submit, alive GPU workers)
+    stop = threading.Event()
+    start = time.monotonic()
+    seen_workers: set[str] = set()
+
+    def watch() -> None:
+        while not stop.is_set():
+            alive = _alive_nodes(gcs)
+            workers = [n for n, info in alive.items() if not info["head"]]
+            seen_workers.update(workers)
+            timeline.append((time.monotonic() - start, len(workers)))
+            stop.wait(1.0)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    output = tmp_path / "run"
+    overrides = ["resources.gpus_per_trial=0.25", "resources.cpus_per_trial=1",
+                 "search.max_concurrent=4", "search.num_samples=8"]
+    search = subprocess.run(
+        [sys.executable, "tune_jobs/search.py", "--config", "configs/ci.yaml",
+         "--output", str(output), "--study", "autoscale",
+         *[a for o in overrides for a in ("--set", o)]],
+        cwd=REPO, env={**os.environ, "RAY_ADDRESS": address}, capture_output=True, text=True,
+        timeout=900)
+    finished = time.monotonic() - start
+    assert search.returncode == 0, search.stdout[-3000:] + search.stderr[-3000:]
+
+    # the workers go once idle: the timeout plus a few autoscaler rounds
+    deadline = time.monotonic() + IDLE_TIMEOUT_MIN * 60 + 90
+    while time.monotonic() < deadline and timeline[-1][1] > 0:
+        time.sleep(1)
+    stop.set()
+    watcher.join(timeout=10)
+    gone = next((t for t, n in timeline if t > finished and n == 0), None)
+
+    counts = [n for _, n in timeline]
+    first_up = next(t for t, n in timeline if n > 0)
+    print(f"autoscaling: first GPU worker up {first_up:.0f} s after submit, search done at "
+          f"{finished:.0f} s, workers gone at {gone} s; peak {max(counts)} worker(s)")
+    assert gone is not None, f"GPU workers still up {IDLE_TIMEOUT_MIN} min after the search"
+    assert max(counts) == 1  # four trials of 0.25 GPU each fit one GPU worker
+
+    study = optuna.load_study(study_name="autoscale",
+                              storage=f"sqlite:///{output / 'study.db'}")
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 8
+    ran_on = {t.user_attrs.get("node_id") for t in trials}
+    assert head_id not in ran_on and ran_on <= seen_workers, (ran_on, head_id, seen_workers)
+    # Four trial processes (Tune reuses them) lived on that one worker: 4 x 0.25 of its GPU
+    first_results = [json.loads(path.read_text().splitlines()[0])
+                     for path in (output / "ray" / "autoscale").glob("*/result.json")]
+    assert len(first_results) == 8
+    assert len({(r["node_id"], r["pid"]) for r in first_results}) == 4
