@@ -81,8 +81,9 @@ def test_node_script_starts_ray_under_a_low_hard_limit_with_token_auth(tmp_path)
     (tmp_path / ".litesearch" / "env").write_text("LITESEARCH_STORAGE=postgresql://u@h/db\n")
     script = REPO / "configs" / "cluster" / "node.sh"
     env = {**os.environ, "HOME": str(tmp_path), "LITESEARCH_VENV": str(venv),
-           "RAY_HEAD_IP": "10.0.0.5"}
+           "RAY_HEAD_IP": "10.0.0.5", "TMPDIR": str(tmp_path)}
     env.pop("RAY_AUTH_MODE", None)
+    env.pop("RAY_TMPDIR", None)
     for command in ("start-head --num-cpus=0", "start-worker --object-manager-port=8076"):
         low = "ulimit -Sn 1024 && ulimit -Hn 4096"
         subprocess.run(["bash", "-c", f"{low} && bash {script} {command}"], env=env, check=True,
@@ -95,6 +96,10 @@ def test_node_script_starts_ray_under_a_low_hard_limit_with_token_auth(tmp_path)
     assert "--object-manager-port=8076 |" in worker and "storage= " not in head
     for line in (head, worker):
         assert "nofile=4096" in line and "auth=token" in line
+    # the head puts litesearch's Grafana dashboard where Ray's Grafana config loads them
+    installed = tmp_path / "ray/session_latest/metrics/grafana/dashboards"
+    assert (installed / "litesearch_grafana_dashboard.json").read_text() == \
+        (REPO / "configs" / "grafana" / "litesearch.json").read_text()
     bad = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True,
                          text=True, timeout=30)
     assert bad.returncode == 2 and "usage" in bad.stderr

@@ -222,6 +222,11 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
         os.killpg(forward.pid, signal.SIGTERM)
         forward.wait(timeout=30)
 
+    # start-head put litesearch's dashboard beside Ray's, which Ray's grafana.ini provisions
+    grafana = node / "tmp" / "ray" / "session_latest" / "metrics" / "grafana"
+    assert (grafana / "dashboards" / "litesearch_grafana_dashboard.json").is_file()
+    assert (grafana / "grafana.ini").is_file()
+
     trials = _study_on_head(env, config, study)
     assert [n for n, _ in trials] == list(range(6))
     assert {state for _, state in trials} <= {"COMPLETE", "PRUNED"}

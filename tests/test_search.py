@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_grafana import grafana_queries
 
 from conftest import REPO
 from models import ModelSpec, build_model
@@ -78,28 +79,31 @@ def test_ci_search_in_postgres(tmp_path, cache_dir, ray_local, postgres_url) -> 
     assert (tmp_path / "trials.csv").read_text().count("\n") == 1 + cfg.search.num_samples
 
 
-def _live_metrics(study: str, trials: int, timeout: float = 20.0) -> dict[str, float]:
+def _live_metrics(study: str, trials: int,
+                  timeout: float = 20.0) -> tuple[dict[str, float], dict[str, set[str]]]:
     """The driver's `ray_litesearch_*` gauges for `study`, scraped from the nodes' Prometheus
     endpoints (as a dashboard's Prometheus would), once the final values have been flushed:
     none running and all `trials` ended (an earlier flush can show none running between two
-    trials)."""
+    trials). Also returns each metric's label names (what a dashboard can group by)."""
     import ray
 
     ports = [n["MetricsExportPort"] for n in ray.nodes() if n["Alive"]]
     line = re.compile(r"^ray_(litesearch_\w+)\{(.*)\} (\S+)$", re.M)
-    deadline, seen = time.monotonic() + timeout, {}
+    deadline, seen, labels = time.monotonic() + timeout, {}, {}
     while time.monotonic() < deadline:
-        seen = {}
+        seen, labels = {}, {}
         for port in ports:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
             for name, labels, value in line.findall(text.decode()):
                 tags = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-                if tags.get("study") == study:
-                    seen[f"{name}/{tags['state']}" if "state" in tags else name] = float(value)
+                if tags.get("study") == study:  # summed over nodes where a gauge has them
+                    labels.setdefault(f"ray_{name}", set()).update(tags)
+                    key = f"{name}/{tags['state']}" if "state" in tags else name
+                    seen[key] = seen.get(key, 0.0) + float(value)
         ended = sum(seen.get(f"litesearch_trials/{s}", 0)
                     for s in ("completed", "pruned", "failed"))
         if seen.get("litesearch_trials/running", 1) == 0 and ended == trials:
-            return seen
+            return seen, labels
         time.sleep(0.5)
     raise AssertionError(f"the live metrics of study {study} did not show {trials} ended "
                          f"trials and none running within {timeout} s; last scrape: {seen}")
@@ -115,7 +119,7 @@ def test_other_searchers_record_the_same_shape_in_sqlite(tmp_path, cache_dir, ra
 
     # the live Ray metrics a dashboard shows agree with the study
     trials = study.get_trials(deepcopy=False)
-    live = _live_metrics(study.study_name, len(trials))
+    live, labels = _live_metrics(study.study_name, len(trials))
     assert live["litesearch_trials/completed"] == sum(t.state == TrialState.COMPLETE
                                                       for t in trials)
     assert live["litesearch_trials/pruned"] == sum(t.state == TrialState.PRUNED for t in trials)
@@ -124,6 +128,11 @@ def test_other_searchers_record_the_same_shape_in_sqlite(tmp_path, cache_dir, ra
         min(v for t in trials for v in t.intermediate_values.values()))
     assert live["litesearch_epochs_total"] == sum(t.user_attrs["epochs_done"] for t in trials)
     assert live["litesearch_epochs_per_second"] > 0
+    # every litesearch series the shipped Grafana dashboard queries, with the labels it
+    # selects and groups by, is what the search exports
+    for metric, wanted in grafana_queries().items():
+        if metric.startswith("ray_litesearch_"):
+            assert wanted <= labels.get(metric, set()), (metric, wanted, labels.get(metric))
 
 
 def test_a_budget_no_candidate_meets_is_recorded_not_trained(tmp_path, cache_dir,

@@ -10,7 +10,8 @@
 # and speaks Ray's token auth (so `ray exec CLUSTER 'ray status'` works as typed) and, on the
 # head, knows the study database (~/.litesearch/env from head_postgres.sh). start-*: the
 # open-files limit raised as far as the host allows (a lower hard limit must not stop the
-# node), then `ray start`; the head first sources ~/.litesearch/env (head_postgres.sh).
+# node), then `ray start`; the head first sources ~/.litesearch/env (head_postgres.sh) and
+# then puts configs/grafana/litesearch.json where Ray's Grafana loads dashboards.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 venv="${LITESEARCH_VENV:-$HOME/venv}"
@@ -39,8 +40,13 @@ case "${1:-}" in
     export RAY_AUTH_MODE=token
     if [ -f "$HOME/.litesearch/env" ]; then set -a; . "$HOME/.litesearch/env"; set +a; fi
     "$venv/bin/ray" stop >/dev/null 2>&1 || true
-    exec "$venv/bin/ray" start --head --port=6379 --dashboard-host=127.0.0.1 \
+    "$venv/bin/ray" start --head --port=6379 --dashboard-host=127.0.0.1 \
       --metrics-export-port=8080 "$@"
+    # litesearch's Grafana dashboard beside Ray's own, in the folder that the Grafana config
+    # Ray writes (session_latest/metrics/grafana/grafana.ini) provisions dashboards from
+    dashboards="${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray/session_latest/metrics/grafana/dashboards"
+    mkdir -p "$dashboards"
+    cp "$here/configs/grafana/litesearch.json" "$dashboards/litesearch_grafana_dashboard.json"
     ;;
   start-worker)
     shift

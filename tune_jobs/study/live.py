@@ -1,16 +1,17 @@
 """Live search metrics for the Ray dashboard: trials by state, best score so far, epochs per
-second, exported from the driver as Ray metrics (`ray.util.metrics`).
+second on each node, exported from the driver as Ray metrics (`ray.util.metrics`).
 
 Ray serves them in Prometheus format on every node's metrics port (`ray start
 --metrics-export-port`), under the names `ray_litesearch_*`, tagged with the study; the
 dashboard's Metrics tab shows them once Prometheus and Grafana are attached (`ray metrics
 launch-prometheus`), and `curl HEAD:PORT/metrics | grep litesearch` shows them without.
+configs/grafana/litesearch.json graphs them (the head installs it where Ray's Grafana looks).
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import defaultdict, deque
 
 from optuna.trial import TrialState
 from ray.tune import Callback
@@ -38,7 +39,8 @@ class LiveMetrics(Callback):
         self.states: dict[str, str] = {}
         self.best: float | None = None
         self.epochs_total = 0
-        self._epoch_times: deque[float] = deque()
+        # when each epoch finished, by the node (host name) that trained it
+        self._epoch_times: defaultdict[str, deque[float]] = defaultdict(deque)
         self._gauges: dict | None = None
 
     def __getstate__(self) -> dict:
@@ -58,8 +60,8 @@ class LiveMetrics(Callback):
                               "lowest score reported so far (any trial, any epoch)",
                               tag_keys=study),
                 "rate": Gauge("litesearch_epochs_per_second",
-                              f"trial epochs finished per second over the last {WINDOW_S:.0f} s",
-                              tag_keys=study),
+                              f"trial epochs finished per second over the last {WINDOW_S:.0f} s,"
+                              " by the node that trained them", tag_keys=("study", "node")),
                 "epochs": Gauge("litesearch_epochs_total", "trial epochs finished",
                                 tag_keys=study),
             }
@@ -81,7 +83,7 @@ class LiveMetrics(Callback):
             self.best = float(score)
         if outcome_of(result) == Outcome.TRAINED and epochs_done(result) > 0:
             self.epochs_total += 1
-            self._epoch_times.append(time.monotonic())
+            self._epoch_times[str(result.get("node", "unknown"))].append(time.monotonic())
         self._publish()
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -94,11 +96,13 @@ class LiveMetrics(Callback):
     def counts(self) -> dict[str, int]:
         return {s: sum(v == s for v in self.states.values()) for s in STATES}
 
-    def epochs_per_second(self) -> float:
+    def epochs_per_second(self) -> dict[str, float]:
+        """Per node, over the last WINDOW_S; a node that went quiet reports 0, not its past."""
         now = time.monotonic()
-        while self._epoch_times and now - self._epoch_times[0] > WINDOW_S:
-            self._epoch_times.popleft()
-        return len(self._epoch_times) / WINDOW_S
+        for times in self._epoch_times.values():
+            while times and now - times[0] > WINDOW_S:
+                times.popleft()
+        return {node: len(times) / WINDOW_S for node, times in self._epoch_times.items()}
 
     def _set(self, trial_id: str, state: str) -> None:
         self.states[trial_id] = state
@@ -110,5 +114,6 @@ class LiveMetrics(Callback):
             g["trials"].set(n, tags=tags | {"state": state})
         if self.best is not None:
             g["best"].set(self.best, tags=tags)
-        g["rate"].set(self.epochs_per_second(), tags=tags)
+        for node, rate in self.epochs_per_second().items():
+            g["rate"].set(rate, tags=tags | {"node": node})
         g["epochs"].set(self.epochs_total, tags=tags)
