@@ -2,8 +2,8 @@
 autoscaler and monitor, "machines" that are local raylets) and the node types of
 `cluster.yaml`: a head with no CPU, GPU workers with `min_workers: 0` and logical GPUs. A search
 with `resources.gpus_per_trial: 0.25` submitted to it (as `ray job submit` would run it: a
-driver with RAY_ADDRESS) makes the autoscaler start one GPU worker, packs its four concurrent
-trials onto that worker's GPU, finishes, and the worker goes after the idle timeout.
+driver with RAY_ADDRESS) makes the autoscaler start one GPU worker, packs its (up to four)
+concurrent trials onto that worker's GPU, finishes, and the worker goes after the idle timeout.
 
 Ray's own `AutoscalingCluster` is not used: its pip wheel lacks the example config it reads,
 and its start and shutdown run `ray stop --force`, which would take down every other Ray on
@@ -194,8 +194,12 @@ def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscali
     assert len(trials) == 8
     ran_on = {t.user_attrs.get("node_id") for t in trials}
     assert head_id not in ran_on and ran_on <= seen_workers, (ran_on, head_id, seen_workers)
-    # Four trial processes (Tune reuses them) lived on that one worker: 4 x 0.25 of its GPU
+    # Several trial processes on that one worker, each holding a quarter of its GPU: Tune
+    # reuses a trial's process for the next trial, so a second process exists only while the
+    # first is busy. (Up to four; fewer when a 1-epoch trial ends before the fourth starts.)
     first_results = [json.loads(path.read_text().splitlines()[0])
                      for path in (output / "ray" / "autoscale").glob("*/result.json")]
     assert len(first_results) == 8
-    assert len({(r["node_id"], r["pid"]) for r in first_results}) == 4
+    processes = {(r["node_id"], r["pid"]) for r in first_results}
+    print(f"autoscaling: {len(processes)} trial processes shared the worker's GPU")
+    assert 2 <= len(processes) <= 4

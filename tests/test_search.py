@@ -89,21 +89,21 @@ def _live_metrics(study: str, trials: int,
 
     ports = [n["MetricsExportPort"] for n in ray.nodes() if n["Alive"]]
     line = re.compile(r"^ray_(litesearch_\w+)\{(.*)\} (\S+)$", re.M)
-    deadline, seen, labels = time.monotonic() + timeout, {}, {}
+    deadline, seen, label_names = time.monotonic() + timeout, {}, {}
     while time.monotonic() < deadline:
-        seen, labels = {}, {}
+        seen, label_names = {}, {}
         for port in ports:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
             for name, labels, value in line.findall(text.decode()):
                 tags = dict(re.findall(r'(\w+)="([^"]*)"', labels))
                 if tags.get("study") == study:  # summed over nodes where a gauge has them
-                    labels.setdefault(f"ray_{name}", set()).update(tags)
+                    label_names.setdefault(f"ray_{name}", set()).update(tags)
                     key = f"{name}/{tags['state']}" if "state" in tags else name
                     seen[key] = seen.get(key, 0.0) + float(value)
         ended = sum(seen.get(f"litesearch_trials/{s}", 0)
                     for s in ("completed", "pruned", "failed"))
         if seen.get("litesearch_trials/running", 1) == 0 and ended == trials:
-            return seen, labels
+            return seen, label_names
         time.sleep(0.5)
     raise AssertionError(f"the live metrics of study {study} did not show {trials} ended "
                          f"trials and none running within {timeout} s; last scrape: {seen}")
