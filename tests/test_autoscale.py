@@ -186,7 +186,10 @@ def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscali
     print(f"autoscaling: first GPU worker up {first_up:.0f} s after submit, search done at "
           f"{finished:.0f} s, workers gone at {gone} s; peak {max(counts)} worker(s)")
     assert gone is not None, f"GPU workers still up {IDLE_TIMEOUT_MIN} min after the search"
-    assert max(counts) == 1  # four trials of 0.25 GPU each fit one GPU worker
+    # Four trials of 0.25 GPU fit one GPU worker, and one is what the autoscaler starts here;
+    # once in CI (loaded machine) it started a second while the first was registering, so the
+    # bound is two, never one per trial (max_concurrent 4 would be four)
+    assert 1 <= max(counts) <= 2, timeline
 
     study = optuna.load_study(study_name="autoscale",
                               storage=f"sqlite:///{output / 'study.db'}")
@@ -203,3 +206,5 @@ def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscali
     processes = {(r["node_id"], r["pid"]) for r in first_results}
     print(f"autoscaling: {len(processes)} trial processes shared the worker's GPU")
     assert 2 <= len(processes) <= 4
+    per_node = [sum(node == n for node, _ in processes) for n in {n for n, _ in processes}]
+    assert max(per_node) >= 2  # at least two trials shared one worker's single GPU

@@ -168,6 +168,20 @@ def _ray(env: dict, *args: str, timeout: float = 900) -> subprocess.CompletedPro
     return done
 
 
+def _submit_when_the_agent_is_up(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`ray job submit ARGS`. Right after `ray up` the head's job agent may not be up yet:
+    Ray answers 500 "No available agent to submit job, please try again later" (seen in CI),
+    and a user tries again; so does this, for up to a minute."""
+    for attempt in range(12):
+        try:
+            return _ray(env, "job", "submit", *args, timeout=900)
+        except AssertionError as err:
+            if "No available agent" not in str(err) or attempt == 11:
+                raise
+            time.sleep(5)
+    raise AssertionError("unreachable")
+
+
 def _study_on_head(env: dict, config: Path, study: str) -> list[tuple[int, str]]:
     """The study as the head's own shell sees it: `optuna trials` on $LITESEARCH_STORAGE."""
     done = _ray(env, "exec", str(config),
@@ -211,9 +225,9 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
 
         start = time.monotonic()
         job_env = {**env, "RAY_ADDRESS": f"http://127.0.0.1:{port}"}
-        job = _ray(job_env, "job", "submit", "--working-dir", ".", "--",
-                   "python", "tune_jobs/search.py", "--config", "configs/ci.yaml",
-                   "--output", "runs/ci", "--study", study, timeout=900)
+        job = _submit_when_the_agent_is_up(
+            job_env, "--working-dir", ".", "--", "python", "tune_jobs/search.py", "--config",
+            "configs/ci.yaml", "--output", "runs/ci", "--study", study)
         timings["search job"] = time.monotonic() - start
         assert "succeeded" in job.stdout + job.stderr
         assert "postgresql+psycopg2://litesearch:***@" in job.stdout  # the head's study, masked
