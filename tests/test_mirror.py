@@ -148,3 +148,39 @@ def test_with_one_candidate_the_duplicate_is_trained_after_the_redraws(tmp_path)
                                       "outcome": "trained"})
     no_dedupe.suggest("B")
     assert len(no_dedupe._ot_study.trials) == 2
+
+
+def test_an_ask_cut_off_by_a_database_outage_is_adopted_not_made_twice(tmp_path,
+                                                                        monkeypatch) -> None:
+    """`study.ask()` whose insert committed but whose answer was lost (the database stopped
+    in between: seen in the 60 s outage test, which then ended with 9 trials for 8 samples,
+    one RUNNING for ever): the next suggestion adopts that trial instead of asking again."""
+    import sqlalchemy.exc
+
+    from tune_jobs.internals import searcher_study
+    from tune_jobs.study import writes
+
+    monkeypatch.setattr(writes, "RETRY_S", 0.0)
+    cfg = load_config("ci.yaml")
+    record = RecordContext(("score",), cfg.scheduler.max_epochs, cfg.space, 6)
+    searcher = MirroredOptunaSearch(
+        space=define_by_run(cfg.space, 6), metric="score", mode="min",
+        storage=open_storage(f"sqlite:///{tmp_path / 's.db'}"), study_name="cut",
+        record=record, run_id="run-1", num_samples=2)
+    storage = searcher_study(searcher)._storage
+    create = storage.create_new_trial
+
+    def committed_then_cut_off(*args, **kwargs):
+        create(*args, **kwargs)
+        raise sqlalchemy.exc.OperationalError("SELECT ...", {}, ConnectionError("server closed"))
+
+    monkeypatch.setattr(storage, "create_new_trial", committed_then_cut_off)
+    assert searcher.suggest("A") is None  # the database "went away" during the ask
+    monkeypatch.setattr(storage, "create_new_trial", create)
+    assert isinstance(searcher.suggest("A"), dict)
+    assert isinstance(searcher.suggest("B"), dict)
+    assert searcher.suggest("C") == "FINISHED"  # two samples, two trials
+    trials = optuna.load_study(study_name="cut", storage=open_storage(
+        f"sqlite:///{tmp_path / 's.db'}")).get_trials()
+    assert len(trials) == 2
+    assert all(t.params and t.user_attrs.get("run") == "run-1" for t in trials)

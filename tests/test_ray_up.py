@@ -148,8 +148,13 @@ def _cluster_config(local: Path, path: Path) -> Path:
     config["head_setup_commands"] = [
         c.replace("/mnt/shared/litesearch", "~/litesearch-results")
         for c in config["head_setup_commands"]]
+    # Two CPUs for the trials (the shipped head has none: trials go to GPU workers), and a free
+    # port for the head's dashboard agent: Ray's default (52365) may be held by another Ray on
+    # this machine (the session's test cluster), and without its agent the head refuses jobs
+    # ("No available agent to submit job"), seen in CI.
     config["head_start_ray_commands"] = [
-        c.replace("--num-cpus=0", "--num-cpus=2") for c in config["head_start_ray_commands"]]
+        c.replace("--num-cpus=0", f"--num-cpus=2 --dashboard-agent-listen-port={_free_port()}")
+        for c in config["head_start_ray_commands"]]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -169,9 +174,9 @@ def _ray(env: dict, *args: str, timeout: float = 900) -> subprocess.CompletedPro
 
 
 def _submit_when_the_agent_is_up(env: dict, *args: str) -> subprocess.CompletedProcess:
-    """`ray job submit ARGS`. Right after `ray up` the head's job agent may not be up yet:
-    Ray answers 500 "No available agent to submit job, please try again later" (seen in CI),
-    and a user tries again; so does this, for up to a minute."""
+    """`ray job submit ARGS`. Right after `ray up` the head's job agent may still be starting:
+    Ray answers 500 "No available agent to submit job, please try again later", and a user
+    tries again; so does this, for up to a minute."""
     for attempt in range(12):
         try:
             return _ray(env, "job", "submit", *args, timeout=900)
