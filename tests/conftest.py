@@ -4,6 +4,7 @@ cores; anything needing PostgreSQL reads the URL that `.ci/run` exports."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,17 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def free_ports(n: int = 1) -> list[int]:
+    """n distinct ports free on 127.0.0.1 now (all bound at once, so never the same twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def _origin_checkout(repo: Path) -> Path | None:

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,18 +26,12 @@ import optuna
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, free_ports
 
 pytestmark = pytest.mark.slow
 
 IDLE_TIMEOUT_MIN = 0.25  # cluster.yaml says 10: the test waits 15 s, not 10 minutes
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fake_cluster_config(gcs_address: str) -> dict:
@@ -68,14 +61,11 @@ def fake_cluster_config(gcs_address: str) -> dict:
         "worker_start_ray_commands": []}
 
 
-def _alive_nodes(gcs) -> dict[str, dict]:
-    """node id (hex) -> {head, GPU} of the nodes alive now, from the GCS."""
-    alive = {}
-    for node_id, info in gcs.get_all_node_info().items():
-        if info.state == 0:  # GcsNodeInfo.ALIVE
-            alive[node_id.hex()] = {"head": info.is_head_node,
-                                    "GPU": info.resources_total.get("GPU", 0.0)}
-    return alive
+def _alive_nodes(gcs) -> dict[str, bool]:
+    """node id (hex) -> whether it is the head, for the nodes alive now (from the GCS)."""
+    return {node_id.hex(): info.is_head_node
+            for node_id, info in gcs.get_all_node_info().items()
+            if info.state == 0}  # GcsNodeInfo.ALIVE
 
 
 def _kill_processes_of(port: int) -> None:
@@ -101,7 +91,7 @@ def autoscaling_cluster(tmp_path, monkeypatch):
     # `ray start` turns token auth on by default; this throw-away cluster on one machine
     # leaves it off (the cluster configs keep it on: tests/test_ray_up.py)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    port = _free_port()
+    (port,) = free_ports()
     address = f"{get_node_ip_address()}:{port}"
     cluster = fake_cluster_config(address)
     config = tmp_path / "fake_cluster.yaml"
@@ -143,7 +133,7 @@ def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscali
                                                                        tmp_path) -> None:
     address, gcs = autoscaling_cluster
     nodes = _alive_nodes(gcs)
-    assert len(nodes) == 1 and next(iter(nodes.values()))["head"]  # zero workers at start
+    assert len(nodes) == 1 and next(iter(nodes.values()))  # the head, zero workers at start
     head_id = next(iter(nodes))
 
     timeline: list[tuple[float, int]] = []  # (seconds since submit, alive GPU workers)
@@ -154,7 +144,7 @@ def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscali
     def watch() -> None:
         while not stop.is_set():
             alive = _alive_nodes(gcs)
-            workers = [n for n, info in alive.items() if not info["head"]]
+            workers = [n for n, head in alive.items() if not head]
             seen_workers.update(workers)
             timeline.append((time.monotonic() - start, len(workers)))
             stop.wait(1.0)

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import REPO
+from conftest import REPO, free_ports
 from tune_jobs.internals import validate_cluster_config
 from tune_jobs.study.storage import open_storage
 
@@ -168,16 +167,6 @@ def test_a_broken_cluster_edit_fails_validation() -> None:
 # ------------------------------------------------------------------- a real two-node cluster
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class LocalCluster:
     """`ray start --head` and `ray start --address` as a user would type them, each with
     `--block` so that stopping the process stops that node (never `ray stop`, which would stop
@@ -186,7 +175,7 @@ class LocalCluster:
     def __init__(self, tmp: Path, env: dict[str, str]) -> None:
         self.env, self.tmp, self.procs = env, tmp, []
         (self.gcs, self.dashboard, self.head_metrics, self.worker_metrics,
-         *self.agent_ports) = _free_ports(10)
+         *self.agent_ports) = free_ports(10)
 
     def _node_ports(self, i: int) -> list[str]:
         listen, grpc, runtime_env = self.agent_ports[3 * i: 3 * i + 3]
@@ -328,7 +317,7 @@ def test_search_submitted_as_a_job_to_a_two_node_cluster(two_node_cluster, tmp_p
 def _dashboard_trials(url: str, study_name: str) -> list[dict]:
     """Start tune_jobs/dashboard.py (optuna-dashboard) on `url` and read a study's trials
     through its HTTP API, as the web page does."""
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     server = subprocess.Popen(
         [sys.executable, str(REPO / "tune_jobs" / "dashboard.py"), "--storage", url,
          "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

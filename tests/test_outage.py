@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import REPO
+from conftest import REPO, free_ports
 from tune_jobs.outcome import trained
 from tune_jobs.study.storage import open_storage
 
@@ -43,9 +42,7 @@ class PrivatePostgres:
         root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(root, "postgres")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        (self.port,) = free_ports(1)
         password = secrets.token_hex(8)
         self._pg("initdb", "-D", str(root / "data"), "-U", "postgres", "--auth-local=trust",
                  "--auth-host=scram-sha-256")

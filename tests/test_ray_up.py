@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, free_ports
 
 USER = "litesearch-node"
 HEAD_IP = "127.0.0.2"  # Linux routes all of 127/8 to lo: a second address, no setup needed
@@ -58,12 +58,6 @@ def _install_packages() -> None:
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=300)
     subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env,
                    timeout=600, stdout=subprocess.DEVNULL)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(host: str, port: int, seconds: float = 30) -> None:
@@ -153,7 +147,7 @@ def _cluster_config(local: Path, path: Path) -> Path:
     # this machine (the session's test cluster), and without its agent the head refuses jobs
     # ("No available agent to submit job"), seen in CI.
     config["head_start_ray_commands"] = [
-        c.replace("--num-cpus=0", f"--num-cpus=2 --dashboard-agent-listen-port={_free_port()}")
+        c.replace("--num-cpus=0", f"--num-cpus=2 --dashboard-agent-listen-port={free_ports()[0]}")
         for c in config["head_start_ray_commands"]]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -216,7 +210,7 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
     status = _ray(env, "exec", str(config), "ray status", timeout=120)
     assert "2.0 CPU" in status.stdout  # the login shell speaks token auth, as typed
 
-    port = _free_port()
+    (port,) = free_ports()
     forward = subprocess.Popen([RAY, "dashboard", str(config), "--port", str(port)],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)

@@ -182,6 +182,7 @@ class MirroredOptunaSearch(OptunaSearch):
         self._reported: dict[str, set[int]] = defaultdict(set)
         self._curves = CurveLog()
         self._orphans: list[int] = []
+        self._lost_ask_since: float | None = None  # when an ask the database cut off began
         self._writes = WriteQueue()
         register(self)
 
@@ -233,9 +234,6 @@ class MirroredOptunaSearch(OptunaSearch):
             asked = searcher_trials(self).pop(trial_id, None)
             if asked is not None:  # in the study already: the next suggestion adopts it
                 self._orphans.insert(0, storage_id(asked))
-            elif getattr(self, "_asking_since", None) is not None:
-                self._lost_ask_since = self._asking_since  # study.ask() itself was cut off
-            self._asking_since = None
             return None
         self._writes.came_back()
         return config
@@ -261,9 +259,12 @@ class MirroredOptunaSearch(OptunaSearch):
             elif self._num_samples is not None and self._asked >= self._num_samples:
                 return Searcher.FINISHED  # the run's trials are all in the study already
             else:
-                self._asking_since = time.time()  # the study's clock: datetime_start
-                trials[trial_id] = study.ask()
-                self._asking_since = None
+                asked_at = time.time()  # the study's clock: datetime_start
+                try:
+                    trials[trial_id] = study.ask()
+                except DB_DOWN:
+                    self._lost_ask_since = asked_at  # its insert may have committed
+                    raise
                 self._asked += 1
             trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
         return super().suggest(trial_id)
