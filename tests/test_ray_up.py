@@ -5,8 +5,10 @@ points at it. `ray up -y` syncs the tree, runs the real setup (the project insta
 ~/venv as the README says, PostgreSQL from Debian's packages by `head_postgres.sh`, without
 systemd here), starts Ray from the config's own start command; a search is submitted with
 `ray job submit` through `ray dashboard`'s port forward and writes its study to the head's
-PostgreSQL; `ray exec` reads the study back; a second `ray up` keeps it; `ray down` stops the
-head's Ray.
+PostgreSQL; `ray exec` reads the study back; Chromium (Debian's, headless) opens the job's page
+on Ray's dashboard, token typed in as a user does, and optuna-dashboard's page of the study,
+both served by the head, and finds the job and every trial there (screenshots in the test's
+folder); a second `ray up` keeps the study; `ray down` stops the head's Ray.
 
 The head here is given two CPUs for the trials (`local.yaml` gives it none: its trials go to
 GPU workers). No worker node: a second "machine" on this host would share the head's process
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,11 +34,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+import browser
 from conftest import REPO, free_ports
 
 USER = "litesearch-node"
 HEAD_IP = "127.0.0.2"  # Linux routes all of 127/8 to lo: a second address, no setup needed
-PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/rsync": "rsync", "/usr/bin/sudo": "sudo"}
+PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/rsync": "rsync", "/usr/bin/sudo": "sudo",
+            browser.CHROMIUM: "chromium", browser.CHROMEDRIVER: "chromium-driver"}
 RAY = str(Path(sys.executable).with_name("ray"))
 
 pytestmark = pytest.mark.slow
@@ -181,13 +186,48 @@ def _submit_when_the_agent_is_up(env: dict, *args: str) -> subprocess.CompletedP
     raise AssertionError("unreachable")
 
 
-def _study_on_head(env: dict, config: Path, study: str) -> list[tuple[int, str]]:
-    """The study as the head's own shell sees it: `optuna trials` on $LITESEARCH_STORAGE."""
+def _study_on_head(env: dict, config: Path, study: str) -> list[tuple[int, str, str]]:
+    """The study as the head's own shell sees it: `optuna trials` on $LITESEARCH_STORAGE.
+    Each trial as (number, state, Tune's trial name, as in the trial table)."""
     done = _ray(env, "exec", str(config),
                 f'optuna trials --study-name {study} --storage "$LITESEARCH_STORAGE" -f json',
                 timeout=300)
     rows = next(line for line in done.stdout.splitlines() if line.startswith("["))
-    return sorted((t["number"], t["state"]) for t in json.loads(rows))
+    trials = []
+    for t in json.loads(rows):
+        # trial_dir: .../train_candidate_bf3ae99e_1_<params>_<date>; the table says
+        # train_candidate_bf3ae99e
+        name = re.match(r"(\w+?_[0-9a-f]{8})_\d+_", Path(t["user_attrs"]["trial_dir"]).name)
+        trials.append((t["number"], t["state"], name.group(1) if name else ""))
+    return sorted(trials)
+
+
+def _look_at_the_dashboards(env: dict, config: Path, dashboard: str, token: str, study: str,
+                            trials: list[tuple[int, str, str]], folder: Path) -> None:
+    """What a user looks at in a browser: Ray's dashboard (through `ray dashboard`'s forward)
+    on the finished job's page, and optuna-dashboard started on the head with `ray exec`.
+    Screenshots in `folder`."""
+    with browser.chromium(folder / "chromium-profile") as driver:
+        browser.ray_job_page(driver, dashboard, study, token, "train_candidate_",
+                             [name for _, _, name in trials], folder / "ray-job.png")
+        # The README forwards optuna-dashboard's port with `ray exec ... --port-forward 8081`,
+        # the same number at both ends; here the "head" is this host, where that forward
+        # could only bind the port the dashboard holds: the page is read at the head's
+        # localhost directly.
+        (port,) = free_ports()
+        served = subprocess.Popen(
+            [RAY, "exec", str(config), f"cd ~/litesearch && python tune_jobs/dashboard.py "
+             f"--port {port}"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            _wait_for_port("127.0.0.1", port, seconds=120)
+            browser.optuna_study_trials(
+                driver, f"http://127.0.0.1:{port}", study,
+                {number: state.capitalize() for number, state, _ in trials}, folder)
+        finally:
+            os.killpg(served.pid, signal.SIGTERM)
+            served.wait(timeout=30)
+            subprocess.run(["pkill", "-u", USER, "-f", "tune_jobs/dashboard.py"])
 
 
 @pytest.mark.timeout(1800)
@@ -225,12 +265,24 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
         start = time.monotonic()
         job_env = {**env, "RAY_ADDRESS": f"http://127.0.0.1:{port}"}
         job = _submit_when_the_agent_is_up(
-            job_env, "--working-dir", ".", "--", "python", "tune_jobs/search.py", "--config",
-            "configs/ci.yaml", "--output", "runs/ci", "--study", study)
+            job_env, "--working-dir", ".", "--submission-id", study, "--", "python",
+            "tune_jobs/search.py", "--config", "configs/ci.yaml", "--output", "runs/ci",
+            "--study", study)
         timings["search job"] = time.monotonic() - start
         assert "succeeded" in job.stdout + job.stderr
         assert "postgresql+psycopg2://litesearch:***@" in job.stdout  # the head's study, masked
         assert password not in job.stdout + job.stderr
+
+        trials = _study_on_head(env, config, study)
+        assert [n for n, _, _ in trials] == list(range(6))
+        assert {state for _, state, _ in trials} <= {"COMPLETE", "PRUNED"}
+        assert any(state == "COMPLETE" for _, state, _ in trials)
+        assert all(name.startswith("train_candidate_") for _, _, name in trials), trials
+
+        start = time.monotonic()
+        _look_at_the_dashboards(env, config, f"http://127.0.0.1:{port}", token, study, trials,
+                                tmp_path)
+        timings["browser"] = time.monotonic() - start
     finally:
         os.killpg(forward.pid, signal.SIGTERM)
         forward.wait(timeout=30)
@@ -239,11 +291,6 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
     grafana = node / "tmp" / "ray" / "session_latest" / "metrics" / "grafana"
     assert (grafana / "dashboards" / "litesearch_grafana_dashboard.json").is_file()
     assert (grafana / "grafana.ini").is_file()
-
-    trials = _study_on_head(env, config, study)
-    assert [n for n, _ in trials] == list(range(6))
-    assert {state for _, state in trials} <= {"COMPLETE", "PRUNED"}
-    assert any(state == "COMPLETE" for _, state in trials)
 
     start = time.monotonic()
     again = _ray(env, "up", "-y", str(config))
