@@ -15,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -99,8 +102,10 @@ def autoscaling_cluster(tmp_path, monkeypatch):
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
     head_cpus = int(cluster["available_node_types"]["ray.head.default"]["resources"]["CPU"])
     log = open(tmp_path / "head.log", "w")  # noqa: SIM115 (the head's output while it runs)
+    # its own session folder (the autoscaler's log is read back), short: Unix socket paths are
+    temp = Path(tempfile.mkdtemp(prefix="ras"))
     head = subprocess.Popen(
-        [RAY, "start", "--head", f"--port={port}", "--disable-usage-stats",
+        [RAY, "start", "--head", f"--port={port}", "--disable-usage-stats", f"--temp-dir={temp}",
          f"--num-cpus={head_cpus}", "--num-gpus=0", "--include-dashboard=false",
          f"--autoscaling-config={config}", "--block"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -118,20 +123,30 @@ def autoscaling_cluster(tmp_path, monkeypatch):
             time.sleep(1)
         else:
             pytest.fail(f"the head did not come up: {(tmp_path / 'head.log').read_text()[-3000:]}")
-        yield address, gcs
+        yield address, gcs, temp / "session_latest" / "logs"
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
+        try:  # `ray start --block` stops its processes one by one (30 s and more seen):
+            head.wait(timeout=10)  # nothing of this throw-away cluster needs keeping
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         _kill_processes_of(port)
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _launches(logs: Path) -> list[str]:
+    """The autoscaler's decisions to add nodes (its monitor log), for a surprising count."""
+    lines = []
+    for path in logs.glob("monitor*"):
+        lines += [line.strip() for line in path.read_text(errors="replace").splitlines()
+                  if "Adding" in line or "launch" in line.lower()]
+    return lines
 
 
 def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscaling_cluster,
                                                                        tmp_path) -> None:
-    address, gcs = autoscaling_cluster
+    address, gcs, logs = autoscaling_cluster
     nodes = _alive_nodes(gcs)
     assert len(nodes) == 1 and next(iter(nodes.values()))  # the head, zero workers at start
     head_id = next(iter(nodes))
@@ -179,7 +194,11 @@ def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscali
     # Four trials of 0.25 GPU fit one GPU worker, and one is what the autoscaler starts here;
     # once in CI (loaded machine) it started a second while the first was registering, so the
     # bound is two, never one per trial (max_concurrent 4 would be four)
-    assert 1 <= max(counts) <= 2, timeline
+    launches = _launches(logs)
+    assert launches, "the autoscaler's log names no launch"
+    assert 1 <= max(counts) <= 2, (timeline, launches)
+    if max(counts) == 2:  # seen once in CI, not understood: say why the autoscaler did it
+        warnings.warn(f"the autoscaler started 2 GPU workers: {launches}", stacklevel=1)
 
     study = optuna.load_study(study_name="autoscale",
                               storage=f"sqlite:///{output / 'study.db'}")

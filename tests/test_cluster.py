@@ -67,7 +67,8 @@ def _fake_ray(tmp_path: Path) -> Path:
     bin_dir.mkdir(parents=True)
     ray = bin_dir / "ray"
     ray.write_text('#!/bin/bash\necho "$* | nofile=$(ulimit -n) auth=$RAY_AUTH_MODE '
-                   'storage=${LITESEARCH_STORAGE:-}" >> "$HOME/ray.log"\n')
+                   'storage=${LITESEARCH_STORAGE:-} v2=${RAY_enable_autoscaler_v2:-}" '
+                   '>> "$HOME/ray.log"\n')
     ray.chmod(0o755)
     return tmp_path / "venv"
 
@@ -85,12 +86,14 @@ def test_node_script_starts_ray_under_a_low_hard_limit_with_token_auth(tmp_path)
     env.pop("RAY_TMPDIR", None)
     for command in ("start-head --num-cpus=0", "start-worker --object-manager-port=8076"):
         low = "ulimit -Sn 1024 && ulimit -Hn 4096"
-        subprocess.run(["bash", "-c", f"{low} && bash {script} {command}"], env=env, check=True,
-                       timeout=30)
+        # as `ray up` runs it (Ray >= 2.50 asks for autoscaler v2)
+        subprocess.run(["bash", "-c", f"{low} && export RAY_enable_autoscaler_v2=1 && "
+                        f"bash {script} {command}"], env=env, check=True, timeout=30)
     stop_head, head, stop_worker, worker = (tmp_path / "ray.log").read_text().splitlines()
     assert stop_head.startswith("stop") and stop_worker.startswith("stop")
     assert head.startswith("start --head --port=6379 --dashboard-host=127.0.0.1")
     assert "--num-cpus=0 |" in head and "storage=postgresql://u@h/db" in head
+    assert "v2=0" in head  # the autoscaler v1: v2 never sets a local worker up (test_ray_up)
     assert worker.startswith("start --address=10.0.0.5:6379")
     assert "--object-manager-port=8076 |" in worker and "storage= " not in head
     for line in (head, worker):

@@ -1,22 +1,26 @@
-"""`ray up` for real, as a user runs it: an SSH server (Debian's openssh-server) on a loopback
-address stands for the head machine, a fresh user with passwordless sudo (what a cloud image's
-`ubuntu` user has) logs in with a generated key, and a copy of `configs/cluster/local.yaml`
-points at it. `ray up -y` syncs the tree, runs the real setup (the project installed into
-~/venv as the README says, PostgreSQL from Debian's packages by `head_postgres.sh`, without
-systemd here), starts Ray from the config's own start command; a search is submitted with
-`ray job submit` through `ray dashboard`'s port forward and writes its study to the head's
-PostgreSQL; `ray exec` reads the study back; Chromium (Debian's, headless) opens the job's page
-on Ray's dashboard, token typed in as a user does, and optuna-dashboard's page of the study,
-both served by the head, and finds the job and every trial there (screenshots in the test's
-folder); a second `ray up` keeps the study; `ray down` stops the head's Ray.
+"""`ray up` for real, as a user runs it, on two machines made on this host. The head: an SSH
+server (Debian's openssh-server) on HEAD_IP, a fresh user with passwordless sudo (what a cloud
+image's `ubuntu` user has) logging in with a generated key. The worker: the same user behind its
+own sshd in a network namespace (WORKER_IP, a veth to the head, NAT to the package registries)
+with its own PID, mount and host-name namespaces and its own disk for the home, so its `ray
+stop` (every worker start begins with one) cannot touch the head. A copy of
+`configs/cluster/local.yaml` with its CHANGE lines filled in points at both.
 
-The head here is given two CPUs for the trials (`local.yaml` gives it none: its trials go to
-GPU workers). No worker node: a second "machine" on this host would share the head's process
-table, and its `ray stop` (every worker start command begins with one) would stop the head.
+`ray up -y` syncs the tree and runs the real setup on the head (the project installed into
+~/venv as the README says, PostgreSQL from Debian's packages by `head_postgres.sh`, without
+systemd here) and starts Ray from the config's own command (head with no CPU); the head's
+autoscaler then sets the worker up the same way and starts its Ray. A search submitted with
+`ray job submit` through `ray dashboard`'s port forward runs its trials on the worker and
+writes its study to the head's PostgreSQL; `ray exec` reads the study back; Chromium (Debian's,
+headless) opens the job's page on Ray's dashboard, token typed in as a user does, and
+optuna-dashboard's page of the study, and finds the job and every trial there (screenshots in
+the test's folder); a second `ray up` keeps the study; `ray down` stops the head's Ray, and the
+worker's follows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,6 +34,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -38,8 +43,12 @@ import browser
 from conftest import REPO, free_ports
 
 USER = "litesearch-node"
-HEAD_IP = "127.0.0.2"  # Linux routes all of 127/8 to lo: a second address, no setup needed
-PACKAGES = {"/usr/sbin/sshd": "openssh-server", "/usr/bin/rsync": "rsync", "/usr/bin/sudo": "sudo",
+HEAD_IP, WORKER_IP = "10.213.0.1", "10.213.0.2"  # the private network the test makes
+NETNS, VETH = "litesearch-w", "lsveth0"  # the worker's network namespace, the veth to it
+WORKER_NAME = "litesearch-worker"  # the worker's host name (what trials record as `node`)
+PACKAGES = {"/usr/sbin/ip": "iproute2", "/usr/sbin/nft": "nftables",
+            "/usr/sbin/sshd": "openssh-server",
+            "/usr/bin/rsync": "rsync", "/usr/bin/sudo": "sudo",
             browser.CHROMIUM: "chromium", browser.CHROMEDRIVER: "chromium-driver"}
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -76,20 +85,84 @@ def _wait_for_port(host: str, port: int, seconds: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {seconds} s")
 
 
+NAT_TABLE = "litesearch_rayup"  # nftables table of the worker's way out
+
+
+def _private_network() -> str:
+    """The cluster's private network: a veth pair between this host (the head, HEAD_IP) and a
+    network namespace (the worker, WORKER_IP), the head its default route. The worker reaches
+    the package registries (its setup's pip install) through the head, masqueraded: a private
+    subnet's NAT gateway. Returns the host's ip_forward setting, to restore."""
+    _delete_private_network()  # a crashed earlier run
+    net = HEAD_IP.rsplit(".", 1)[0]
+    for command in (f"netns add {NETNS}", f"link add {VETH} type veth peer name {VETH}w",
+                    f"link set {VETH}w netns {NETNS}", f"addr add {HEAD_IP}/24 dev {VETH}",
+                    f"link set {VETH} up",
+                    f"-n {NETNS} addr add {WORKER_IP}/24 dev {VETH}w",
+                    f"-n {NETNS} link set {VETH}w up", f"-n {NETNS} link set lo up",
+                    f"-n {NETNS} route add default via {HEAD_IP}"):
+        done = subprocess.run(["ip", *command.split()], capture_output=True, text=True)
+        assert done.returncode == 0, f"ip {command}: {done.stderr} (is {net}.0/24 in use?)"
+    forward = Path("/proc/sys/net/ipv4/ip_forward")
+    before = forward.read_text().strip()
+    forward.write_text("1")
+    rules = "\n".join([f"table ip {NAT_TABLE} {{", "  chain postrouting {",
+                       "    type nat hook postrouting priority srcnat; policy accept;",
+                       f'    ip saddr {net}.0/24 oifname != "{VETH}" masquerade', "  }", "}", ""])
+    done = subprocess.run(["nft", "-f", "-"], input=rules, capture_output=True, text=True)
+    if done.returncode:
+        _delete_private_network(before)
+        raise AssertionError(f"nft: {done.stderr}")
+    return before
+
+
+def _delete_private_network(ip_forward: str | None = None) -> None:
+    subprocess.run(["ip", "netns", "delete", NETNS], capture_output=True)  # takes the veth
+    subprocess.run(["ip", "link", "delete", VETH], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "ip", NAT_TABLE], capture_output=True)
+    if ip_forward is not None:
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(ip_forward)
+
+
+def _sshd_config(folder: Path, listen: str, host_key: Path) -> Path:
+    config = folder / f"sshd_{listen}.conf"
+    config.write_text("\n".join([
+        f"ListenAddress {listen}", "Port 22", f"HostKey {host_key}",
+        f"PidFile {folder / f'sshd_{listen}.pid'}", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "UsePAM no",
+        f"AllowUsers {USER}", "MaxStartups 100", "MaxSessions 100", ""]))
+    return config
+
+
+def _home(home: Path, public_key: Path) -> None:
+    """What a fresh machine's user has: an authorized key, and a .bashrc that keeps Ray's
+    session files in the home (apart from any Ray this test process runs under /tmp/ray)."""
+    (home / ".ssh").mkdir(mode=0o700)
+    shutil.copy(public_key, home / ".ssh" / "authorized_keys")
+    with open(home / ".bashrc", "a") as f:
+        f.write(f"export TMPDIR={home}/tmp\n")
+    (home / "tmp").mkdir()
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(home)], check=True)
+
+
 @pytest.fixture(scope="module")
-def head_machine(tmp_path_factory):
-    """The head: `USER` (home in a temp folder, sudo without password, key-only login) behind
-    sshd on HEAD_IP:22. Yields (local HOME with the key and Ray token, node HOME)."""
+def machines(tmp_path_factory):
+    """Two machines on one host. The head: `USER` (home in a temp folder, sudo without
+    password, key-only login) behind sshd on HEAD_IP:22. The worker: the same user (a cluster's
+    machines share their login), behind an sshd in its own network, PID, mount and host-name
+    namespaces on WORKER_IP:22, its home the same path over its own disk (a bind mount), its
+    own /dev/shm; so its `ray stop` sees only its processes. A folder both see at one path
+    stands for the NFS share of trial results. Yields (local HOME with the key and Ray token,
+    node HOME, the worker's disk for it, the shared folder, env)."""
     _root_or_skip()
-    with socket.socket() as s:
-        if s.connect_ex((HEAD_IP, 22)) == 0:
-            pytest.fail(f"{HEAD_IP}:22 is taken: stop the SSH server listening there")
     _install_packages()
     root = tmp_path_factory.mktemp("rayup")
     local, sshd_dir = root / "local", root / "sshd"
-    # The node's home outside pytest's folders (mode 700: that user could not enter them).
+    # The homes outside pytest's folders (mode 700: that user could not enter them).
     node = Path(tempfile.mkdtemp(prefix="litesearch-node-"))
     node.rmdir()  # useradd -m makes it
+    worker_disk = Path(tempfile.mkdtemp(prefix="litesearch-worker-"))
+    shared = Path(tempfile.mkdtemp(prefix="litesearch-shared-"))
     for folder in (local / ".ssh", sshd_dir):
         folder.mkdir(parents=True)
     subprocess.run(["userdel", "-r", USER], capture_output=True)  # a crashed earlier run
@@ -98,61 +171,67 @@ def head_machine(tmp_path_factory):
     sudoers = Path(f"/etc/sudoers.d/{USER}")
     sudoers.write_text(f"{USER} ALL=(ALL) NOPASSWD:ALL\n")
     sudoers.chmod(0o440)
-    key = local / ".ssh" / "id_ed25519"
-    for path in (key, sshd_dir / "host_key"):
+    key, host_key = local / ".ssh" / "id_ed25519", sshd_dir / "host_key"
+    for path in (key, host_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
                        check=True)
-    (node / ".ssh").mkdir(mode=0o700)
-    shutil.copy(key.with_suffix(".pub"), node / ".ssh" / "authorized_keys")
-    # The machine's own environment, not litesearch's: its Ray keeps its session files in the
-    # user's home, apart from any Ray this test process runs under /tmp/ray.
-    with open(node / ".bashrc", "a") as f:
-        f.write(f"export TMPDIR={node}/tmp\n")
-    (node / "tmp").mkdir()
-    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(node)], check=True)
-    config = sshd_dir / "sshd_config"
-    config.write_text("\n".join([
-        f"ListenAddress {HEAD_IP}", "Port 22", f"HostKey {sshd_dir / 'host_key'}",
-        f"PidFile {sshd_dir / 'sshd.pid'}", "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no", "PubkeyAuthentication yes", "UsePAM no",
-        f"AllowUsers {USER}", "MaxStartups 100", "MaxSessions 100", ""]))
+    for home in (node, worker_disk):
+        _home(home, key.with_suffix(".pub"))
+    subprocess.run(["chown", f"{USER}:{USER}", str(shared)], check=True)
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
-    sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-f", str(config), "-E",
-                             str(sshd_dir / "log")])
-    env = {**os.environ, "HOME": str(local), "RAY_AUTH_MODE": "token"}
-    subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True,
-                   capture_output=True)
+    ip_forward = _private_network()
+    sshds: list[subprocess.Popen] = []
     try:
+        sshds.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-f",
+                                       str(_sshd_config(sshd_dir, HEAD_IP, host_key)),
+                                       "-E", str(sshd_dir / "head.log")]))
+        worker_sshd = (f"mount --bind {worker_disk} {node} && mount -t tmpfs tmpfs /dev/shm "
+                       f"&& hostname {WORKER_NAME} && exec /usr/sbin/sshd -D -f "
+                       f"{_sshd_config(sshd_dir, WORKER_IP, host_key)} "
+                       f"-E {sshd_dir / 'worker.log'}")
+        # --kill-child: when unshare goes, so does the namespace's first process, and with it
+        # every process in there
+        sshds.append(subprocess.Popen(
+            ["ip", "netns", "exec", NETNS, "unshare", "--pid", "--fork", "--mount-proc",
+             "--uts", "--kill-child", "sh", "-c", worker_sshd]))
+        env = {**os.environ, "HOME": str(local), "RAY_AUTH_MODE": "token"}
+        subprocess.run([RAY, "get-auth-token", "--generate"], env=env, check=True,
+                       capture_output=True)
         _wait_for_port(HEAD_IP, 22)
-        yield local, node, env
+        _wait_for_port(WORKER_IP, 22)
+        yield local, node, worker_disk, shared, env
     finally:
-        sshd.send_signal(signal.SIGTERM)
-        sshd.wait(timeout=30)
+        for sshd in sshds:  # (unshare ignores SIGTERM while it waits for its child)
+            sshd.kill()
+            sshd.wait(timeout=30)
         subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
         time.sleep(1)
+        _delete_private_network(ip_forward)
         subprocess.run(["userdel", "-r", USER], capture_output=True)
-        shutil.rmtree(node, ignore_errors=True)
+        for folder in (node, worker_disk, shared):
+            shutil.rmtree(folder, ignore_errors=True)
         sudoers.unlink(missing_ok=True)
         for version in sorted(p.name for p in Path("/etc/postgresql").glob("*")):
             subprocess.run(["pg_ctlcluster", version, "main", "stop"], capture_output=True,
                            timeout=60)
 
 
-def _cluster_config(local: Path, path: Path) -> Path:
-    """configs/cluster/local.yaml with its CHANGE lines filled in for this host; everything
-    else (file mounts, setup and start commands) as shipped."""
+def _cluster_config(local: Path, shared: Path, path: Path) -> Path:
+    """configs/cluster/local.yaml with its CHANGE lines filled in for these two machines;
+    everything else (file mounts, setup and start commands, a head with no CPU) as shipped."""
     config = yaml.safe_load((REPO / "configs" / "cluster" / "local.yaml").read_text())
-    config["provider"].update(head_ip=HEAD_IP, worker_ips=[])
+    config["provider"].update(head_ip=HEAD_IP, worker_ips=[WORKER_IP])
     config["auth"] = {"ssh_user": USER, "ssh_private_key": str(local / ".ssh" / "id_ed25519")}
-    config["head_setup_commands"] = [
-        c.replace("/mnt/shared/litesearch", "~/litesearch-results")
-        for c in config["head_setup_commands"]]
-    # Two CPUs for the trials (the shipped head has none: trials go to GPU workers), and a free
-    # port for the head's dashboard agent: Ray's default (52365) may be held by another Ray on
-    # this machine (the session's test cluster), and without its agent the head refuses jobs
-    # ("No available agent to submit job"), seen in CI.
+    config["head_setup_commands"] = [c.replace("/mnt/shared/litesearch", str(shared))
+                                     for c in config["head_setup_commands"]]
+    # The head "machine" is this host, which has other addresses too: Ray would pick the one
+    # of the default route, not the private network's. And a free port for the head's
+    # dashboard agent: Ray's default (52365) may be held by another Ray on this host (the
+    # session's test cluster), and without its agent the head refuses jobs ("No available
+    # agent to submit job"), seen in CI.
     config["head_start_ray_commands"] = [
-        c.replace("--num-cpus=0", f"--num-cpus=2 --dashboard-agent-listen-port={free_ports()[0]}")
+        c.replace("--num-cpus=0", f"--num-cpus=0 --node-ip-address={HEAD_IP} "
+                  f"--dashboard-agent-listen-port={free_ports()[0]}")
         for c in config["head_start_ray_commands"]]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -186,34 +265,69 @@ def _submit_when_the_agent_is_up(env: dict, *args: str) -> subprocess.CompletedP
     raise AssertionError("unreachable")
 
 
-def _study_on_head(env: dict, config: Path, study: str) -> list[tuple[int, str, str]]:
-    """The study as the head's own shell sees it: `optuna trials` on $LITESEARCH_STORAGE.
-    Each trial as (number, state, Tune's trial name, as in the trial table)."""
+class Trial(NamedTuple):
+    number: int
+    state: str  # COMPLETE, PRUNED, ...
+    name: str  # Tune's, as in its trial table: train_candidate_bf3ae99e
+    node: str  # the host name it trained on
+
+
+def _study_on_head(env: dict, config: Path, study: str) -> list[Trial]:
+    """The study as the head's own shell sees it: `optuna trials` on $LITESEARCH_STORAGE."""
     done = _ray(env, "exec", str(config),
                 f'optuna trials --study-name {study} --storage "$LITESEARCH_STORAGE" -f json',
                 timeout=300)
     rows = next(line for line in done.stdout.splitlines() if line.startswith("["))
     trials = []
     for t in json.loads(rows):
-        # trial_dir: .../train_candidate_bf3ae99e_1_<params>_<date>; the table says
-        # train_candidate_bf3ae99e
+        # trial_dir: .../train_candidate_bf3ae99e_1_<params>_<date>
         name = re.match(r"(\w+?_[0-9a-f]{8})_\d+_", Path(t["user_attrs"]["trial_dir"]).name)
-        trials.append((t["number"], t["state"], name.group(1) if name else ""))
+        trials.append(Trial(t["number"], t["state"], name.group(1) if name else "",
+                            t["user_attrs"].get("node", "")))
     return sorted(trials)
 
 
+def _ray_processes() -> dict[str, int]:
+    """USER's raylets on each machine: {"head": n, "worker": m} (the worker's are the ones in
+    its network namespace)."""
+    head_net = os.readlink("/proc/self/ns/net")
+    found = {"head": 0, "worker": 0}
+    pids = subprocess.run(["pgrep", "-u", USER, "-f", "raylet"], capture_output=True,
+                          text=True).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found["head" if os.readlink(f"/proc/{pid}/ns/net") == head_net else "worker"] += 1
+    return found
+
+
+def _wait_for_the_worker(env: dict, config: Path, node: Path, seconds: float = 900) -> str:
+    """The head's autoscaler sets the worker up after `ray up` returns (the same install), then
+    starts its Ray: `ray status` on the head once it counts the worker's CPUs (the head has
+    none), or the head's autoscaler log when that does not come."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _ray_processes()["worker"]:  # cheap: no SSH round trip until the raylet runs
+            status = _ray(env, "exec", str(config), "ray status", timeout=120).stdout
+            if f"{os.cpu_count()}.0 CPU" in status:
+                return status
+        time.sleep(3)
+    logs = node / "tmp" / "ray" / "session_latest" / "logs"
+    tail = "".join(p.read_text(errors="replace")[-4000:] for p in logs.glob("monitor.*"))
+    raise AssertionError(f"the worker did not join {seconds} s after `ray up`; the head's "
+                         f"autoscaler says:\n{tail}")
+
+
 def _look_at_the_dashboards(env: dict, config: Path, dashboard: str, token: str, study: str,
-                            trials: list[tuple[int, str, str]], folder: Path) -> None:
+                            trials: list[Trial], folder: Path) -> None:
     """What a user looks at in a browser: Ray's dashboard (through `ray dashboard`'s forward)
     on the finished job's page, and optuna-dashboard started on the head with `ray exec`.
     Screenshots in `folder`."""
     with browser.chromium(folder / "chromium-profile") as driver:
         browser.ray_job_page(driver, dashboard, study, token, "train_candidate_",
-                             [name for _, _, name in trials], folder / "ray-job.png")
+                             [t.name for t in trials], folder / "ray-job.png")
         # The README forwards optuna-dashboard's port with `ray exec ... --port-forward 8081`,
-        # the same number at both ends; here the "head" is this host, where that forward
-        # could only bind the port the dashboard holds: the page is read at the head's
-        # localhost directly.
+        # the same number at both ends; here the head is this host, where that forward could
+        # only bind the port the dashboard holds: the page is read at the head's localhost.
         (port,) = free_ports()
         served = subprocess.Popen(
             [RAY, "exec", str(config), f"cd ~/litesearch && python tune_jobs/dashboard.py "
@@ -223,18 +337,18 @@ def _look_at_the_dashboards(env: dict, config: Path, dashboard: str, token: str,
             _wait_for_port("127.0.0.1", port, seconds=120)
             browser.optuna_study_trials(
                 driver, f"http://127.0.0.1:{port}", study,
-                {number: state.capitalize() for number, state, _ in trials}, folder)
+                {t.number: t.state.capitalize() for t in trials}, folder)
         finally:
             os.killpg(served.pid, signal.SIGTERM)
             served.wait(timeout=30)
             subprocess.run(["pkill", "-u", USER, "-f", "tune_jobs/dashboard.py"])
 
 
-@pytest.mark.timeout(1800)
-def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
-    local, node, env = head_machine
+@pytest.mark.timeout(2400)
+def test_ray_up_worker_job_exec_dashboards_and_down(machines, tmp_path) -> None:
+    local, node, worker_disk, shared, env = machines
     env = {**env, "RAYUP_LOG_DIR": str(tmp_path)}
-    config = _cluster_config(local, tmp_path / "cluster.yaml")
+    config = _cluster_config(local, shared, tmp_path / "cluster.yaml")
     timings: dict[str, float] = {}
     study = f"rayup-{uuid.uuid4().hex[:8]}"  # the head's database outlives one test run
 
@@ -247,8 +361,13 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
     assert (secrets / "env").stat().st_mode & 0o777 == 0o600
     password = (secrets / "db_password").read_text().strip()
 
-    status = _ray(env, "exec", str(config), "ray status", timeout=120)
-    assert "2.0 CPU" in status.stdout  # the login shell speaks token auth, as typed
+    # `ray exec ... 'ray status'` as typed (the login shell speaks token auth) counts the
+    # worker's CPUs once it joined
+    start = time.monotonic()
+    _wait_for_the_worker(env, config, node)
+    timings["worker joined after ray up"] = time.monotonic() - start
+    assert (worker_disk / "venv" / "bin" / "ray").exists()  # its own install, on its disk
+    assert not (worker_disk / ".litesearch").exists()  # no database password on a worker
 
     (port,) = free_ports()
     forward = subprocess.Popen([RAY, "dashboard", str(config), "--port", str(port)],
@@ -274,10 +393,12 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
         assert password not in job.stdout + job.stderr
 
         trials = _study_on_head(env, config, study)
-        assert [n for n, _, _ in trials] == list(range(6))
-        assert {state for _, state, _ in trials} <= {"COMPLETE", "PRUNED"}
-        assert any(state == "COMPLETE" for _, state, _ in trials)
-        assert all(name.startswith("train_candidate_") for _, _, name in trials), trials
+        assert [t.number for t in trials] == list(range(6))
+        assert {t.state for t in trials} <= {"COMPLETE", "PRUNED"}
+        assert any(t.state == "COMPLETE" for t in trials)
+        assert all(t.name.startswith("train_candidate_") for t in trials), trials
+        assert {t.node for t in trials} == {WORKER_NAME}, trials  # none on the head
+        assert any(shared.rglob("result.json"))  # trial results on the shared folder
 
         start = time.monotonic()
         _look_at_the_dashboards(env, config, f"http://127.0.0.1:{port}", token, study, trials,
@@ -302,7 +423,12 @@ def test_ray_up_job_exec_dashboard_and_down(head_machine, tmp_path) -> None:
     start = time.monotonic()
     _ray(env, "down", "-y", str(config), timeout=300)
     timings["ray down"] = time.monotonic() - start
-    left = subprocess.run(["pgrep", "-u", USER, "-f", "raylet|gcs_server"],
-                          capture_output=True, text=True)
-    assert left.stdout == "", f"Ray processes left after `ray down`: {left.stdout}"
+    assert _ray_processes()["head"] == 0, "Ray still runs on the head after `ray down`"
+    # The local provider's `ray down` stops Ray on the head only; the worker's raylet exits
+    # once it has lost the head (Ray's GCS reconnect timeout, 60 s)
+    deadline = time.monotonic() + 90
+    while _ray_processes()["worker"] and time.monotonic() < deadline:
+        time.sleep(2)
+    timings["worker's Ray gone after ray down"] = time.monotonic() - start
+    assert _ray_processes()["worker"] == 0, "Ray still runs on the worker after `ray down`"
     print("ray up round trip:", {k: round(v, 1) for k, v in timings.items()})

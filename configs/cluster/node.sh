@@ -38,6 +38,10 @@ case "${1:-}" in
     shift
     raise_open_files
     export RAY_AUTH_MODE=token
+    # The autoscaler the tests run (v1). `ray up` (Ray >= 2.50) exports
+    # RAY_enable_autoscaler_v2=1 before this command; v2 with the local provider never sets
+    # a worker up (Ray 2.60, tests/test_ray_up.py: "Adding 1 node(s)" every 5 s, none started)
+    export RAY_enable_autoscaler_v2=0
     if [ -f "$HOME/.litesearch/env" ]; then set -a; . "$HOME/.litesearch/env"; set +a; fi
     "$venv/bin/ray" stop >/dev/null 2>&1 || true
     "$venv/bin/ray" start --head --port=6379 --dashboard-host=127.0.0.1 \
