@@ -102,7 +102,8 @@ def autoscaling_cluster(tmp_path, monkeypatch):
     env = {**os.environ, "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
     head_cpus = int(cluster["available_node_types"]["ray.head.default"]["resources"]["CPU"])
     log = open(tmp_path / "head.log", "w")  # noqa: SIM115 (the head's output while it runs)
-    # its own session folder (the autoscaler's log is read back), short: Unix socket paths are
+    # its own session folder, where the autoscaler's log is read back; a short path, as Unix
+    # socket paths under it must be
     temp = Path(tempfile.mkdtemp(prefix="ras"))
     head = subprocess.Popen(
         [RAY, "start", "--head", f"--port={port}", "--disable-usage-stats", f"--temp-dir={temp}",
