@@ -200,6 +200,8 @@ class MirroredOptunaSearch(OptunaSearch):
         super().restore(checkpoint_path)
         if not hasattr(self, "_writes"):  # a searcher state saved before the queue existed
             self._writes = WriteQueue()
+        if not hasattr(self, "_lost_ask_since"):  # ... or before cut-off asks were adopted
+            self._lost_ask_since = None
         register(self)
         self.flush_writes(force=True)  # what the interrupted run could not write
         trials = searcher_trials(self)
@@ -275,7 +277,7 @@ class MirroredOptunaSearch(OptunaSearch):
         drawn and no run tag, started after the ask began, is adopted by the next suggestion
         instead of staying RUNNING for ever beside a second one (seen once in the outage
         test's CI run: 9 trials for 8 samples)."""
-        since = getattr(self, "_lost_ask_since", None)
+        since = self._lost_ask_since
         if since is None:
             return
         owned = {storage_id(t) for t in searcher_trials(self).values()} | set(self._orphans)
