@@ -25,6 +25,15 @@ def free_ports(n: int = 1) -> list[int]:
     return ports
 
 
+def stop_debian_postgres() -> None:
+    """Stop every cluster of Debian's PostgreSQL package that a test started with
+    `pg_ctlcluster` (head_postgres.sh does, on a host without systemd)."""
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    for version in sorted(p.name for p in Path("/etc/postgresql").glob("*")):
+        subprocess.run([*prefix, "pg_ctlcluster", version, "main", "stop"], capture_output=True,
+                       timeout=60)
+
+
 def _origin_checkout(repo: Path) -> Path | None:
     """The local checkout this repo was cloned from (`git clone /work/main /tmp/x`), if any."""
     try:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from conftest import REPO, free_ports
+from conftest import REPO, free_ports, stop_debian_postgres
 from tune_jobs.internals import validate_cluster_config
 from tune_jobs.study.storage import open_storage
 
@@ -148,10 +148,7 @@ def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path)
         kept = optuna.load_study(study_name=name, storage=open_storage(url))
         assert [t.value for t in kept.get_trials()] == [1.0]
     finally:
-        for version in sorted(p.name for p in Path("/etc/postgresql").glob("*")):
-            prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
-            subprocess.run([*prefix, "pg_ctlcluster", version, "main", "stop"],
-                           capture_output=True, timeout=60)
+        stop_debian_postgres()
 
 
 def test_a_broken_cluster_edit_fails_validation() -> None:

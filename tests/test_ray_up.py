@@ -40,12 +40,13 @@ import pytest
 import yaml
 
 import browser
-from conftest import REPO, free_ports
+from conftest import REPO, free_ports, stop_debian_postgres
 
 USER = "litesearch-node"
 HEAD_IP, WORKER_IP = "10.213.0.1", "10.213.0.2"  # the private network the test makes
 NETNS, VETH = "litesearch-w", "lsveth0"  # the worker's network namespace, the veth to it
 WORKER_NAME = "litesearch-worker"  # the worker's host name (what trials record as `node`)
+NAT_TABLE = "litesearch_rayup"  # nftables table of the worker's way out
 PACKAGES = {"/usr/sbin/ip": "iproute2", "/usr/sbin/nft": "nftables",
             "/usr/sbin/sshd": "openssh-server",
             "/usr/bin/rsync": "rsync", "/usr/bin/sudo": "sudo",
@@ -83,9 +84,6 @@ def _wait_for_port(host: str, port: int, seconds: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f"nothing listens on {host}:{port} after {seconds} s")
-
-
-NAT_TABLE = "litesearch_rayup"  # nftables table of the worker's way out
 
 
 def _private_network() -> str:
@@ -211,9 +209,7 @@ def machines(tmp_path_factory):
         for folder in (node, worker_disk, shared):
             shutil.rmtree(folder, ignore_errors=True)
         sudoers.unlink(missing_ok=True)
-        for version in sorted(p.name for p in Path("/etc/postgresql").glob("*")):
-            subprocess.run(["pg_ctlcluster", version, "main", "stop"], capture_output=True,
-                           timeout=60)
+        stop_debian_postgres()  # head_postgres.sh started it
 
 
 def _cluster_config(local: Path, shared: Path, path: Path) -> Path:
