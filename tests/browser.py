@@ -8,6 +8,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 60  # a page's first render on a busy two-core machine
@@ -16,9 +24,6 @@ WAIT_S = 60  # a page's first render on a busy two-core machine
 @contextmanager
 def chromium(profile: Path) -> Iterator:
     """Headless Chromium with a fresh profile (no token remembered from an earlier run)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -33,16 +38,11 @@ def chromium(profile: Path) -> Iterator:
 
 
 def _page_text(driver) -> str:
-    from selenium.webdriver.common.by import By
-
     return driver.find_element(By.TAG_NAME, "body").text
 
 
 def _wait_for_text(driver, words: Iterable[str], what: str) -> str:
     """The page's text once it shows every word; on a timeout, the words missing and the text."""
-    from selenium.common.exceptions import TimeoutException
-    from selenium.webdriver.support.ui import WebDriverWait
-
     words = list(words)
     try:
         WebDriverWait(driver, WAIT_S).until(
@@ -61,11 +61,6 @@ def ray_job_page(driver, dashboard: str, submission_id: str, token: str,
     (Ray 2.60 shows an "Authentication Token Required" dialog over an empty page), then the
     page shows the job; the driver log, filtered by `log_keyword` in its Keyword box, must name
     every one of `names`. Returns the page's text."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
     driver.get(f"{dashboard}/#/jobs/{submission_id}")
     wait = WebDriverWait(driver, WAIT_S)
     _wait_for_text(driver, ["Authentication Token Required"], "Ray's token dialog")
@@ -89,10 +84,6 @@ def optuna_study_trials(driver, dashboard: str, study: str, trials: dict[int, st
     study's page; its Trials page lists every trial ("Trial N" and its state, e.g. {0:
     "Complete"}). Screenshots STUDY-study.png and STUDY-trials.png under `screenshots`.
     Returns the Trials page's text."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
     driver.get(f"{dashboard}/dashboard")
     link = WebDriverWait(driver, WAIT_S).until(
         ec.element_to_be_clickable((By.PARTIAL_LINK_TEXT, study)))
