@@ -12,7 +12,7 @@ import io
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,16 +176,30 @@ def latency_ratio(
             _timer(_torch_runner(m, size, 1), device)
             for m, size in zip((candidate, reference), sizes, strict=True)
         ]
-        for timed in timers:
-            for _ in range(warmup):
-                timed()
-        best: list[list[float]] = [[], []]
-        for r in range(rounds):
-            for which in ((0, 1) if r % 2 == 0 else (1, 0)):
-                best[which].append(min(timers[which]() for _ in range(per_round)))
-    ratio = statistics.median(c / f for c, f in zip(*best, strict=True))
-    return LatencyRatio(ratio=ratio, candidate_ms=statistics.median(best[0]),
-                        reference_ms=statistics.median(best[1]))
+        best = _interleaved(timers, warmup, rounds, per_round)
+    return _paired_ratio(best[0], best[1])
+
+
+def _interleaved(timers: Sequence[Callable[[], float]], warmup: int, rounds: int,
+                 per_round: int) -> list[list[float]]:
+    """Per timer, its fastest of `per_round` calls in each round; within a round the timers
+    run one after another, the order rotating between rounds."""
+    for timed in timers:
+        for _ in range(warmup):
+            timed()
+    best: list[list[float]] = [[] for _ in timers]
+    order = list(range(len(timers)))
+    for r in range(rounds):
+        shift = r % len(order)
+        for which in order[shift:] + order[:shift]:
+            best[which].append(min(timers[which]() for _ in range(per_round)))
+    return best
+
+
+def _paired_ratio(candidate: list[float], reference: list[float]) -> LatencyRatio:
+    ratio = statistics.median(c / f for c, f in zip(candidate, reference, strict=True))
+    return LatencyRatio(ratio=ratio, candidate_ms=statistics.median(candidate),
+                        reference_ms=statistics.median(reference))
 
 
 def export_onnx(model: nn.Module, input_size: int, path: str | Path, opset: int = 17) -> Path:
@@ -224,15 +238,37 @@ def measure_onnx_latency(
     warmup: int = 10,
     repeats: int = 50,
 ) -> Latency:
-    session = onnx_session(path, threads)
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(0).standard_normal((batch, 3, input_size, input_size))
-    feed = {name: x.astype(np.float32)}
-    timed = _timer(lambda: session.run(None, feed), torch.device("cpu"))
+    timed = _onnx_timer(path, input_size, batch, threads)
     for _ in range(warmup):
         timed()
     times = [timed() for _ in range(repeats)]
     return _summarise(times, threads, "cpu", "onnxruntime")
+
+
+def _onnx_timer(path: str | Path, input_size: int, batch: int,
+                threads: int) -> Callable[[], float]:
+    session = onnx_session(path, threads)
+    x = np.random.default_rng(0).standard_normal((batch, 3, input_size, input_size))
+    feed = {session.get_inputs()[0].name: x.astype(np.float32)}
+    return _timer(lambda: session.run(None, feed), torch.device("cpu"))
+
+
+def onnx_latency_ratios(
+    candidates: Sequence[str | Path],
+    reference: str | Path,
+    input_size: int,
+    *,
+    batch: int = 1,
+    threads: int = 1,
+    warmup: int = 10,
+    rounds: int = 15,
+    per_round: int = 3,
+) -> list[LatencyRatio]:
+    """ONNX Runtime latency of each candidate file over the reference file's (an int8 model
+    over its fp32 one), all timed interleaved in one process as `latency_ratio` does."""
+    timers = [_onnx_timer(p, input_size, batch, threads) for p in (reference, *candidates)]
+    best = _interleaved(timers, warmup, rounds, per_round)
+    return [_paired_ratio(b, best[0]) for b in best[1:]]
 
 
 @dataclass(frozen=True)

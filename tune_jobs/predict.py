@@ -1,10 +1,11 @@
 """Classify a folder of images with an exported model; writes `file,class` rows.
 
     python tune_jobs/predict.py --model OUTPUT/final/model.onnx (or model.ts)
-        --images DIR --out predictions.csv [--batch 64]
+        --images DIR --out predictions.csv [--batch 64] [--int8]
 
 Needs only the runtime (onnxruntime for .onnx, torch for .ts), numpy and Pillow: the classes,
-input size and resize mode travel inside the model file. Unreadable images are skipped and
+input size and resize mode travel inside the model file. `--int8` runs the int8 model the
+final job wrote beside the fp32 one (model.int8.onnx). Unreadable images are skipped and
 listed on stderr.
 """
 
@@ -17,16 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from data_utils.images import BadImage, decode_file, is_image_file
+from data_utils.images import is_image_file
 from tune_jobs.finaljob.meta import META_KEY, ModelMeta
-
-# ImageNet statistics, as data_utils.augment.normalize (not imported: it needs torch)
-MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
-STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+from tune_jobs.finaljob.preprocess import load_batch
 
 
 def load_runner(path: Path):
     """(run(batch NCHW float32) -> logits, meta) for an .onnx or a TorchScript .ts file."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such model file")
     if path.suffix == ".onnx":  # ONNX Runtime only: torch is not imported on this path
         import onnxruntime as ort
 
@@ -48,28 +48,35 @@ def load_runner(path: Path):
     raise ValueError(f"{path}: expected a .onnx or .ts model")
 
 
-def predict_folder(model: Path, images: Path, batch: int = 64):
-    run, meta = load_runner(model)
+def int8_beside(model: Path) -> Path:
+    """model.onnx -> the model.int8.onnx the final job wrote beside it."""
+    if model.name.endswith(".int8.onnx"):
+        return model
+    if model.suffix != ".onnx":
+        raise ValueError(f"{model}: --int8 needs the .onnx model (int8 is ONNX only)")
+    int8 = model.with_suffix(".int8.onnx")
+    if not int8.is_file():
+        raise ValueError(f"{int8}: no int8 model beside {model.name}; the final job writes "
+                         "it unless run with --no-int8 or the model could not be quantized "
+                         "(metrics.json's int8 says why)")
+    return int8
+
+
+def predict_folder(model: Path, images: Path, batch: int = 64
+                   ) -> tuple[list[tuple[str, str]], list[tuple[Path, str]]]:
+    return predict_with(*load_runner(model), images, batch)
+
+
+def predict_with(run, meta: ModelMeta, images: Path, batch: int = 64
+                 ) -> tuple[list[tuple[str, str]], list[tuple[Path, str]]]:
     files = sorted(p for p in images.rglob("*") if p.is_file() and is_image_file(p))
-    rows, skipped, pending = [], [], []
-
-    def flush() -> None:
-        if not pending:
-            return
-        x = np.stack([p for _, p in pending]).transpose(0, 3, 1, 2).astype(np.float32) / 255
-        logits = run(((x - MEAN) / STD).astype(np.float32))
-        rows.extend((f.relative_to(images).as_posix(), meta.classes[int(k)])
-                    for (f, _), k in zip(pending, logits.argmax(1), strict=True))
-        pending.clear()
-
-    for f in files:
-        try:
-            pending.append((f, decode_file(f, meta.input_size, meta.resize)))
-        except BadImage as err:
-            skipped.append((f, err.reason))
-        if len(pending) == batch:
-            flush()
-    flush()
+    rows, skipped = [], []
+    for start in range(0, len(files), batch):
+        x, kept, bad = load_batch(files[start:start + batch], meta)
+        skipped += bad
+        if kept:
+            rows += [(f.relative_to(images).as_posix(), meta.classes[int(k)])
+                     for f, k in zip(kept, run(x).argmax(1), strict=True)]
     return rows, skipped
 
 
@@ -79,6 +86,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, required=True)
     p.add_argument("--out", type=Path, default=Path("predictions.csv"))
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--int8", action="store_true",
+                   help="run the int8 model written beside --model (model.int8.onnx)")
     return p
 
 
@@ -86,7 +95,17 @@ def main(args: argparse.Namespace) -> int:
     if not args.images.is_dir():
         print(f"error: {args.images}: no such folder", file=sys.stderr)
         return 2
-    rows, skipped = predict_folder(args.model, args.images, args.batch)
+    try:
+        model = int8_beside(args.model) if args.int8 else args.model
+        run, meta = load_runner(model)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"model: {model} ({meta.precision})")
+    if meta.warning:
+        print(f"warning: the final job did not ship this model: {meta.warning}",
+              file=sys.stderr)
+    rows, skipped = predict_with(run, meta, args.images, args.batch)
     with args.out.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "class"])

@@ -12,7 +12,7 @@ from torch import nn
 
 from models.cost import export_onnx, onnx_session
 from models.spec import ModelSpec
-from tune_jobs.finaljob.meta import META_KEY, ModelMeta
+from tune_jobs.finaljob.meta import META_KEY, ModelMeta, write_onnx_meta
 
 
 def save_state(model: nn.Module, spec: ModelSpec, meta: ModelMeta, path: Path) -> Path:
@@ -50,13 +50,8 @@ def load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, ModelMeta]:
 
 
 def export_onnx_with_meta(model: nn.Module, meta: ModelMeta, path: Path) -> Path:
-    import onnx
-
     export_onnx(model.eval().cpu(), meta.input_size, path)
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, meta.to_json()
-    onnx.save(proto, str(path))
+    write_onnx_meta(path, meta)
     return path
 
 
