@@ -50,7 +50,8 @@ def finished_run(tmp_path_factory, cache_dir, ray_local):
 def test_every_artifact_exists_and_the_exports_agree(finished_run) -> None:
     out, _, _ = finished_run
     final = out / "final"
-    for name in ("spec.yaml", "model.pt", "model.ts", "model.onnx", "metrics.json",
+    for name in ("spec.yaml", "model.pt", "model.ts", "model.onnx", "model.int8.onnx",
+                 "baselines/mobilenet_v3_small.int8.onnx", "metrics.json",
                  "report.md", "pareto.png", "learning_curves.png", "retrain_curves.png",
                  "confusion.png"):
         assert (final / name).is_file(), name
@@ -116,6 +117,17 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     assert cands[0]["rank_value"] <= cands[1]["rank_value"]
     assert all(r["split"] == "train" and len(c["runs"]) == 2 for c in cands for r in c["runs"])
     assert "top-k" in on_disk["chosen"]["why"]
+    # int8 beside fp32: every model, every seed, every format; shipped only when it holds
+    assert [r["name"] for r in on_disk["int8"]] == ["searched", *BASELINES]
+    for r, m in zip(on_disk["int8"], on_disk["models"], strict=True):
+        assert r["seeds"] == [run["seed"] for run in m["runs"]]
+        assert r["shipped_seed"] == m["shipped_seed"]
+        # ORT fp32 on the cached test images is the torch evaluation of the same run
+        assert r["fp32_f1"] == pytest.approx([run["f1"] for run in m["runs"]], abs=2e-3)
+        made = [f for f in r["formats"] if f["error"] is None]
+        assert made and all(len(f["f1"]) == 2 and f["f1_difference"]["ci95"] for f in made)
+        assert r["shipped"] == ("int8" if not r["flags"] else "fp32")
+        assert r["chosen"] in {f["format"] for f in made}
 
 
 def test_report_has_the_tables(finished_run) -> None:
@@ -125,7 +137,7 @@ def test_report_has_the_tables(finished_run) -> None:
                     "## Test metrics, searched model against baselines",
                     "### Searched model against each baseline",
                     "### Baseline recipes, chosen on validation", "### The median runs",
-                    "## Per class (test)", "## Search summary"):
+                    "## int8 beside fp32", "## Per class (test)", "## Search summary"):
         assert heading in report
     assert "trial-epochs of the" in report  # the compute ledger
     assert "| searched |" in report

@@ -3,10 +3,11 @@
     python tune_jobs/final.py --study NAME [--storage URL] [--output DIR]
         [--trial N | --pareto --max-latency-ratio X] [--epochs N]
         [--baselines mobilenet_v3_small,shufflenet_v2_x0_5] [--seeds N] [--top-k K]
-        [--data PATH] [--gpus N]
+        [--data PATH] [--gpus N] [--no-int8]
 
-Writes OUTPUT/final/: spec.yaml, model.pt, model.ts, model.onnx, metrics.json, report.md and
-pareto.png, learning_curves.png, retrain_curves.png, confusion.png.
+Writes OUTPUT/final/: spec.yaml, model.pt, model.ts, model.onnx, model.int8.onnx,
+metrics.json, report.md and pareto.png, learning_curves.png, retrain_curves.png,
+confusion.png.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def add_final_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, help="re-evaluate the K best architectures with "
                    "fresh seeds on the training split before the final training (default: "
                    "final.top_k)")
+    p.add_argument("--no-int8", dest="int8", action="store_false", default=None,
+                   help="skip the int8 quantization and its benchmark (default: final.int8)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -67,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
                         max_latency_ratio=args.max_latency_ratio, epochs=args.epochs,
                         baselines=tuple(b for b in args.baselines.split(",") if b),
                         data=args.data, threads=args.threads, seeds=args.seeds,
-                        top_k=args.top_k)
+                        top_k=args.top_k, int8=args.int8)
     try:
         study = optuna.load_study(study_name=args.study, storage=open_storage(url))
     except KeyError:

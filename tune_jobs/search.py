@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         from tune_jobs.finaljob.job import FinalOptions, run_final
 
         opts = FinalOptions(baselines=tuple(b for b in args.baselines.split(",") if b),
-                            seeds=args.seeds, top_k=args.top_k)
+                            seeds=args.seeds, top_k=args.top_k, int8=args.int8)
         run_final(study, Path(cfg.output), opts)
         print((Path(cfg.output) / "final" / "report.md").read_text())
     return 0

@@ -43,6 +43,7 @@ from tune_jobs.finaljob.export import (
     export_torchscript,
     save_state,
 )
+from tune_jobs.finaljob.int8 import Int8Result, assess_int8
 from tune_jobs.finaljob.recipes import standard_recipe
 from tune_jobs.finaljob.report import (
     plot_confusion,
@@ -79,6 +80,7 @@ class FinalOptions:
     seeds: int | None = None  # None: final.seeds of the study's config
     top_k: int | None = None  # None: final.top_k; ignored with --trial or --pareto
     workers: int | None = None  # trainings at once on a CPU; None: final.workers, else cores
+    int8: bool | None = None  # None: final.int8
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class FinalResult:
     models: list[ModelResult]
     comparisons: list[Comparison]
     candidates: list[CandidateCheck]
+    int8: list[Int8Result] = dataclasses.field(default_factory=list)  # one per model
     ran_on: dict[str, Any] | None = None  # node and GPUs, when run as a Ray task
 
     def to_json(self) -> dict:
@@ -298,6 +301,17 @@ def shipped(trained: list[tuple[nn.Module, Run]]) -> tuple[nn.Module, Run]:
     return trained[median_index([r.f1 for _, r in trained])]
 
 
+def int8_of(name: str, trained: list[tuple[nn.Module, Run]], data: PreparedData,
+            meta: ModelMeta, cfg: Config, target: Path, threads: int) -> Int8Result:
+    """Every seed of one model quantized and measured beside fp32 (`finaljob.int8`)."""
+    assert data.test is not None
+    return assess_int8(
+        name, [m for m, _ in trained], [r.seed for _, r in trained],
+        median_index([r.f1 for _, r in trained]), meta, data.test, data.train.files, target,
+        images=cfg.final.int8_calibration_images, threads=threads,
+        max_f1_drop=cfg.final.int8_max_f1_drop)
+
+
 def summarize(name: str, recipe: str, runs: list[Run], shipped: Assessment,
               recipe_trials: list[RecipeTrial]) -> ModelResult:
     f1 = estimate([r.f1 for r in runs])
@@ -378,6 +392,9 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
         training=model_run.training)
     searched = summarize("searched", "searched", [r for _, r in searched_runs], searched_full,
                          [])
+    quantized = cfg.final.int8 if opts.int8 is None else opts.int8
+    int8 = ([int8_of("searched", searched_runs, data, meta, cfg, final / "model.int8.onnx",
+                     opts.threads)] if quantized else [])
     baselines: dict[str, Assessment] = {}
     results = [searched]
     for i, name in enumerate(nets):
@@ -388,6 +405,9 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
                    device), training=run.training)
         results.append(summarize(name, picked[name].recipe, [r for _, r in trained],
                                  baselines[name], trials[name]))
+        if quantized:
+            int8.append(int8_of(name, trained, data, meta, cfg,
+                                final / "baselines" / f"{name}.int8.onnx", opts.threads))
 
     metrics = FinalResult(
         study=study.study_name, epochs=bench.epochs, input_size=size,
@@ -399,7 +419,8 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
                            epochs_done=chosen.user_attrs.get("epochs_done"),
                            params=chosen.params),
         model=searched_full, baselines=baselines, models=results,
-        comparisons=[compare(searched, b) for b in results[1:]], candidates=candidates)
+        comparisons=[compare(searched, b) for b in results[1:]], candidates=candidates,
+        int8=int8)
     all_trials = study.get_trials(deepcopy=False)
     plots = {"pareto": plot_pareto(all_trials, chosen, final / "pareto.png", results).name,
              "curves": plot_curves(all_trials, final / "learning_curves.png").name,

@@ -15,7 +15,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from tune_jobs.finaljob.assess import Assessment
-from tune_jobs.finaljob.stats import Estimate
+from tune_jobs.finaljob.stats import Estimate, estimate
 from tune_jobs.study.summary import ledger_line, pareto_front, trial_score
 from tune_jobs.trial.score import score
 
@@ -174,6 +174,45 @@ def _recipe_section(metrics: FinalResult) -> list[str]:
                        rows), ""]
 
 
+def _int8_section(metrics: FinalResult) -> list[str]:
+    if not metrics.int8:
+        return []
+    rows, notes = [], []
+    for r in metrics.int8:
+        rows.append([r.name, "fp32", estimate_text(r.fp32_f1), "", 1.0, "", 1.0,
+                     r.fp32_size_bytes, "shipped" if r.shipped == "fp32" else ""])
+        for f in r.formats:
+            if f.error:
+                rows.append([r.name, f.label, "", "", "", "", "", "", f"error: {f.error}"])
+                continue
+            rows.append([r.name, f.label, estimate_text(f.f1), f.f1_difference.text(),
+                         f.latency_ratio, f.batch64_ratio, f.size_ratio, f.size_bytes,
+                         "shipped" if r.shipped == "int8" and r.chosen == f.format
+                         else "written" if r.chosen == f.format else ""])
+        verdict = (f"**{r.name}**: int8 ({r.chosen}) shipped." if not r.flags else
+                   f"**{r.name}**: fp32 shipped; int8 flagged: " + "; ".join(r.flags) + ".")
+        notes.append(verdict)
+        if r.worst_tensors:
+            notes.append("Tensors that quantizing loses most at (SQNR in dB, own / "
+                         "accumulated): " + ", ".join(f"`{t.tensor}` {t.own_db:.1f} / "
+                                                      f"{t.model_db:.1f}"
+                                                      for t in r.worst_tensors) + ".")
+    return ["## int8 beside fp32", "",
+            "ONNX Runtime static quantization (pre-processed, per-channel weights, MinMax "
+            "ranges from training images through the deployment's preprocessing), every seed "
+            "of every model; test macro-F1 through ONNX Runtime for both; the difference is "
+            "paired by seed (mean ± sd [95 % interval]). Latency and size of the median run, "
+            f"int8 / fp32, ONNX Runtime, {metrics.model.speed.threads} thread(s), timed "
+            "interleaved in one process.", "",
+            _table(["model", "format", "test macro-F1", "int8 - fp32", "latency ratio (batch 1)",
+                    "latency ratio (batch 64)", "size ratio", "bytes", ""], rows), "",
+            *[f"{n}\n" for n in notes]]
+
+
+def estimate_text(values: list[float]) -> str:
+    return estimate(values).text() if values else ""
+
+
 def _candidates_section(metrics: FinalResult) -> list[str]:
     if not metrics.candidates:
         return []
@@ -247,6 +286,7 @@ def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
             *([["CUDA eager ms", m.speed.cuda.eager_ms]] if m.speed.cuda else []),
         ]),
         "",
+        *_int8_section(metrics),
         "## Per class (test)",
         "",
         _table(["class", "F1 over seeds", "precision (median run)", "recall (median run)",
