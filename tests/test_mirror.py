@@ -1,6 +1,7 @@
 """The searcher's restore after a killed driver, with a real SQLite study."""
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tune_jobs.config import load_config
@@ -43,6 +44,38 @@ def test_restore_leaves_trials_finished_after_the_last_save_alone(tmp_path) -> N
     a = study.trials[0]
     assert a.state == TrialState.PRUNED and a.intermediate_values == {1: 1.0}
     assert again._ot_trials["D"]._trial_id == study.trials[2]._trial_id
+
+
+def test_a_driver_killed_right_after_an_ask_leaves_a_trial_the_resume_adopts(
+        tmp_path, monkeypatch) -> None:
+    """The kill lands between the new trial's insert and anything after it (here: in the
+    sampler's `before_trial`, which Optuna calls right after the insert). The trial must
+    already carry its run, or no resume adopts it and it stays RUNNING for ever (a CI run of
+    the SIGKILL resume test ended so)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    cfg = load_config("ci.yaml")
+    url = f"sqlite:///{tmp_path}/s.db"
+    first = _searcher(url, cfg)
+    first.suggest("A")
+    first.save(str(tmp_path / "searcher.pkl"))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("SIGKILL")
+
+    monkeypatch.setattr(first._ot_study.sampler, "before_trial", killed)
+    with pytest.raises(KeyboardInterrupt):
+        first.suggest("B")
+    study = optuna.load_study(study_name="m", storage=open_storage(url))
+    assert [t.state for t in study.trials] == [TrialState.RUNNING] * 2
+    assert study.trials[1].user_attrs == {"run": "run-1"}
+
+    again = _searcher(url, cfg)
+    again.restore(str(tmp_path / "searcher.pkl"))
+    again.suggest("C")  # the orphan, not a new trial
+    study = optuna.load_study(study_name="m", storage=open_storage(url))
+    assert len(study.trials) == 2
+    assert again._ot_trials["C"]._trial_id == study.trials[1]._trial_id
+    assert study.trials[1].params
 
 
 def test_a_trial_asked_and_finished_after_the_last_save_is_not_replaced(tmp_path) -> None:

@@ -263,7 +263,9 @@ def test_resume_after_the_driver_is_killed(tmp_path, cache_dir) -> None:
     first = next(line for line in out.stdout.splitlines() if line.startswith("Bracket:"))
     assert "None" not in first, first
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{db}")
-    assert all(t.state.is_finished() for t in study.trials)
+    unfinished = [(t.number, t.state.name, t.params, t.user_attrs) for t in study.trials
+                  if not t.state.is_finished()]
+    assert not unfinished, (unfinished, out.stdout[-3000:], out.stderr[-3000:])
     # num_samples counts trainings: a reused duplicate proposal is recorded but trains nothing
     trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
     assert len(trained) == 8, [(t.number, t.params, t.user_attrs) for t in study.trials]

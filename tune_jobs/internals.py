@@ -11,6 +11,10 @@ so an upgrade that breaks one fails there, not in the middle of a search.
 - `FrozenTrial._trial_id`: the storage id of a stored trial (its `number` is per study).
 - `Study._storage.get_trial(trial_id)`: one stored trial by storage id, without reading the
   whole study (the mirror checks what a queued write already wrote).
+- `Study._storage.create_new_trial(Study._study_id, template_trial=...)` and
+  `Study._thread_local.cached_all_trials`: `Study.ask()` with user attributes written in the
+  same insert as the trial (the mirror's run tag: a driver killed between an ask and a later
+  `set_user_attr` left a RUNNING trial no resume could adopt).
 - `ray.autoscaler._private.util.prepare_config` / `validate_config`: Ray's own offline check
   of a cluster YAML (what `ray up` runs first), used by the cluster tests.
 """
@@ -20,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 # ------------------------------------------------------------------------------ OptunaSearch
 
@@ -56,6 +60,14 @@ def stored_trial(study: optuna.Study, trial_id: int) -> FrozenTrial:
 def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
     """A live `Trial` for a stored RUNNING trial, to suggest, report and tell through."""
     return optuna.trial.Trial(study, trial_id)
+
+
+def ask_with_attrs(study: optuna.Study, user_attrs: dict[str, Any]) -> optuna.Trial:
+    """`study.ask()` whose new RUNNING trial carries `user_attrs` from its first commit (one
+    insert, no window in which it exists without them)."""
+    template = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs=user_attrs)
+    study._thread_local.cached_all_trials = None  # as ask(): the sampler reads the study anew
+    return attach_trial(study, study._storage.create_new_trial(study._study_id, template))
 
 
 # --------------------------------------------------------------------------------------- Ray
@@ -119,6 +131,13 @@ def check_contract() -> list[str]:
                study.get_trials(deepcopy=False)[-1].value == 0.1, study.trials[-1].value)
         expect("Study._storage.get_trial", stored_trial(study, sid).value == 0.1,
                stored_trial(study, sid))
+        tagged = ask_with_attrs(study, {"run": "r"})
+        frozen = stored_trial(study, storage_id(tagged))
+        expect("Study._storage.create_new_trial(template_trial=...)",
+               frozen.state == TrialState.RUNNING and frozen.user_attrs == {"run": "r"}
+               and frozen.datetime_start is not None, frozen)
+        tagged.suggest_float("x", 0.0, 1.0)
+        study.tell(tagged, 0.2)
     except (AttributeError, TypeError) as err:
         problems.append(f"optuna trial internals: {err}")
 
@@ -129,5 +148,6 @@ def check_contract() -> list[str]:
     return problems
 
 
-__all__ = ["attach_trial", "check_contract", "searcher_finished", "searcher_study",
-           "searcher_trials", "storage_id", "stored_trial", "validate_cluster_config"]
+__all__ = ["ask_with_attrs", "attach_trial", "check_contract", "searcher_finished",
+           "searcher_study", "searcher_trials", "storage_id", "stored_trial",
+           "validate_cluster_config"]

@@ -31,6 +31,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tune_jobs.config import SpaceConfig
 from tune_jobs.internals import (
+    ask_with_attrs,
     attach_trial,
     searcher_finished,
     searcher_study,
@@ -258,23 +259,26 @@ class MirroredOptunaSearch(OptunaSearch):
         if trial_id not in trials:
             if self._orphans:
                 trials[trial_id] = attach_trial(study, self._orphans.pop(0))
+                trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
             elif self._num_samples is not None and self._asked >= self._num_samples:
                 return Searcher.FINISHED  # the run's trials are all in the study already
             else:
                 asked_at = time.time()  # the study's clock: datetime_start
                 try:
-                    trials[trial_id] = study.ask()
+                    # tagged in the insert itself: a driver killed right after a plain ask
+                    # left a RUNNING trial without its run, which no --resume adopted
+                    trials[trial_id] = ask_with_attrs(study, {self.RUN_ATTR: self._run_id})
                 except DB_DOWN:
                     self._lost_ask_since = asked_at  # its insert may have committed
                     raise
                 self._asked += 1
-            trials[trial_id].set_user_attr(self.RUN_ATTR, self._run_id)
         return super().suggest(trial_id)
 
     def _adopt_lost_ask(self) -> None:
         """`study.ask()` cut off by the database going away can have made its trial anyway
         (the insert committed, the read after it failed): that trial, RUNNING with nothing
-        drawn and no run tag, started after the ask began, is adopted by the next suggestion
+        drawn, tagged with this run (in its insert), started after the ask began and owned by
+        no Tune trial, is adopted by the next suggestion
         instead of staying RUNNING for ever beside a second one (seen once in the outage
         test's CI run: 9 trials for 8 samples)."""
         since = self._lost_ask_since
@@ -283,7 +287,8 @@ class MirroredOptunaSearch(OptunaSearch):
         owned = {storage_id(t) for t in searcher_trials(self).values()} | set(self._orphans)
         running = searcher_study(self).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         for t in running:
-            if (storage_id(t) not in owned and not t.params and self.RUN_ATTR not in t.user_attrs
+            if (storage_id(t) not in owned and not t.params
+                    and t.user_attrs.get(self.RUN_ATTR) == self._run_id
                     and t.datetime_start is not None
                     and t.datetime_start.timestamp() >= since - 1.0):
                 self._orphans.insert(0, storage_id(t))
