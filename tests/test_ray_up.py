@@ -140,6 +140,15 @@ def _home(home: Path, public_key: Path) -> None:
     with open(home / ".bashrc", "a") as f:
         f.write(f"export TMPDIR={home}/tmp\n")
     (home / "tmp").mkdir()
+    # pip as this host's user has it: the two machines are made on this host and install from
+    # where it does (a local mirror of the registries, where one is configured). Without it
+    # each node downloads torch's CUDA wheels (~3 GB) from PyPI and the test's time follows
+    # the network: 300 s on one machine, 620 s in a CI run.
+    for config in (Path.home() / ".config" / "pip" / "pip.conf", Path.home() / ".pip" / "pip.conf"):
+        if config.is_file():
+            (home / ".config" / "pip").mkdir(parents=True, exist_ok=True)
+            shutil.copy(config, home / ".config" / "pip" / "pip.conf")
+            break
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(home)], check=True)
 
 
