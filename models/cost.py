@@ -258,6 +258,7 @@ def onnx_latency_ratios(
     reference: str | Path,
     input_size: int,
     *,
+    reference_size: int | None = None,
     batch: int = 1,
     threads: int = 1,
     warmup: int = 10,
@@ -265,8 +266,10 @@ def onnx_latency_ratios(
     per_round: int = 3,
 ) -> list[LatencyRatio]:
     """ONNX Runtime latency of each candidate file over the reference file's (an int8 model
-    over its fp32 one), all timed interleaved in one process as `latency_ratio` does."""
-    timers = [_onnx_timer(p, input_size, batch, threads) for p in (reference, *candidates)]
+    over its fp32 one), all timed interleaved in one process as `latency_ratio` does. The
+    reference runs at `reference_size` (default: `input_size`)."""
+    timers = [_onnx_timer(reference, reference_size or input_size, batch, threads)]
+    timers += [_onnx_timer(p, input_size, batch, threads) for p in candidates]
     best = _interleaved(timers, warmup, rounds, per_round)
     return [_paired_ratio(b, best[0]) for b in best[1:]]
 

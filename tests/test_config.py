@@ -33,6 +33,7 @@ def test_overrides_keep_their_types() -> None:
         ("space.train.lr={low: 0.1, high: 0.01}", r"low \(0.1\) is above high"),
         ("space.train.lr={low: 0, high: 1, log: true}", r"a log range needs low > 0"),
         ("search.algorithm=bayes", r"search.algorithm: Input should be 'tpe'"),
+        ("objective.latency=tflite", r"objective.latency: Input should be 'torch'"),
     ],
 )
 def test_bad_values_name_the_key_and_file(override: str, match: str) -> None:

@@ -283,6 +283,18 @@ def test_diverging_trials_fail_with_a_reason_and_the_search_goes_on(tmp_path, ca
         assert t.user_attrs["reason"].startswith("NonFiniteLoss: loss is")
 
 
+def test_a_search_timing_int8_in_onnx_runtime_records_its_ratios(tmp_path, cache_dir,
+                                                                   ray_local) -> None:
+    """`objective.latency: ort-int8` inside Ray's trial workers: every trial quantizes its
+    candidate, times it, and the study records the ratio like any other."""
+    _, _, study = _search(tmp_path, cache_dir, "objective.latency=ort-int8",
+                          "search.num_samples=2")
+    assert len(study.trials) == 2
+    for t in study.trials:
+        assert t.state in (TrialState.COMPLETE, TrialState.PRUNED), t.user_attrs.get("reason")
+        assert t.user_attrs["latency_ratio"] > 0
+
+
 def test_wandb_offline_writes_one_run_per_trial_in_the_run_folder(tmp_path, cache_dir,
                                                                    ray_local,
                                                                    monkeypatch) -> None:

@@ -128,6 +128,10 @@ class ObjectiveConfig(Strict):
     reference: str = "baseline"  # a preset or tv/<name>: the latency reference
     reference_size: int = Field(64, ge=8)
     latency_threads: int = Field(1, ge=1)
+    # how the latency ratio is timed (tune_jobs/trial/objective.py): eager PyTorch (torch),
+    # ONNX Runtime fp32 (ort), or the candidate quantized to int8 in ORT against the fp32
+    # reference (ort-int8: what the robot runs when int8 ships)
+    latency: Literal["torch", "ort", "ort-int8"] = "torch"
     max_params: int | None = Field(None, ge=1)
     max_macs: int | None = Field(None, ge=1)
     max_latency_ratio: float | None = Field(None, gt=0)

@@ -1,15 +1,11 @@
-"""int8 by ONNX Runtime static quantization: an fp32 ONNX file in, an int8 one out, calibrated
-on training images through exactly the preprocessing `predict` runs; and, when int8 loses
-accuracy, the tensors that lose most (ORT's QDQ debugging tools). Free of torch.
-
-Formats are a registry: ORT runs QDQ (quantize/dequantize pairs that its optimiser fuses) and
-QOperator (QLinearConv, ...) graphs through different kernels, so which one is faster depends
-on the net and the CPU, and the final job measures each.
+"""int8 for shipping: ONNX Runtime static quantization (`models/int8.py`, in every format of
+its registry) calibrated on training images through exactly the preprocessing `predict` runs,
+the model's metadata written in; and, when int8 loses accuracy, the tensors that lose most
+(ORT's QDQ debugging tools). Free of torch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import tempfile
@@ -19,29 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from models.int8 import FORMATS, Int8Format, preprocess, quantize_static
 from tune_jobs.finaljob.meta import ModelMeta, write_onnx_meta
 from tune_jobs.finaljob.preprocess import load_batch
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Int8Format:
-    name: str
-    label: str
-    quant_format: str  # onnxruntime.quantization.QuantFormat member
-    activations: str  # QuantType member
-    weights: str
-
-
-FORMATS: dict[str, Int8Format] = {f.name: f for f in (
-    # ORT's default for CNNs: signed activations and weights, QDQ nodes around each op
-    Int8Format("qdq-s8s8", "QDQ S8S8", "QDQ", "QInt8", "QInt8"),
-    # unsigned activations: the x86 kernels' native input (VPMADDUBSW / VNNI take u8 x s8)
-    Int8Format("qdq-u8s8", "QDQ U8S8", "QDQ", "QUInt8", "QInt8"),
-    # QLinear* operators instead of QDQ pairs: another kernel path
-    Int8Format("qop-u8s8", "QOperator U8S8", "QOperator", "QUInt8", "QInt8"),
-)}
 
 
 class QuantizeError(RuntimeError):
@@ -82,45 +60,15 @@ class CalibrationImages:
         return iter(self.get_next, None)
 
 
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """ORT's quantizer warns on the root logger for every tensor it leaves in fp32 (shapes,
-    indices): hundreds of lines per model that say nothing about its accuracy."""
-    root = logging.getLogger()
-    drop = logging.Filter("-")  # passes only a logger named "-": drops root's own records
-    root.addFilter(drop)
-    try:
-        yield
-    finally:
-        root.removeFilter(drop)
-
-
-def preprocess(fp32: Path, out: Path) -> Path:
-    """`quant_pre_process`: shape inference and graph optimisation (BatchNorm folded) before
-    quantization, as ORT's guide asks."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    quant_pre_process(str(fp32), str(out))
-    return out
-
-
 def quantize(fp32: Path, out: Path, reader: CalibrationImages, fmt: Int8Format,
              meta: ModelMeta, warning: str | None = None) -> Path:
     """Static int8 quantization of `fp32` (already `preprocess`ed) to `out`: per-channel
     weights, MinMax ranges over the calibration images; `meta` is written into it with the
     format as its precision. Raises `QuantizeError` naming what went wrong."""
-    from onnxruntime import quantization as q
-
     if not reader.files:
         raise QuantizeError("no calibration images (the training split lists no files)")
-    reader.rewind()
     try:
-        with _quiet_root_logger():
-            q.quantize_static(
-                str(fp32), str(out), reader, quant_format=getattr(q.QuantFormat, fmt.quant_format),
-                per_channel=True, activation_type=getattr(q.QuantType, fmt.activations),
-                weight_type=getattr(q.QuantType, fmt.weights),
-                calibrate_method=q.CalibrationMethod.MinMax)
+        quantize_static(fp32, out, reader, fmt)
     except Exception as err:  # ORT raises many types; the caller flags the model with it
         if reader.used == 0:
             raise QuantizeError(f"none of {len(reader.files)} calibration images could be "
