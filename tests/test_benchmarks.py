@@ -100,3 +100,30 @@ def test_runs_of_one_seed_each_merge_into_one_summary(tmp_path) -> None:
     files[1].write_text(json.dumps({"budget": {"trials": 8}, "rows": []}))
     with pytest.raises(SystemExit, match="budget"):
         main(get_args_parser().parse_args(["--merge", *map(str, files)]))
+
+
+def test_the_int8_latency_benchmark_measures_every_mode_and_format(tmp_path) -> None:
+    """Two random candidates through every `objective.latency` mode and every int8 format."""
+    import json
+
+    import int8_latency
+
+    out = tmp_path / "int8_latency.json"
+    int8_latency.main(int8_latency.get_args_parser().parse_args(
+        ["--config", "ci.yaml", "--candidates", "2", "--json", str(out)]))
+    saved = json.loads(out.read_text())
+    assert len(saved["rows"]) == 2
+    for row in saved["rows"]:
+        assert row["shipped_ms"] == min(row["fp32_ort_ms"], row["best_int8_ms"]) > 0
+        assert all(row[f"{mode}_ratio"] > 0 for mode in ("torch", "ort", "ort-int8"))
+    assert set(saved["spearman"]) == {"torch", "ort", "ort-int8"}
+
+
+def test_the_committed_int8_result_renders_every_model(capsys) -> None:
+    import int8
+
+    saved = REPO / "benchmarks" / "results" / "int8.json"
+    int8.main(int8.get_args_parser().parse_args(["--render", str(saved)]))
+    shown = capsys.readouterr().out
+    for model in ("searched", "mobilenet_v3_small", "shufflenet_v2_x0_5"):
+        assert f"| {model} | QOperator U8S8 |" in shown and f"- {model}: " in shown
