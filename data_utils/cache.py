@@ -4,6 +4,11 @@ Trials read the array (memory-mapped, so all trials on a node share one copy in 
 cache) instead of decoding JPEGs every epoch, which was the seed projects' bottleneck.
 The cache is keyed by the file list (paths, sizes, mtimes, labels), the target size and the
 resize mode; a changed file makes a new key, a re-run with the same inputs reuses it.
+
+An entry appears whole (built in a `.tmp-*` folder, then renamed), but a disk can still damage
+it later (a full disk, a copy cut short, a hand edit): an entry whose files disagree with its
+`meta.json` is logged, removed and decoded again, never read. `.tmp-*` folders of builders
+that died are removed; a build that cannot fit on the disk stops before decoding.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -135,14 +142,22 @@ def build_cache(
     """Decode `index` at `size` into `cache_dir/<key>/`, or load it if already there."""
     cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
     target = cache_dir / cache_key(index, size, mode)
-    if (target / "meta.json").is_file():
-        return load_cache(target)
+    if target.exists():
+        why = damage(target)
+        if not why:
+            return load_cache(target)
+        log.warning("cache entry %s is damaged (%s): removing it and decoding again", target,
+                    why)
+        shutil.rmtree(target, ignore_errors=True)
 
     workers = workers or max(1, (os.cpu_count() or 1))
     n = len(index)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_builders(cache_dir)
+    _check_free_space(cache_dir, n, size)
     log.info("decoding %d images at %dx%d (%s) into %s: %.1f MB", n, size, size, mode, target,
              cache_bytes(n, size) / 1e6)
-    tmp = cache_dir / f".tmp-{target.name}-{os.getpid()}"
+    tmp = cache_dir / f".tmp-{target.name}-{socket.gethostname()}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     files = [str(p) for p in index.files]
@@ -186,6 +201,79 @@ def build_cache(
     if skipped.total:
         log.warning("%s: %s", index.root, skipped.summary())
     return load_cache(target)
+
+
+def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset from a .npy file's header (the data is not read)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in readers:
+            raise ValueError(f".npy format {version} (this reader knows 1.0 and 2.0)")
+        shape, _, dtype = readers[version](f)
+        return shape, dtype, f.tell()
+
+
+def damage(path: Path) -> str:
+    """Why the cache entry at `path` cannot be read as whole, or "" when its arrays are the
+    shapes and byte counts its `meta.json` promises."""
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"meta.json unreadable: {type(err).__name__}: {err}"
+    missing = {"files", "size", "hashes", "classes", "skipped"} - set(meta)
+    if missing:
+        return f"meta.json lacks {', '.join(sorted(missing))}"
+    n, size = len(meta["files"]), int(meta["size"])
+    for name, shape in (("images.npy", (n, 3, size, size)), ("labels.npy", (n,))):
+        try:
+            found, dtype, offset = _npy_layout(path / name)
+        except (OSError, ValueError) as err:
+            return f"{name} unreadable: {type(err).__name__}: {err}"
+        if found != shape:
+            return f"{name} holds {found}, meta.json says {shape}"
+        want, got = offset + math.prod(shape) * dtype.itemsize, (path / name).stat().st_size
+        if got != want:
+            return f"{name} is {got} bytes, its header says {want}"
+    return ""
+
+
+def remove_dead_builders(cache_dir: Path) -> list[Path]:
+    """Remove the `.tmp-<key>-<host>-<pid>` folders of this host's builders that are no longer
+    running (killed mid-decode: each holds up to twice its cache's bytes). Other hosts' (a
+    shared cache folder) are left alone. Returns what was removed."""
+    removed = []
+    for tmp in cache_dir.glob(".tmp-*"):
+        host, _, pid = tmp.name[len(".tmp-") + 24:].lstrip("-").rpartition("-")
+        if (host and host != socket.gethostname()) or not pid.isdigit() or _running(int(pid)):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("removed %s, left by a cache builder that died", tmp)
+        removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _check_free_space(cache_dir: Path, n: int, size: int) -> None:
+    """A build holds every decoded image twice on disk (all decoded, then the kept rows) until
+    it finishes: fail before decoding, naming the folder and the bytes, when that cannot fit."""
+    needed, free = 2 * cache_bytes(n, size), shutil.disk_usage(cache_dir).free
+    if free < needed:
+        raise DataError(
+            f"{cache_dir}: decoding {n} images at {size}x{size} needs {needed / 1e6:.1f} MB free "
+            f"while the cache is built ({n} x 3 x {size} x {size} bytes, twice), and "
+            f"{free / 1e6:.1f} MB are free. Free space there, or point data.cache_dir (or "
+            f"$LITESEARCH_CACHE) at a larger disk.")
 
 
 def load_cache(path: str | Path) -> DecodedSplit:

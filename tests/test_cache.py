@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_utils.cache import build_cache, cache_bytes, cache_key, load_cache
+from data_utils.cache import (
+    build_cache,
+    cache_bytes,
+    cache_key,
+    damage,
+    load_cache,
+    remove_dead_builders,
+)
 from data_utils.folder import FolderIndex, scan_folder
 from data_utils.images import decode_file
 from data_utils.skips import DataError
@@ -112,3 +119,77 @@ def test_grayscale_and_png_with_alpha_enter_the_cache_as_rgb(tmp_path) -> None:
                         progress=False)
     assert split.images.shape == (2, 3, 16, 16)
     assert split.images[1, :, 8, 8].tolist() == [0, 0, 255]
+
+
+@pytest.mark.parametrize("harm", ["truncate images", "garble meta", "drop labels",
+                                  "shrink meta"])
+def test_a_damaged_entry_is_logged_removed_and_decoded_again(fmnist_train, tmp_path, caplog,
+                                                             harm: str) -> None:
+    """A cache entry whose files disagree with its meta.json (a full disk, a copy cut short)
+    used to end every search with numpy's `mmap length is greater than file size`."""
+    import json
+
+    index = scan_folder(_copy_sample(fmnist_train, tmp_path / "data"))
+    first = np.asarray(build_cache(index, 24, cache_dir=tmp_path / "c", workers=1,
+                                   progress=False).images).copy()
+    entry = tmp_path / "c" / cache_key(index, 24, "resize")
+    if harm == "truncate images":
+        with open(entry / "images.npy", "r+b") as f:
+            f.truncate((entry / "images.npy").stat().st_size // 2)
+    elif harm == "garble meta":
+        (entry / "meta.json").write_text('{"files": [')
+    elif harm == "drop labels":
+        (entry / "labels.npy").unlink()
+    else:  # meta.json lists a file fewer than the arrays hold
+        meta = json.loads((entry / "meta.json").read_text())
+        meta["files"] = meta["files"][:-1]
+        (entry / "meta.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="litesearch.data"):
+        again = build_cache(index, 24, cache_dir=tmp_path / "c", workers=1, progress=False)
+    np.testing.assert_array_equal(np.asarray(again.images), first)
+    assert f"cache entry {entry} is damaged" in caplog.text
+    assert damage(entry) == ""  # rebuilt whole
+
+
+def test_only_this_hosts_dead_builders_are_cleaned_up(tmp_path) -> None:
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])  # a pid that has exited
+    dead.wait()
+    key, host = "0" * 24, socket.gethostname()
+    folders = {
+        "dead here": tmp_path / f".tmp-{key}-{host}-{dead.pid}",
+        "alive here": tmp_path / f".tmp-{key}-{host}-{os.getpid()}",
+        "another host": tmp_path / f".tmp-{key}-elsewhere-{dead.pid}",
+        "older name": tmp_path / f".tmp-{key}-{dead.pid}",  # before host names were written
+    }
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "raw.npy").write_bytes(b"\0" * 1024)
+    removed = remove_dead_builders(tmp_path)
+    assert sorted(removed) == sorted([folders["dead here"], folders["older name"]])
+    assert folders["alive here"].is_dir() and folders["another host"].is_dir()
+
+
+def test_a_build_that_cannot_fit_stops_before_decoding(fmnist_train, tmp_path) -> None:
+    """On a real 1 MB file system (tmpfs): the error names the folder and the bytes."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root: the test mounts a tmpfs")
+        pytest.skip("needs root (mounts a tmpfs)")
+    index = scan_folder(_copy_sample(fmnist_train, tmp_path / "data"))  # 36 images
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        with pytest.raises(DataError, match=rf"{small}: decoding 36 images at 128x128 needs "
+                                            r"3\.5 MB free .* Free space there"):
+            build_cache(index, 128, cache_dir=small, workers=1, progress=False)
+        assert not list(small.iterdir())  # nothing decoded, nothing left
+        assert build_cache(index, 24, cache_dir=small, workers=1, progress=False).images.shape \
+            == (36, 3, 24, 24)  # what fits is built
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
