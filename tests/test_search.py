@@ -3,6 +3,7 @@ real PostgreSQL (from .ci/run) or SQLite."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -270,6 +271,44 @@ def test_resume_after_the_driver_is_killed(tmp_path, cache_dir) -> None:
     trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
     assert len(trained) == 8, [(t.number, t.params, t.user_attrs) for t in study.trials]
     assert len({t.user_attrs["trial_dir"] for t in trained}) == 8
+
+
+def test_ctrl_c_then_final_says_the_search_is_partial(tmp_path, cache_dir) -> None:
+    """Ctrl+C (SIGINT to the driver) mid-search with --final: Tune saves its state and returns
+    as if it had ended; the console says how many trials finished of how many, that --resume
+    finishes it, and the final job goes on with the COMPLETE trials so far."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    args = ["--config", "configs/ci.yaml", "--output", str(tmp_path), "--study", "ctrlc",
+            "--num-samples", "12", "--set", f"data.cache_dir={cache_dir}",
+            "--set", "final.int8=false", "--final"]
+    env = {**os.environ, "LITESEARCH_STORAGE": ""}
+    logs = {name: open(tmp_path / f"{name}.txt", "w+") for name in ("out", "err")}  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args],
+                            cwd=REPO, env=env, stdout=logs["out"], stderr=logs["err"],
+                            start_new_session=True)
+    db, deadline = tmp_path / "study.db", time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name="ctrlc", storage=f"sqlite:///{db}")
+            if any(t.state == TrialState.COMPLETE for t in study.trials):
+                break
+        except Exception:  # the study is not there yet
+            pass
+        time.sleep(0.5)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=300)
+    for f in logs.values():
+        f.close()
+    out, err = ((tmp_path / f"{name}.txt").read_text() for name in ("out", "err"))
+    assert proc.returncode == 0, err[-3000:]
+    assert "best COMPLETE trial: #" in out
+    said = re.search(r"the search stopped early: (\d+) of 12 trials finished, (\d+) COMPLETE\. "
+                     r"Run the same command with --resume to finish it; the final job goes on "
+                     r"with the \d+ COMPLETE trial\(s\) so far", err)
+    assert said, err[-3000:]
+    assert int(said.group(1)) < 12 and int(said.group(2)) >= 1
+    assert (tmp_path / "final" / "report.md").is_file()
 
 
 def test_diverging_trials_fail_with_a_reason_and_the_search_goes_on(tmp_path, cache_dir,

@@ -71,6 +71,17 @@ def main(args: argparse.Namespace) -> int:
     study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
     summary = write_outputs(study, Path(cfg.output))
     print(console_summary(study, summary))
+    # Ctrl+C: Tune stops the trials, saves its state and returns as if the search had ended;
+    # its result grid even marks the stopped trials TERMINATED (Ray 2.60). The study does not:
+    # they stay RUNNING there until --resume finishes them.
+    states, wanted = summary["states"], cfg.search.num_samples
+    stopped = states.get("RUNNING", 0) > 0
+    if stopped:
+        finished, complete = summary["trials"] - states["RUNNING"], states.get("COMPLETE", 0)
+        print(f"warning: the search stopped early: {finished} of {wanted} trials finished, "
+              f"{complete} COMPLETE. Run the same command with --resume to finish it"
+              + (f"; the final job goes on with the {complete} COMPLETE trial(s) so far."
+                 if args.final and complete else "."), file=sys.stderr)
     if not summary.get("best"):
         return 1
     if args.final:
@@ -80,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
                             seeds=args.seeds, top_k=args.top_k, int8=args.int8)
         run_final(study, Path(cfg.output), opts)
         print((Path(cfg.output) / "final" / "report.md").read_text())
-    return 0
+    return 130 if stopped and not args.final else 0  # 130: interrupted, as a shell says
 
 
 def cli() -> None:
