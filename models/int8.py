@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,19 @@ class ArrayCalibration:
 
 
 @contextlib.contextmanager
+def ort_tools() -> Iterator[None]:
+    """Around every use of ORT's quantization tools: they import `onnxruntime.transformers`,
+    which appends its own folder (and `tools/`, `..`) to `sys.path`. Its `models` folder then
+    shadows litesearch's `models` package in every process spawned later (the final job's
+    training workers failed with "module 'models' has no attribute 'build_model'")."""
+    saved = list(sys.path)
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+@contextlib.contextmanager
 def _quiet_root_logger() -> Iterator[None]:
     """ORT's quantizer warns on the root logger for every tensor it leaves in fp32 (shapes,
     indices): hundreds of lines per model that say nothing about its accuracy."""
@@ -85,19 +99,20 @@ def _quiet_root_logger() -> Iterator[None]:
 def preprocess(fp32: Path, out: Path) -> Path:
     """`quant_pre_process`: shape inference and graph optimisation (BatchNorm folded) before
     quantization, as ORT's guide asks."""
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    with ort_tools():
+        from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    quant_pre_process(str(fp32), str(out))
+        quant_pre_process(str(fp32), str(out))
     return out
 
 
 def quantize_static(fp32: Path, out: Path, reader: CalibrationReader, fmt: Int8Format) -> Path:
     """Static int8 quantization of `fp32` (already `preprocess`ed) to `out`: per-channel
     weights, MinMax ranges over the reader's batches. ORT's own exceptions pass through."""
-    from onnxruntime import quantization as q
-
     reader.rewind()
-    with _quiet_root_logger():
+    with ort_tools(), _quiet_root_logger():
+        from onnxruntime import quantization as q
+
         q.quantize_static(
             str(fp32), str(out), reader, quant_format=getattr(q.QuantFormat, fmt.quant_format),
             per_channel=True, activation_type=getattr(q.QuantType, fmt.activations),
@@ -107,4 +122,4 @@ def quantize_static(fp32: Path, out: Path, reader: CalibrationReader, fmt: Int8F
 
 
 __all__ = ["FASTEST", "FORMATS", "ArrayCalibration", "CalibrationReader", "Int8Format",
-           "preprocess", "quantize_static"]
+           "ort_tools", "preprocess", "quantize_static"]

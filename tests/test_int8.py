@@ -175,3 +175,42 @@ def test_predict_int8_without_an_int8_file_says_what_to_do(trained, tmp_path) ->
     assert out.returncode == 2 and "no int8 model beside model.onnx" in out.stderr
     rows, _ = predict_folder(model, demo_root() / "test" / "Paper")
     assert rows  # the fp32 file itself still runs
+
+
+def test_quantizing_leaves_sys_path_alone_for_spawned_workers(tmp_path) -> None:
+    """ORT's quantization tools import `onnxruntime.transformers`, which appends its folder to
+    `sys.path`; its `models` namespace then shadowed litesearch's `models` in the final job's
+    spawned training workers. In a fresh process: quantize, then spawn a worker that builds a
+    net."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = f"""
+import multiprocessing, sys
+import numpy as np
+import models
+from models.cost import export_onnx
+from models.int8 import FORMATS, FASTEST, ArrayCalibration, preprocess, quantize_static
+
+def build(_):
+    import models
+    return type(models.build_model(models.load_preset("baseline"))).__name__
+
+if __name__ == "__main__":
+    before = list(sys.path)
+    fp32 = export_onnx(models.build("baseline").eval(), 32, r"{tmp_path}/m.onnx")
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    quantize_static(preprocess(fp32, r"{tmp_path}/pre.onnx"), r"{tmp_path}/q.onnx",
+                    ArrayCalibration(x), FORMATS[FASTEST])
+    assert sys.path == before, set(sys.path) - set(before)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print(pool.map(build, [0]))
+"""
+    (tmp_path / "probe.py").write_text(script)  # spawn re-imports the main module: a file
+    done = subprocess.run([sys.executable, "probe.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={**__import__("os").environ,
+                                                       "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "['LiteNet']" in done.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.int8 import FORMATS, Int8Format, preprocess, quantize_static
+from models.int8 import FORMATS, Int8Format, ort_tools, preprocess, quantize_static
 from tune_jobs.finaljob.meta import ModelMeta, write_onnx_meta
 from tune_jobs.finaljob.preprocess import load_batch
 
@@ -94,16 +94,17 @@ def worst_tensors(fp32: Path, qdq: Path, reader: CalibrationImages,
                   k: int = 5) -> list[TensorLoss]:
     """The `k` activations that quantizing loses most at (lowest own SQNR), from ORT's QDQ
     debugging tools; `fp32` is the preprocessed model `qdq` was made from."""
-    from onnxruntime.quantization import qdq_loss_debug as dbg
+    with ort_tools(), tempfile.TemporaryDirectory() as tmp:
+        from onnxruntime.quantization import qdq_loss_debug as dbg
 
-    with tempfile.TemporaryDirectory() as tmp:
         saved = []
         for path in (fp32, qdq):
             augmented = Path(tmp) / f"{path.stem}.debug.onnx"
             dbg.modify_model_output_intermediate_tensors(str(path), str(augmented))
             saved.append(dbg.collect_activations(str(augmented), reader))
-    matched = dbg.create_activation_matching(saved[1], saved[0])
-    errors = dbg.compute_activation_error({n: m for n, m in matched.items() if "float" in m})
+        matched = dbg.create_activation_matching(saved[1], saved[0])
+        errors = dbg.compute_activation_error({n: m for n, m in matched.items()
+                                               if "float" in m})
     losses = [TensorLoss(n, float(e["qdq_err"]), float(e.get("xmodel_err", np.nan)))
               for n, e in errors.items()]
     return sorted(losses, key=lambda t: t.own_db)[:k]
