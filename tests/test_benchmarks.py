@@ -127,3 +127,16 @@ def test_the_committed_int8_result_renders_every_model(capsys) -> None:
     shown = capsys.readouterr().out
     for model in ("searched", "mobilenet_v3_small", "shufflenet_v2_x0_5"):
         assert f"| {model} | QOperator U8S8 |" in shown and f"- {model}: " in shown
+
+
+def test_the_mirror_benchmark_times_every_callback(tmp_path, capsys) -> None:
+    import json
+
+    import mirror_writes
+
+    out = tmp_path / "mirror.json"
+    mirror_writes.main(mirror_writes.get_args_parser().parse_args(
+        ["--trials", "2", "--epochs", "3", "--json", str(out)]))
+    rows = {r["call"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["on_trial_result"]["calls"] == 6 and rows["on_trial_complete"]["calls"] == 2
+    assert all(0 < r["median_ms"] <= r["p95_ms"] <= r["max_ms"] for r in rows.values())

@@ -11,6 +11,9 @@ so an upgrade that breaks one fails there, not in the middle of a search.
 - `FrozenTrial._trial_id`: the storage id of a stored trial (its `number` is per study).
 - `Study._storage.get_trial(trial_id)`: one stored trial by storage id, without reading the
   whole study (the mirror checks what a queued write already wrote).
+- `Study._storage.set_trial_user_attr` / `.set_trial_intermediate_value`: the mirror's writes
+  straight to the storage, without building a live `Trial` (which reads the trial again and
+  calls the sampler's `before_trial`) for each.
 - `Study._storage.create_new_trial(Study._study_id, template_trial=...)` and
   `Study._thread_local.cached_all_trials`: `Study.ask()` with user attributes written in the
   same insert as the trial (the mirror's run tag: a driver killed between an ask and a later
@@ -21,6 +24,7 @@ so an upgrade that breaks one fails there, not in the middle of a search.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -60,6 +64,17 @@ def stored_trial(study: optuna.Study, trial_id: int) -> FrozenTrial:
 def attach_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
     """A live `Trial` for a stored RUNNING trial, to suggest, report and tell through."""
     return optuna.trial.Trial(study, trial_id)
+
+
+def write_to_trial(study: optuna.Study, trial_id: int, user_attrs: dict[str, Any],
+                   intermediate: Sequence[tuple[int, float]] = ()) -> None:
+    """User attributes and intermediate values of a stored RUNNING trial, written straight to
+    the storage."""
+    storage = study._storage
+    for key, value in user_attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    for step, value in intermediate:
+        storage.set_trial_intermediate_value(trial_id, step, value)
 
 
 def ask_with_attrs(study: optuna.Study, user_attrs: dict[str, Any]) -> optuna.Trial:
@@ -137,6 +152,11 @@ def check_contract() -> list[str]:
                frozen.state == TrialState.RUNNING and frozen.user_attrs == {"run": "r"}
                and frozen.datetime_start is not None, frozen)
         tagged.suggest_float("x", 0.0, 1.0)
+        write_to_trial(study, storage_id(tagged), {"k": 1}, [(3, 0.5)])
+        frozen = stored_trial(study, storage_id(tagged))
+        expect("Study._storage.set_trial_user_attr / set_trial_intermediate_value",
+               frozen.user_attrs.get("k") == 1 and frozen.intermediate_values == {3: 0.5},
+               frozen)
         study.tell(tagged, 0.2)
     except (AttributeError, TypeError) as err:
         problems.append(f"optuna trial internals: {err}")
@@ -150,4 +170,4 @@ def check_contract() -> list[str]:
 
 __all__ = ["ask_with_attrs", "attach_trial", "check_contract", "searcher_finished",
            "searcher_study", "searcher_trials", "storage_id", "stored_trial",
-           "validate_cluster_config"]
+           "validate_cluster_config", "write_to_trial"]

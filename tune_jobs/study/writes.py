@@ -18,7 +18,7 @@ import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from tune_jobs.internals import attach_trial, stored_trial
+from tune_jobs.internals import stored_trial, write_to_trial
 
 log = logging.getLogger("litesearch.mirror")
 
@@ -42,17 +42,15 @@ class Write:
     values: float | list[float] | None = None
 
     def apply(self, study: optuna.Study) -> None:
+        """One read (what is stored), then the writes: on Tune's driver loop, per result."""
         current = stored_trial(study, self.storage_id)
         if current.state.is_finished():
             return  # written before (a queue replayed by --resume)
-        trial = attach_trial(study, self.storage_id)
-        for key, value in self.attrs.items():
-            trial.set_user_attr(key, value)
-        for step, value in self.intermediate:
-            if step not in current.intermediate_values:
-                trial.report(value, step)
+        write_to_trial(study, self.storage_id, self.attrs,
+                       [(s, v) for s, v in self.intermediate
+                        if s not in current.intermediate_values])
         if self.state is not None:
-            study.tell(trial, self.values, state=self.state)
+            study.tell(current.number, self.values, state=self.state)
 
 
 class WriteQueue:
