@@ -137,11 +137,25 @@ def autoscaling_cluster(tmp_path, monkeypatch):
 
 
 def _launches(logs: Path) -> list[str]:
-    """The autoscaler's decisions to add nodes (its monitor log), for a surprising count."""
-    lines = []
+    """The autoscaler's decisions to add nodes (its monitor log), each after the demands it
+    saw just before (`demands: ...`), for a surprising count. (Where it launched the one
+    worker, the demand was Tune's first trials' placement groups, `{'GPU': 0.25, 'CPU': 1.0}
+    * 1 (PACK): 4+ pending placement groups`.)"""
+    lines: list[str] = []
     for path in logs.glob("monitor*"):
-        lines += [line.strip() for line in path.read_text(errors="replace").splitlines()
-                  if "Adding" in line or "launch" in line.lower()]
+        demands: list[str] = []
+        in_demands = False
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("Pending Demands:"):
+                demands, in_demands = [], True
+            elif in_demands and line.startswith(" "):
+                demands.append(line.strip())
+            else:
+                in_demands = False
+            if "Queue" in line and "new nodes" in line:
+                lines.append("demands: " + "; ".join(demands))
+            if "Adding" in line or "launch" in line.lower():
+                lines.append(line.strip())
     return lines
 
 
