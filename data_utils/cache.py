@@ -35,6 +35,7 @@ from data_utils.skips import DataError, SkipLog
 log = logging.getLogger("litesearch.data")
 
 CACHE_VERSION = 1
+KEY_CHARS = 24  # of the sha256 hex digest: the entry's folder name
 DEFAULT_CACHE_DIR = Path(os.environ.get("LITESEARCH_CACHE", Path.home() / ".cache/litesearch"))
 
 
@@ -77,7 +78,7 @@ def cache_key(index: FolderIndex, size: int, mode: str) -> str:
     for path, label in zip(index.files, index.labels, strict=True):
         st = path.stat()
         h.update(f"{path.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
-    return h.hexdigest()[:24]
+    return h.hexdigest()[:KEY_CHARS]
 
 
 def _decode(job: tuple[str, int, str]) -> tuple[np.ndarray | None, str, str]:
@@ -245,7 +246,7 @@ def remove_dead_builders(cache_dir: Path) -> list[Path]:
     shared cache folder) are left alone. Returns what was removed."""
     removed = []
     for tmp in cache_dir.glob(".tmp-*"):
-        host, _, pid = tmp.name[len(".tmp-") + 24:].lstrip("-").rpartition("-")
+        host, _, pid = tmp.name[len(".tmp-") + KEY_CHARS:].lstrip("-").rpartition("-")
         if (host and host != socket.gethostname()) or not pid.isdigit() or _running(int(pid)):
             continue
         shutil.rmtree(tmp, ignore_errors=True)

@@ -278,9 +278,9 @@ class MirroredOptunaSearch(OptunaSearch):
         """`study.ask()` cut off by the database going away can have made its trial anyway
         (the insert committed, the read after it failed): that trial, RUNNING with nothing
         drawn, tagged with this run (in its insert), started after the ask began and owned by
-        no Tune trial, is adopted by the next suggestion
-        instead of staying RUNNING for ever beside a second one (seen once in the outage
-        test's CI run: 9 trials for 8 samples)."""
+        no Tune trial, is adopted by the next suggestion instead of staying RUNNING for ever
+        beside a second one (seen once in the outage test's CI run: 9 trials for 8
+        samples)."""
         since = self._lost_ask_since
         if since is None:
             return

@@ -5,7 +5,8 @@ The latency is timed the way `objective.latency` names, each a function in `LATE
 PyTorch (`torch`), ONNX Runtime on the exported fp32 graphs (`ort`), or the candidate's int8
 graph in ONNX Runtime against the fp32 reference (`ort-int8`). Eager PyTorch time is mostly
 per-operator overhead for nets this small, which ONNX Runtime does not have: on 50 random
-demo candidates it ranks ORT latency at Spearman 0.46 (BENCHMARKS.md, "int8").
+demo candidates it ranks the shipped ORT latency at Spearman 0.42, `ort` at 0.99
+(benchmarks/results/int8_latency.json; BENCHMARKS.md, "int8").
 """
 
 from __future__ import annotations
