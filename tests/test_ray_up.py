@@ -16,8 +16,8 @@ submitted with `ray job submit` through `ray dashboard`'s port forward runs its 
 worker and writes its study to the head's PostgreSQL; `ray exec` reads the study back;
 Chromium (Debian's, headless) opens the job's page on Ray's dashboard, token typed in as a user
 does, and optuna-dashboard's page of the study, and finds the job and every trial there
-(screenshots in the test's folder); a second `ray up` keeps the study; `ray down` stops the
-head's Ray, and the worker's follows.
+(screenshots in the test's folder); a second `ray up` keeps the study, and the worker rejoins
+the restarted head; `ray down` stops the head's Ray, and the worker's follows.
 """
 
 from __future__ import annotations
@@ -450,6 +450,11 @@ def test_ray_up_worker_job_exec_dashboards_and_down(machines, tmp_path) -> None:
     assert "Running setup commands" not in again.stdout + again.stderr  # nothing to redo
     assert _study_on_head(env, config, study) == trials
     assert (secrets / "db_password").read_text().strip() == password
+    # the head's Ray restarted: the worker's raylet lost its head, and the new head's
+    # autoscaler starts Ray on the worker again (its known node, nothing set up anew)
+    start = time.monotonic()
+    _wait_for_the_worker(env, config, node, seconds=300)
+    timings["worker rejoined after the second ray up"] = time.monotonic() - start
 
     start = time.monotonic()
     _ray(env, "down", "-y", str(config), timeout=300)
