@@ -138,6 +138,7 @@ def build_grid(cfg, table: Path, second_seed: int, args: argparse.Namespace) -> 
     from ray import tune
 
     from tune_jobs.searchjob import init_ray, prepare_trial_data, results_path
+    from tune_jobs.study.trials import StudyAttr
     from tune_jobs.trial.space import enumerate_space
     from tune_jobs.trial.trainable import SEED_KEY, train_listed
 
@@ -146,7 +147,7 @@ def build_grid(cfg, table: Path, second_seed: int, args: argparse.Namespace) -> 
     jobs = grid_jobs(candidates, second_seed, cfg.search.seed)
     meta, rows = read_table(table)
     if not meta:
-        append_rows(table, [header(args, cfg, data.extra["data_path"], "grid")
+        append_rows(table, [header(args, cfg, data.study_attrs[StudyAttr.DATA_PATH], "grid")
                             | {"classes": data.classes}])
     elif meta.get("space") != cfg.space.model_dump(mode="json"):
         raise SystemExit(f"{table}: built from another space; use another --out")
@@ -183,13 +184,14 @@ def build_from_study(study, table: Path, args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
     from tune_jobs.config import Config
+    from tune_jobs.study.trials import StudyAttr, study_trials
 
-    if "config" not in study.user_attrs:
+    if StudyAttr.CONFIG not in study.user_attrs:
         raise SystemExit(f"study {study.study_name!r} holds no litesearch config")
-    cfg = Config.model_validate(study.user_attrs["config"])
-    full = [t for t in study.get_trials(deepcopy=False)
-            if t.state == TrialState.COMPLETE and t.user_attrs.get("curve")
-            and t.user_attrs.get("epochs_done", 0) >= cfg.scheduler.max_epochs]
+    cfg = Config.model_validate(study.user_attrs[StudyAttr.CONFIG])
+    full = [t for t in study_trials(study)
+            if t.state == TrialState.COMPLETE and t.curve
+            and t.epochs_done >= cfg.scheduler.max_epochs]
     if not full:
         raise SystemExit(f"study {study.study_name!r} has no trial trained to its full "
                          f"budget of {cfg.scheduler.max_epochs} epochs with a recorded curve "
@@ -200,16 +202,15 @@ def build_from_study(study, table: Path, args: argparse.Namespace) -> int:
               file=sys.stderr)
     from tune_jobs.trial.space import candidate_from_config
 
-    num_classes = len(study.user_attrs.get("classes") or [0, 1])
+    classes = study.user_attrs.get(StudyAttr.CLASSES)
     rows = []
     for t in full:
-        a = t.user_attrs
-        params = candidate_from_config(t.params, cfg.space, num_classes).params
-        rows.append(make_row(params, cfg.search.seed, a, [list(p) for p in a["curve"]],
-                             [a["wall_seconds"] / max(1, a["epochs_done"])]))
+        params = candidate_from_config(t.params, cfg.space, len(classes or [0, 1])).params
+        rows.append(make_row(params, cfg.search.seed, t.attrs, [list(p) for p in t.curve],
+                             [t.wall_seconds / max(1, t.epochs_done)]))
         rows[-1]["trial"] = t.number
-    meta = header(args, cfg, str(study.user_attrs.get("data_path", "")),
-                  f"study {study.study_name}") | {"classes": study.user_attrs.get("classes")}
+    meta = header(args, cfg, str(study.user_attrs.get(StudyAttr.DATA_PATH, "")),
+                  f"study {study.study_name}") | {"classes": classes}
     table.unlink(missing_ok=True)
     append_rows(table, [meta, *rows])
     return len(rows)
@@ -352,19 +353,18 @@ def trajectory(study) -> dict:
     final score of a COMPLETE trial so far (a reused duplicate costs nothing)."""
     from optuna.trial import TrialState
 
-    from tune_jobs.outcome import trained as is_training
+    from tune_jobs.study.trials import study_trials
 
-    ended = sorted((t for t in study.get_trials(deepcopy=False) if t.datetime_complete),
-                   key=lambda t: (t.datetime_complete, t.number))
+    ended = sorted((t for t in study_trials(study) if t.completed_at),
+                   key=lambda t: (t.completed_at, t.number))
     cost, seconds, best, points = 0, 0.0, None, []
     for t in ended:
-        a = t.user_attrs
-        cost += int(a.get("epochs_done") or 0)
-        seconds += float(a.get("wall_seconds") or 0.0)
-        if t.state == TrialState.COMPLETE and a.get("score") is not None:
-            best = a["score"] if best is None else min(best, a["score"])
+        cost += t.epochs_done
+        seconds += t.wall_seconds
+        if t.state == TrialState.COMPLETE and t.score is not None:
+            best = t.score if best is None else min(best, t.score)
         points.append([cost, seconds, best])
-    trained = [t for t in ended if is_training(t)]
+    trained = [t for t in ended if t.trained]
     return {"points": points, "trial_epochs": cost, "table_seconds": seconds, "best": best,
             "complete": sum(t.state == TrialState.COMPLETE for t in trained),
             "trials": len(trained), "duplicates": len(ended) - len(trained)}
@@ -381,6 +381,7 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
     from tune_jobs.config import SpaceConfig
     from tune_jobs.searchjob import run_search
     from tune_jobs.study.storage import open_storage
+    from tune_jobs.study.trials import StudyAttr
     from tune_jobs.trial.data import TrialData
     from tune_jobs.trial.replay import CONFIG_KEY, TABLE_KEY, config_keys, replay_trial
 
@@ -398,9 +399,10 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
                 "search.max_failures=0", "tracking.wandb=disabled",
                 f"resources.cpus_per_trial={1 / concurrency}",
                 *arm.overrides()])  # last: an arm's own settings win (+search.num_samples=80)
-            data = TrialData(cfg, classes, {}, {}, extra={
-                TABLE_KEY: table, CONFIG_KEY: configs, "data_path": meta.get("data", ""),
-                "test_source": "none"})
+            data = TrialData(cfg, classes, {}, {},
+                             study_attrs={StudyAttr.DATA_PATH: meta.get("data", ""),
+                                          StudyAttr.TEST_SOURCE: "none"},
+                             extra={TABLE_KEY: table, CONFIG_KEY: configs})
             _, url = run_search(cfg, data=data, trial_fn=replay_trial)
             study = optuna.load_study(study_name="replay", storage=open_storage(url))
             out.append({"seed": seed} | trajectory(study))

@@ -23,8 +23,10 @@ import optuna
 
 from common import REPO, emit
 from tune_jobs.config import load_config
-from tune_jobs.finaljob.job import FinalOptions, FinalResult, run_final
-from tune_jobs.finaljob.stats import BETTER
+from tune_jobs.finaljob.job import run_final
+from tune_jobs.finaljob.options import FinalOptions
+from tune_jobs.finaljob.results import FinalResult
+from tune_jobs.finaljob.stats import Verdict
 from tune_jobs.searchjob import run_search
 from tune_jobs.study.storage import mask_url, open_storage
 
@@ -51,7 +53,7 @@ def verdict(result: FinalResult) -> dict:
     checks = {c.baseline: {"verdict": c.verdict, "f1_difference": c.f1_difference.mean,
                            "ci95": c.f1_difference.ci95, "latency_ratio": c.latency_ratio}
               for c in result.comparisons}
-    met = (bool(checks) and all(c["verdict"] == BETTER for c in checks.values())
+    met = (bool(checks) and all(c["verdict"] == Verdict.BETTER for c in checks.values())
            and searched.latency_ratio <= LATENCY_TARGET * fastest)
     return {"baselines": checks, "met": met,
             "latency_vs_fastest_baseline": searched.latency_ratio / fastest}
@@ -59,7 +61,7 @@ def verdict(result: FinalResult) -> dict:
 
 def rows_of(result: FinalResult) -> list[dict]:
     return [{"model": m.name, "recipe": m.recipe, "seeds": m.seeds, "trained": m.trained,
-             "f1_mean": m.f1_mean, "f1_std": m.f1_std, "f1_ci95": m.f1_ci95,
+             "f1_mean": m.f1.mean, "f1_std": m.f1.std, "f1_ci95": m.f1.ci95,
              "accuracy_mean": m.accuracy.mean, "latency_ratio": m.latency_ratio,
              "onnxruntime_ms": m.onnxruntime_ms, "params": m.params, "macs": m.macs,
              "f1_runs": [r.f1 for r in m.runs]} for m in result.models]

@@ -32,7 +32,7 @@ from data_utils.folder import FolderIndex
 from data_utils.images import BadImage, fit, open_rgb
 from data_utils.skips import DataError, SkipLog
 
-log = logging.getLogger("litesearch.data")
+log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 KEY_CHARS = 24  # of the sha256 hex digest: the entry's folder name

@@ -17,7 +17,7 @@ from data_utils.folder import scan_dataset
 from data_utils.skips import DataError, SkipLog
 from data_utils.split import class_counts, stratified_split
 
-log = logging.getLogger("litesearch.data")
+log = logging.getLogger(__name__)
 
 
 @dataclass

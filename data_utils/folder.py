@@ -12,7 +12,7 @@ from pathlib import Path
 from data_utils.images import IMAGE_EXTENSIONS, is_image_file
 from data_utils.skips import DataError, SkipLog
 
-log = logging.getLogger("litesearch.data")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-log = logging.getLogger("litesearch.data")
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):

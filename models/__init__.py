@@ -1,4 +1,7 @@
-"""What a network is: block registry, blocks, `ModelSpec`, the builder, cost metrics, references."""
+"""What a network is: registry (the block registry), blocks and layers (what a stage is made
+of), spec (`ModelSpec`), builder (the one loop that builds it), zoo (presets and torchvision
+nets by name), reference (the latency reference nets), cost (params, MACs, latency), int8
+(ONNX Runtime static quantization)."""
 
 from models.builder import LiteNet, build_model
 from models.registry import BLOCKS, get_block, register_block

@@ -43,15 +43,15 @@ def test_the_headline_ratio_is_against_tpe_without_early_stopping() -> None:
 
 def _model(name: str, f1s: list[float], ratio: float, trained: bool = True):
     from tune_jobs.finaljob.assess import TrainingCheck
-    from tune_jobs.finaljob.job import ModelResult
+    from tune_jobs.finaljob.recipes import Recipe
+    from tune_jobs.finaljob.results import ModelResult
     from tune_jobs.finaljob.runs import Run
     from tune_jobs.finaljob.stats import estimate
 
     e = estimate(f1s)
     runs = [Run(i, "trainval", f, f, {}, TrainingCheck(1.8, 0.9, trained), [])
             for i, f in enumerate(f1s)]
-    return ModelResult(name, "searched", len(f1s), e.mean, e.std, e.ci95, e, {}, trained, 0,
-                       ratio, 0.1, 1, 1, runs, [])
+    return ModelResult(name, Recipe.SEARCHED, e, e, {}, trained, 0, ratio, 0.1, 1, 1, runs, [])
 
 
 def _result(*baselines):
@@ -140,3 +140,4 @@ def test_the_mirror_benchmark_times_every_callback(tmp_path, capsys) -> None:
     rows = {r["call"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["on_trial_result"]["calls"] == 6 and rows["on_trial_complete"]["calls"] == 2
     assert all(0 < r["median_ms"] <= r["p95_ms"] <= r["max_ms"] for r in rows.values())
+

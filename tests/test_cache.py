@@ -144,7 +144,7 @@ def test_a_damaged_entry_is_logged_removed_and_decoded_again(fmnist_train, tmp_p
         meta = json.loads((entry / "meta.json").read_text())
         meta["files"] = meta["files"][:-1]
         (entry / "meta.json").write_text(json.dumps(meta))
-    with caplog.at_level("WARNING", logger="litesearch.data"):
+    with caplog.at_level("WARNING", logger="data_utils.cache"):
         again = build_cache(index, 24, cache_dir=tmp_path / "c", workers=1, progress=False)
     np.testing.assert_array_equal(np.asarray(again.images), first)
     assert f"cache entry {entry} is damaged" in caplog.text

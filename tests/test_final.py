@@ -20,12 +20,14 @@ from PIL import Image
 from conftest import REPO
 from data_utils.demo import demo_root
 from tune_jobs.config import ConfigError, load_config
+from tune_jobs.finaljob.candidates import choose_trial
 from tune_jobs.finaljob.export import load_state, load_torchscript
-from tune_jobs.finaljob.job import FinalOptions, choose_trial, run_final
+from tune_jobs.finaljob.job import run_final
+from tune_jobs.finaljob.options import FinalOptions
 from tune_jobs.predict import predict_folder
 from tune_jobs.searchjob import run_search
+from tune_jobs.study.ranking import NoCompleteTrial, best_complete
 from tune_jobs.study.storage import open_storage
-from tune_jobs.study.summary import NoCompleteTrial, best_complete
 
 # Real Ray searches and trainings: the slow lane (`pytest -m slow`; all of it in CI).
 pytestmark = pytest.mark.slow
@@ -95,13 +97,15 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     # every model over its seeds, the shipped run the median one
     assert [m["name"] for m in on_disk["models"]] == ["searched", *BASELINES]
     assert on_disk["seeds"] == 2
+    assert on_disk["chosen"]["state"] == "COMPLETE"  # enums by name in metrics.json
     for m in on_disk["models"]:
         f1s = [r["f1"] for r in m["runs"]]
-        assert m["seeds"] == len(f1s) == 2 and len({r["seed"] for r in m["runs"]}) == 2
-        assert m["f1_mean"] == pytest.approx(np.mean(f1s))
-        assert m["f1_std"] == pytest.approx(np.std(f1s, ddof=1))
-        low, high = m["f1_ci95"]
-        assert low <= m["f1_mean"] <= high
+        f1 = m["f1"]
+        assert f1["n"] == len(f1s) == 2 and len({r["seed"] for r in m["runs"]}) == 2
+        assert f1["mean"] == pytest.approx(np.mean(f1s))
+        assert f1["std"] == pytest.approx(np.std(f1s, ddof=1))
+        low, high = f1["ci95"]
+        assert low <= f1["mean"] <= high
         assert m["recipe"] in ("searched", "standard") and isinstance(m["trained"], bool)
         assert m["shipped_seed"] == min(m["runs"], key=lambda r: r["f1"])["seed"]
         assert all(r["split"] == "trainval" for r in m["runs"])
@@ -217,7 +221,8 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
     finished epoch instead of starting over."""
     out, study, _ = finished_run
     script = (
-        "import sys, optuna; from tune_jobs.finaljob.job import FinalOptions, run_final; "
+        "import sys, optuna; from tune_jobs.finaljob.job import run_final; "
+        "from tune_jobs.finaljob.options import FinalOptions; "
         "from tune_jobs.study.storage import open_storage; "
         f"s = optuna.load_study(study_name={study.study_name!r}, "
         f"storage=open_storage('sqlite:///{out}/study.db')); "
@@ -288,7 +293,7 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
     from sklearn.metrics import f1_score
 
     from data_utils.augment import prepare_eval
-    from tune_jobs.finaljob.job import choose_recipe
+    from tune_jobs.finaljob.job import choose_recipes
     from tune_jobs.finaljob.recipes import standard_recipe
     from tune_jobs.finaljob.runs import Bench, Job, Net, select_recipe
     from tune_jobs.trial.space import TrainParams
@@ -304,7 +309,8 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
         bench = Bench(cfg, folder, epochs=2, device=torch.device("cpu"), progress=False)
         if test is not None:
             bench.data[32] = dataclasses.replace(bench.prepared(32), test=test)
-        trials = choose_recipe(bench, name, net, params, seed=1)
+        _, trials = choose_recipes(bench, {name: net}, params, seed=1)
+        trials = trials[name]
         return bench, trials, select_recipe(trials)
 
     bench, trials, picked = choice(tmp_path / "a")

@@ -15,19 +15,11 @@ from models.zoo import load_preset
 from tune_jobs.config import ObjectiveConfig
 from tune_jobs.finaljob.assess import TrainingCheck
 from tune_jobs.finaljob.candidates import top_k
-from tune_jobs.finaljob.job import ModelResult, compare
-from tune_jobs.finaljob.recipes import STANDARD_RECIPES, standard_recipe
+from tune_jobs.finaljob.job import compare
+from tune_jobs.finaljob.recipes import STANDARD_RECIPES, Recipe, standard_recipe
+from tune_jobs.finaljob.results import ModelResult
 from tune_jobs.finaljob.runs import RecipeTrial, Run, select_recipe
-from tune_jobs.finaljob.stats import (
-    BETTER,
-    SAME,
-    UNJUDGED,
-    WORSE,
-    difference,
-    estimate,
-    median_index,
-    verdict,
-)
+from tune_jobs.finaljob.stats import Verdict, difference, estimate, median_index, verdict
 from tune_jobs.trial.space import TrainParams
 
 
@@ -51,12 +43,12 @@ def test_the_interval_of_a_difference_is_welchs(a, b) -> None:
 
 
 def test_verdicts_are_read_from_the_interval_and_never_from_one_run() -> None:
-    assert verdict(difference([0.90, 0.91, 0.92], [0.80, 0.81, 0.82])) == BETTER
-    assert verdict(difference([0.80, 0.81, 0.82], [0.90, 0.91, 0.92])) == WORSE
+    assert verdict(difference([0.90, 0.91, 0.92], [0.80, 0.81, 0.82])) == Verdict.BETTER
+    assert verdict(difference([0.80, 0.81, 0.82], [0.90, 0.91, 0.92])) == Verdict.WORSE
     # a mean 0.03 higher but inside the noise
-    assert verdict(difference([0.83, 0.75, 0.90], [0.80, 0.78, 0.79])) == SAME
+    assert verdict(difference([0.83, 0.75, 0.90], [0.80, 0.78, 0.79])) == Verdict.SAME
     one = difference([0.95], [0.50])
-    assert one.ci95 is None and verdict(one) == UNJUDGED
+    assert one.ci95 is None and verdict(one) == Verdict.UNJUDGED
     assert estimate([0.7]).ci95 is None
     same = estimate([0.7, 0.7, 0.7])
     assert same.ci95 == pytest.approx((0.7, 0.7)) and same.std == pytest.approx(0)
@@ -79,31 +71,32 @@ def _run(seed: int, f1: float, trained: bool = True) -> Run:
 def _model(name: str, f1s: list[float], trained: bool = True, ratio: float = 1.0) -> ModelResult:
     runs = [_run(i, f, trained) for i, f in enumerate(f1s)]
     e = estimate(f1s)
-    return ModelResult(name, "searched", len(runs), e.mean, e.std, e.ci95, e, {"a": e},
-                       trained, 0, ratio, 1.0, 10, 10, runs, [])
+    return ModelResult(name, Recipe.SEARCHED, e, e, {"a": e}, trained, 0, ratio, 1.0, 10, 10,
+                       runs, [])
 
 
 def test_a_flagged_model_is_never_better_or_worse() -> None:
     searched = _model("searched", [0.90, 0.91, 0.92], ratio=0.3)
     good = compare(searched, _model("good", [0.80, 0.81, 0.82], ratio=1.2))
-    assert good.verdict == BETTER and good.latency_ratio == pytest.approx(0.25)
+    assert good.verdict == Verdict.BETTER and good.latency_ratio == pytest.approx(0.25)
     diverged = compare(searched, _model("diverged", [0.02, 0.03, 0.02], trained=False))
-    assert diverged.verdict == UNJUDGED and diverged.f1_difference.ci95[0] > 0
+    assert diverged.verdict == Verdict.UNJUDGED and diverged.f1_difference.ci95[0] > 0
     broken_searched = _model("searched", [0.02, 0.03, 0.02], trained=False)
-    assert compare(broken_searched, _model("b", [0.8, 0.81, 0.82])).verdict == UNJUDGED
+    assert compare(broken_searched, _model("b", [0.8, 0.81, 0.82])).verdict == Verdict.UNJUDGED
 
 
-def _trial(recipe: str, val_f1: float, trained: bool = True) -> RecipeTrial:
+def _trial(recipe: Recipe, val_f1: float, trained: bool = True) -> RecipeTrial:
     return RecipeTrial(recipe, "", {}, val_f1, TrainingCheck(1.8, 0.9 if trained else 1.9,
                                                              trained))
 
 
 def test_the_recipe_is_the_best_on_validation_among_those_that_trained() -> None:
-    assert select_recipe([_trial("searched", 0.6), _trial("standard", 0.7)]).recipe == "standard"
-    assert select_recipe([_trial("searched", 0.6),
-                          _trial("standard", 0.7, trained=False)]).recipe == "searched"
-    assert select_recipe([_trial("searched", 0.1, False),
-                          _trial("standard", 0.2, False)]).recipe == "standard"
+    searched, standard = Recipe.SEARCHED, Recipe.STANDARD
+    assert select_recipe([_trial(searched, 0.6), _trial(standard, 0.7)]).recipe == standard
+    assert select_recipe([_trial(searched, 0.6),
+                          _trial(standard, 0.7, trained=False)]).recipe == searched
+    assert select_recipe([_trial(searched, 0.1, False),
+                          _trial(standard, 0.2, False)]).recipe == standard
 
 
 SEARCHED = TrainParams(image_size=48, batch_size=128, optimizer="adamw", lr=0.08,
@@ -157,6 +150,31 @@ def test_top_k_takes_distinct_architectures_and_the_most_accurate_within_budget(
 
 def test_a_model_result_keeps_the_fields_metrics_json_promises() -> None:
     tree = dataclasses.asdict(_model("searched", [0.8, 0.82, 0.81]))
-    for key in ("name", "recipe", "seeds", "f1_mean", "f1_std", "f1_ci95", "trained"):
+    for key in ("name", "recipe", "f1", "accuracy", "per_class_f1", "trained", "runs"):
         assert key in tree
-    assert len(tree["f1_ci95"]) == 2
+    assert set(tree["f1"]) == {"n", "mean", "std", "ci95"} and tree["f1"]["n"] == 3
+    assert len(tree["f1"]["ci95"]) == 2 and tree["recipe"] == "searched"
+
+
+def test_a_duplicate_proposal_is_never_picked_by_either_rule() -> None:
+    """`top_k` and `--pareto` pick the most accurate within the latency limit by one rule
+    (study/ranking.py), which skips a duplicate proposal's copy of another trial's result."""
+    from tune_jobs.finaljob.candidates import choose_trial
+    from tune_jobs.finaljob.options import FinalOptions
+    from tune_jobs.study.trials import Attr
+
+    study = optuna.create_study(direction="minimize")
+    # 2: marked a copy of trial 1, with a higher F1 so that only the rule can skip it
+    rows = [(0.50, 0.80, 0.6, 0.5, None), (0.60, 0.84, 0.8, 0.75, None),
+            (0.59, 0.86, 0.8, 0.25, 1)]
+    for score, f1, ratio, width, copy_of in rows:
+        attrs = {"score": score, "f1": f1, "latency_ratio": ratio, "spec": _spec_yaml(width)}
+        if copy_of is not None:
+            attrs[Attr.DUPLICATE_OF] = copy_of
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, value=score, params={"x": width},
+            distributions={"x": FloatDistribution(0, 1)}, user_attrs=attrs))
+    picks = top_k(study, 5, ObjectiveConfig(max_latency_ratio=1.0))
+    assert [t.number for t, _ in picks] == [0, 1]
+    pick, _ = choose_trial(study, FinalOptions(pareto=True, max_latency_ratio=1.0))
+    assert pick.number == 1

@@ -125,7 +125,8 @@ def test_a_duplicate_proposal_reuses_the_finished_result_and_trains_nothing(tmp_
     no epochs), do not use up a sample, and the searcher hands Tune the other candidate."""
     from ray.tune.search import Searcher
 
-    from tune_jobs.study.summary import best_complete, compute_ledger
+    from tune_jobs.study.ranking import best_complete
+    from tune_jobs.study.summary import compute_ledger
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     cfg = load_config("ci.yaml", TWO_CANDIDATES)
@@ -217,3 +218,4 @@ def test_an_ask_cut_off_by_a_database_outage_is_adopted_not_made_twice(tmp_path,
         f"sqlite:///{tmp_path / 's.db'}")).get_trials()
     assert len(trials) == 2
     assert all(t.params and t.user_attrs.get("run") == "run-1" for t in trials)
+

@@ -21,8 +21,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import REPO, free_ports
-from tune_jobs.outcome import trained
 from tune_jobs.study.storage import open_storage
+from tune_jobs.study.trials import StudyTrial
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +120,7 @@ def test_a_60_s_database_outage_mid_search_loses_nothing(private_postgres, tmp_p
     assert time.monotonic() - down_at >= 60
 
     trials = optuna.load_study(study_name=study, storage=open_storage(pg.url)).get_trials()
-    runs = [t for t in trials if trained(t)]
+    runs = [t for t in trials if StudyTrial.of(t).trained]
     assert len(runs) == samples, [(t.number, t.state.name) for t in trials]
     assert all(t.state.is_finished() for t in trials), "a trial left RUNNING"
     dirs = [t.user_attrs["trial_dir"] for t in runs]

@@ -4,7 +4,7 @@ scheduler as it was at the run's start)."""
 import pickle
 from types import SimpleNamespace
 
-from tune_jobs.study.rungs import ResumableASHA
+from tune_jobs.schedulers import ResumableASHA
 
 
 def _results():

@@ -20,8 +20,9 @@ from conftest import REPO
 from models import ModelSpec, build_model
 from tune_jobs.config import load_config
 from tune_jobs.searchjob import run_search
+from tune_jobs.study.ranking import NoCompleteTrial, best_complete
 from tune_jobs.study.storage import open_storage
-from tune_jobs.study.summary import NoCompleteTrial, best_complete, write_outputs
+from tune_jobs.study.summary import write_outputs
 
 # Real Ray searches and trainings: the slow lane (`pytest -m slow`; all of it in CI).
 pytestmark = pytest.mark.slow
@@ -75,7 +76,7 @@ def test_ci_search_in_postgres(tmp_path, cache_dir, ray_local, postgres_url) -> 
     best = best_complete(study)
     assert summary["best"]["number"] == best.number
     spec = ModelSpec.from_yaml(tmp_path / "best" / "spec.yaml")
-    assert spec == ModelSpec.from_yaml(best.user_attrs["spec"])
+    assert spec == ModelSpec.from_yaml(best.spec)
     build_model(spec)
     assert (tmp_path / "trials.csv").read_text().count("\n") == 1 + cfg.search.num_samples
 
@@ -426,6 +427,6 @@ def test_the_f1_objective_maximises_f1_and_records_the_same_shape(tmp_path, cach
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert done and all(t.value == pytest.approx(t.user_attrs["f1"]) for t in done)
     best = best_complete(study)
-    assert best.user_attrs["f1"] == max(t.user_attrs["f1"] for t in done)
+    assert best.f1 == max(t.user_attrs["f1"] for t in done)
     text = console_summary(study, write_outputs(study, tmp_path))
     assert "by F1; higher is better" in text

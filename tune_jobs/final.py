@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from tune_jobs.config import ConfigError
+from tune_jobs.finaljob.options import FinalOptions, add_final_flags
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -32,8 +33,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="the most accurate COMPLETE trial under --max-latency-ratio")
     p.add_argument("--max-latency-ratio", type=float)
     p.add_argument("--epochs", type=int, help="override final.epochs of the config")
-    p.add_argument("--baselines", default="", help="torchvision nets to train alongside, "
-                   "comma-separated (e.g. mobilenet_v3_small,shufflenet_v2_x0_5)")
     add_final_flags(p)
     p.add_argument("--data", help="data path on this machine (default: the study's)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for latency")
@@ -43,34 +42,20 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_final_flags(p: argparse.ArgumentParser) -> None:
-    """The final job's flags that `search.py --final` shares."""
-    p.add_argument("--seeds", type=int, help="trainings per model from different seeds "
-                   "(default: final.seeds of the config); the report gives means with 95 %% "
-                   "intervals")
-    p.add_argument("--top-k", type=int, help="re-evaluate the K best architectures with "
-                   "fresh seeds on the training split before the final training (default: "
-                   "final.top_k)")
-    p.add_argument("--no-int8", dest="int8", action="store_false", default=None,
-                   help="skip the int8 quantization and its benchmark (default: final.int8)")
-
-
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import optuna
 
     from data_utils.skips import DataError
-    from tune_jobs.finaljob.job import FinalOptions, run_final
+    from tune_jobs.finaljob.job import run_final
+    from tune_jobs.study.ranking import NoCompleteTrial
     from tune_jobs.study.storage import mask_url, open_storage, resolve_storage_url
-    from tune_jobs.study.summary import NoCompleteTrial
 
     output = Path(args.output)
     url = resolve_storage_url(args.storage, output)
-    opts = FinalOptions(trial=args.trial, pareto=args.pareto,
-                        max_latency_ratio=args.max_latency_ratio, epochs=args.epochs,
-                        baselines=tuple(b for b in args.baselines.split(",") if b),
-                        data=args.data, threads=args.threads, seeds=args.seeds,
-                        top_k=args.top_k, int8=args.int8)
+    opts = FinalOptions.from_args(args, trial=args.trial, pareto=args.pareto,
+                                  max_latency_ratio=args.max_latency_ratio, epochs=args.epochs,
+                                  data=args.data, threads=args.threads)
     try:
         study = optuna.load_study(study_name=args.study, storage=open_storage(url))
     except KeyError:

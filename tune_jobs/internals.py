@@ -18,13 +18,18 @@ so an upgrade that breaks one fails there, not in the middle of a search.
   `Study._thread_local.cached_all_trials`: `Study.ask()` with user attributes written in the
   same insert as the trial (the mirror's run tag: a driver killed between an ask and a later
   `set_user_attr` left a RUNNING trial no resume could adopt).
+- `ASHAScheduler.__dict__` (its rungs `_brackets`, the trials' `_trial_info`, `_counter`):
+  `ResumableASHA` saves and reloads the whole state, since `Tuner.restore` brings back the
+  scheduler of the run's start (`tune_jobs/schedulers.py`).
+- `RDBStorage.__getstate__` / `__setstate__` and its `url` key: the study storage's pickles
+  (Tune's searcher state) hold the URL without its password (`tune_jobs/study/storage.py`).
 - `ray.autoscaler._private.util.prepare_config` / `validate_config`: Ray's own offline check
   of a cluster YAML (what `ray up` runs first), used by the cluster tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -98,6 +103,27 @@ def validate_cluster_config(config: dict) -> dict:
     return prepared
 
 
+# --------------------------------------------------------------------------- pickled state
+
+# what ASHA's state must hold for its rungs to come back (Ray 2.60)
+ASHA_STATE = ("_brackets", "_trial_info", "_counter")
+
+
+def scheduler_state(scheduler: Any, leave_out: Sequence[str] = ()) -> dict[str, Any]:
+    """A Tune scheduler's whole state (ASHA: its rungs and the trials' brackets)."""
+    return {k: v for k, v in scheduler.__dict__.items() if k not in leave_out}
+
+
+def restore_scheduler_state(scheduler: Any, state: dict[str, Any]) -> None:
+    scheduler.__dict__.update(state)
+
+
+def with_storage_url(state: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """An RDBStorage pickle state with its URL changed (masked when pickled, the password
+    put back when unpickled)."""
+    return {**state, "url": change(state["url"])}
+
+
 # ---------------------------------------------------------------------------------- contract
 
 
@@ -161,6 +187,7 @@ def check_contract() -> list[str]:
     except (AttributeError, TypeError) as err:
         problems.append(f"optuna trial internals: {err}")
 
+    problems += _check_pickled_state()
     try:
         from ray.autoscaler._private.util import prepare_config, validate_config  # noqa: F401
     except ImportError as err:
@@ -168,6 +195,54 @@ def check_contract() -> list[str]:
     return problems
 
 
-__all__ = ["ask_with_attrs", "attach_trial", "check_contract", "searcher_finished",
-           "searcher_study", "searcher_trials", "storage_id", "stored_trial",
-           "validate_cluster_config", "write_to_trial"]
+def _check_pickled_state() -> list[str]:
+    """ASHA's rungs and RDBStorage's URL, where the pickles litesearch changes keep them."""
+    import pickle
+    import tempfile
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import ASHAScheduler
+
+    problems = []
+    asha = ASHAScheduler(time_attr="training_iteration", metric="score", mode="min", max_t=4,
+                         grace_period=1)
+    trial = SimpleNamespace(trial_id="t1")
+    asha.on_trial_add(None, trial)
+    asha.on_trial_result(None, trial, {"training_iteration": 1, "score": 0.5})
+    state = scheduler_state(asha)
+    fresh = ASHAScheduler(time_attr="training_iteration", metric="score", mode="min", max_t=4,
+                          grace_period=1)
+    restore_scheduler_state(fresh, pickle.loads(pickle.dumps(state)))
+    if not all(k in state for k in ASHA_STATE) or fresh.debug_string() != asha.debug_string():
+        problems.append(f"ASHAScheduler.__dict__: its rungs are not in {ASHA_STATE} or do not "
+                        f"come back (got {sorted(state)})")
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp}/contract.db")
+        try:
+            pickled = storage.__getstate__()
+            moved = with_storage_url(pickled, lambda url: url)
+            storage.__setstate__(moved)
+            storage.get_all_studies()
+        except (KeyError, TypeError, AttributeError) as err:
+            problems.append(f"RDBStorage.__getstate__/__setstate__ with a 'url' key: {err!r}")
+        finally:
+            storage.engine.dispose()
+    return problems
+
+
+__all__ = [
+    "ASHA_STATE",
+    "ask_with_attrs",
+    "attach_trial",
+    "check_contract",
+    "restore_scheduler_state",
+    "scheduler_state",
+    "searcher_finished",
+    "searcher_study",
+    "searcher_trials",
+    "storage_id",
+    "stored_trial",
+    "validate_cluster_config",
+    "with_storage_url",
+    "write_to_trial",
+]

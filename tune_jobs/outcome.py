@@ -56,22 +56,10 @@ def trial_state(outcome: Outcome, epochs_done: int, max_epochs: int) -> TrialSta
     return TrialState.PRUNED
 
 
-# A study trial with this user attribute trained nothing: its values were proposed again after
-# the trial it names had finished, and that trial's result was reused (the mirror's dedupe).
-DUPLICATE_ATTR = "duplicate_of"
-
-
-def trained(t: Any) -> bool:
-    """A study trial that is not a reused copy of another's result (`DUPLICATE_ATTR`):
-    rankings, counts and the ledger count each training once."""
-    return DUPLICATE_ATTR not in t.user_attrs
-
-
 def epochs_done(result: Mapping[str, Any] | None) -> int:
     """Epochs a trial trained (failures report epoch -1, an over-budget candidate 0)."""
     epoch = result.get("epoch") if result is not None else None
     return max(0, int(epoch)) if epoch is not None and epoch == epoch else 0  # NaN: none
 
 
-__all__ = ["DUPLICATE_ATTR", "FAILED", "Outcome", "epochs_done", "outcome_of", "trained",
-           "trial_state"]
+__all__ = ["FAILED", "Outcome", "StrEnum", "epochs_done", "outcome_of", "trial_state"]

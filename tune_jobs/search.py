@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from tune_jobs.config import ConfigError, load_config
-from tune_jobs.final import add_final_flags
+from tune_jobs.finaljob.options import FinalOptions, add_final_flags
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -30,9 +30,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.add_argument("--final", action="store_true",
                    help="then retrain, benchmark and export the winner (tune_jobs/final.py)")
-    p.add_argument("--baselines", default="", help="with --final: torchvision nets to train "
-                   "alongside, e.g. mobilenet_v3_small,shufflenet_v2_x0_5")
-    add_final_flags(p)
+    add_final_flags(p)  # with --final
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="override a config value, e.g. search.seed=3")
     return p
@@ -85,11 +83,9 @@ def main(args: argparse.Namespace) -> int:
     if not summary.get("best"):
         return 1
     if args.final:
-        from tune_jobs.finaljob.job import FinalOptions, run_final
+        from tune_jobs.finaljob.job import run_final
 
-        opts = FinalOptions(baselines=tuple(b for b in args.baselines.split(",") if b),
-                            seeds=args.seeds, top_k=args.top_k, int8=args.int8)
-        run_final(study, Path(cfg.output), opts)
+        run_final(study, Path(cfg.output), FinalOptions.from_args(args))
         print((Path(cfg.output) / "final" / "report.md").read_text())
     return 130 if stopped and not args.final else 0  # 130: interrupted, as a shell says
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import optuna
 
 from data_utils.skips import DataError
-from tune_jobs.config import RUNG_METRICS, Config, ConfigError
+from tune_jobs.config import Config, ConfigError
+from tune_jobs.schedulers import make_scheduler
 from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
 from tune_jobs.study.storage import (
     mask_url,
@@ -20,13 +21,14 @@ from tune_jobs.study.storage import (
     resolve_storage_url,
     without_password,
 )
+from tune_jobs.study.trials import StudyAttr
 from tune_jobs.study.writes import drain
 from tune_jobs.trial.data import SplitArrays, TrialData
 from tune_jobs.trial.recipe import data_path, prepare_run_data
 from tune_jobs.trial.space import define_by_run, tune_domains
 from tune_jobs.trial.trainable import train_candidate
 
-log = logging.getLogger("litesearch.search")
+log = logging.getLogger(__name__)
 RESULTS_ENV = "LITESEARCH_RESULTS"
 
 
@@ -110,8 +112,9 @@ def prepare_trial_data(cfg: Config) -> TrialData:
         val[size] = SplitArrays(data.val.images, data.val.labels)
     if classes is None:
         raise DataError("space.train.image_size lists no image size")
-    return TrialData(cfg, classes, train, val, extra={"test_source": data.test_source,
-                                                      "data_path": data_path(cfg)})
+    return TrialData(cfg, classes, train, val,
+                     study_attrs={StudyAttr.TEST_SOURCE: data.test_source,
+                                  StudyAttr.DATA_PATH: data_path(cfg)})
 
 
 def check_reference(cfg: Config) -> None:
@@ -144,25 +147,10 @@ def record_run(cfg: Config, storage, objective: Objective, data: TrialData) -> N
     classes, and where the test split comes from."""
     study = optuna.create_study(study_name=cfg.search.study, storage=storage,
                                 load_if_exists=True, **study_direction_kwargs(objective))
-    study.set_user_attr("config", cfg.model_dump(mode="json"))
-    study.set_user_attr("classes", data.classes)
-    study.set_user_attr("objective", list(objective.metrics))
-    for key, value in data.extra.items():
-        study.set_user_attr(key, value)
-
-
-def _scheduler(cfg: Config, output: Path):
-    from ray.tune.schedulers import FIFOScheduler
-
-    from tune_jobs.study.rungs import ResumableASHA
-
-    s = cfg.scheduler
-    if not s.early_stopping:
-        return FIFOScheduler()
-    return ResumableASHA(state_file=str(output / f"asha-{cfg.search.study}.pkl"),
-                         time_attr="training_iteration", metric=s.metric,
-                         mode=RUNG_METRICS[s.metric], max_t=s.max_epochs,
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    attrs = {StudyAttr.CONFIG: cfg.model_dump(mode="json"), StudyAttr.CLASSES: data.classes,
+             StudyAttr.OBJECTIVE: list(objective.metrics), **data.study_attrs}
+    for key, value in attrs.items():
+        study.set_user_attr(str(key), value)
 
 
 def results_path(cfg: Config, output: Path) -> str:
@@ -265,7 +253,7 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
             trainable,
             param_space=tune_domains(cfg.space) if hyperopt else None,
             tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=_scheduler(cfg, output),
+                search_alg=searcher, scheduler=make_scheduler(cfg, output),
                 num_samples=cfg.search.num_samples,
                 max_concurrent_trials=cfg.search.max_concurrent,
                 # a new trial reuses a finished trial's worker: no process start, no torch

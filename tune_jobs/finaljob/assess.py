@@ -120,7 +120,7 @@ class Assessment:
     ratio: LatencyRatio
     submit: SubmitTime
     scores: Scores
-    export_max_abs_diff: float
+    export_max_abs_diff: dict[str, float]  # per export (torchscript, onnx): max |logit diff|
     test_images: int
     training: TrainingCheck | None = None
 

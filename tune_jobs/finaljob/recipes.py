@@ -10,7 +10,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from tune_jobs.outcome import StrEnum
 from tune_jobs.trial.space import TrainParams
+
+
+class Recipe(StrEnum):
+    """Which recipe a model trained with."""
+
+    SEARCHED = "searched"  # the chosen trial's, as the search found it
+    STANDARD = "standard"  # its family's standard recipe (`STANDARD_RECIPES`)
 
 
 @dataclass(frozen=True)
@@ -57,4 +65,11 @@ def standard_recipe(name: str) -> StandardRecipe:
     return STANDARD_RECIPES[family]
 
 
-__all__ = ["STANDARD_RECIPES", "StandardRecipe", "standard_recipe"]
+def recipes_for(name: str, searched: TrainParams) -> dict[Recipe, tuple[TrainParams, str]]:
+    """The recipes a baseline `name` is tried with: each one's parameters and source."""
+    standard = standard_recipe(name)
+    return {Recipe.SEARCHED: (searched, "the searched trial's"),
+            Recipe.STANDARD: (standard.apply(searched), standard.source)}
+
+
+__all__ = ["STANDARD_RECIPES", "Recipe", "StandardRecipe", "recipes_for", "standard_recipe"]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import optuna
 
-from tune_jobs.finaljob.job import FinalOptions, FinalResult
+from tune_jobs.finaljob.options import FinalOptions
+from tune_jobs.finaljob.results import FinalResult
 
-log = logging.getLogger("litesearch.final")
+log = logging.getLogger(__name__)
 KEEP_ON_NODE = ("checkpoint",)  # per-epoch resume state: only useful where it was written
 
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from tune_jobs.finaljob.assess import Assessment
+from tune_jobs.finaljob.results import FinalResult, ModelResult
 from tune_jobs.finaljob.stats import Estimate, estimate
-from tune_jobs.study.summary import ledger_line, pareto_front, trial_score
+from tune_jobs.study.ranking import pareto_front
+from tune_jobs.study.summary import ledger_line
+from tune_jobs.study.trials import StudyTrial
 from tune_jobs.trial.score import score
-
-if TYPE_CHECKING:
-    from tune_jobs.finaljob.job import FinalResult, ModelResult
 
 
 def _yerr(e: Estimate) -> list[list[float]]:
@@ -28,25 +27,25 @@ def _yerr(e: Estimate) -> list[list[float]]:
     return [[e.mean - low], [high - e.mean]]
 
 
-def plot_pareto(trials: list[FrozenTrial], chosen: FrozenTrial, path: Path,
+def plot_pareto(trials: list[StudyTrial], chosen: StudyTrial, path: Path,
                 finals: Sequence[ModelResult] = ()) -> Path:
     """The search's trials (validation F1) and the final models (test F1, mean over seeds
     with its 95 % interval) against the latency ratio."""
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     for state, colour in ((TrialState.PRUNED, "#bbbbbb"), (TrialState.COMPLETE, "#1f77b4")):
-        pts = [(t.user_attrs["latency_ratio"], t.user_attrs["f1"]) for t in trials
-               if t.state == state and t.user_attrs.get("f1") is not None
-               and t.user_attrs.get("latency_ratio") is not None]
+        pts = [(t.latency_ratio, t.f1) for t in trials
+               if t.state == state and t.f1 is not None and t.latency_ratio is not None]
         if pts:
             ax.scatter(*zip(*pts, strict=True), s=18, c=colour, label=state.name.lower())
     front = pareto_front(trials)
     if front:
-        ax.plot([t.user_attrs["latency_ratio"] for t in front],
-                [t.user_attrs["f1"] for t in front], "-", c="#1f77b4", lw=1, label="Pareto front")
-    ax.scatter([chosen.user_attrs["latency_ratio"]], [chosen.user_attrs["f1"]], marker="*",
-               s=220, c="#d62728", label=f"chosen (#{chosen.number})", zorder=5)
+        ax.plot([t.latency_ratio for t in front], [t.f1 for t in front], "-", c="#1f77b4",
+                lw=1, label="Pareto front")
+    if chosen.f1 is not None and chosen.latency_ratio is not None:
+        ax.scatter([chosen.latency_ratio], [chosen.f1], marker="*", s=220, c="#d62728",
+                   label=f"chosen (#{chosen.number})", zorder=5)
     for m, colour in zip(finals, plt.cm.Dark2.colors, strict=False):
-        ax.errorbar([m.latency_ratio], [m.f1_mean], yerr=_yerr(m.f1), fmt="D", ms=6,
+        ax.errorbar([m.latency_ratio], [m.f1.mean], yerr=_yerr(m.f1), fmt="D", ms=6,
                     capsize=4, c=colour, zorder=6,
                     label=f"{m.name}: test, {m.seeds} seed(s)" + ("" if m.trained
                                                                   else " (did not train)"))
@@ -60,14 +59,13 @@ def plot_pareto(trials: list[FrozenTrial], chosen: FrozenTrial, path: Path,
     return path
 
 
-def plot_curves(trials: list[FrozenTrial], path: Path, top: int = 5) -> Path:
-    done = sorted((t for t in trials if t.state == TrialState.COMPLETE
-                   and trial_score(t) is not None), key=trial_score)[:top]
+def plot_curves(trials: list[StudyTrial], path: Path, top: int = 5) -> Path:
+    done = sorted((t for t in trials if t.state == TrialState.COMPLETE and t.score is not None),
+                  key=lambda t: t.score or 0.0)[:top]
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     for t in done:
-        steps = sorted(t.intermediate_values)
-        ax.plot(steps, [t.intermediate_values[s] for s in steps], marker=".",
-                label=f"#{t.number}")
+        steps = sorted(t.intermediate)
+        ax.plot(steps, [t.intermediate[s] for s in steps], marker=".", label=f"#{t.number}")
     return _finish(fig, ax, path, "score (lower is better)",
                    f"learning curves of the top {len(done)} trials", legend=bool(done))
 
@@ -142,7 +140,7 @@ SEEDS_HEADER = ["model", "recipe", "seeds", "macro-F1", "accuracy", "latency rat
 
 def seeds_row(r: ModelResult, f1_ref: float) -> list:
     return [r.name, r.recipe, r.seeds, r.f1.text(), r.accuracy.text(), r.latency_ratio,
-            r.onnxruntime_ms, r.params, r.macs, score(r.f1_mean, r.latency_ratio, f1_ref)]
+            r.onnxruntime_ms, r.params, r.macs, score(r.f1.mean, r.latency_ratio, f1_ref)]
 
 
 def _comparison_section(metrics: FinalResult) -> list[str]:
@@ -230,52 +228,43 @@ MODEL_HEADER = ["model", "macro-F1", "accuracy", "ORT ms", "eager ms", "latency 
                 "params", "MACs", "score"]
 
 
-def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
-                 classes: list[str], plots: dict[str, str], ledger: dict) -> Path:
+def _chosen_section(metrics: FinalResult) -> list[str]:
     chosen, m = metrics.chosen, metrics.model
-    states = Counter(t.state.name for t in trials)
-    wall = sum(t.user_attrs.get("wall_seconds") or 0 for t in trials)
-    epochs = sum(t.user_attrs.get("epochs_done") or 0 for t in trials)
-    parts = [
-        f"# litesearch final report: study `{metrics.study}`",
-        "",
-        "## Chosen trial",
-        "",
-        f"Trial #{chosen.number} ({chosen.state}), chosen by {chosen.why}. "
+    return [
+        "## Chosen trial", "",
+        f"Trial #{chosen.number} ({chosen.state.name}), chosen by {chosen.why}. "
         f"Retrained from scratch on train + validation for {metrics.epochs} epochs at "
         f"{metrics.input_size} px; tested on the {metrics.test_source} test split "
-        f"({m.test_images} images).",
-        "",
+        f"({m.test_images} images).", "",
         _table(["in the search", "score", "val macro-F1", "latency ratio", "epochs"],
                [[f"trial #{chosen.number}", chosen.score, chosen.f1, chosen.latency_ratio,
-                 chosen.epochs_done]]),
-        "",
-        *_candidates_section(metrics),
-        "## Test metrics, searched model against baselines",
-        "",
+                 chosen.epochs_done]]), ""]
+
+
+def _models_section(metrics: FinalResult) -> list[str]:
+    return [
+        "## Test metrics, searched model against baselines", "",
         f"{metrics.seeds} seed(s) per model (initialisation, data order, augmentation), each "
         "trained from scratch on train + validation; macro-F1 and accuracy as mean ± standard "
         "deviation [95 % interval]. Exports and the full benchmark below are of each model's "
-        "median run.",
-        "",
-        _table(SEEDS_HEADER, [seeds_row(r, metrics.f1_ref) for r in metrics.models]),
-        "",
+        "median run.", "",
+        _table(SEEDS_HEADER, [seeds_row(r, metrics.f1_ref) for r in metrics.models]), "",
         *[f"Warning: {r.name} did not train (training loss "
           f"{r.runs[0].training.first_loss:.3f} at epoch 1, "
           f"{r.runs[0].training.last_loss:.3f} at the end, seed {r.runs[0].seed}): flagged, "
-          "not counted as a comparison.\n" for r in metrics.models if not r.trained],
-        *_comparison_section(metrics),
-        *_recipe_section(metrics),
-        "### The median runs",
-        "",
+          "not counted as a comparison.\n" for r in metrics.models if not r.trained]]
+
+
+def _median_runs_section(metrics: FinalResult) -> list[str]:
+    m = metrics.model
+    return [
+        "### The median runs", "",
         _table(MODEL_HEADER, [model_row("searched", m)]
-               + [model_row(name, b) for name, b in metrics.baselines.items()]),
-        "",
+               + [model_row(name, b) for name, b in metrics.baselines.items()]), "",
         "Latency: CPU, batch 1, "
         f"{m.speed.threads} thread(s), median; latency ratio against the reference "
         f"`{metrics.reference}` measured in the same run. score = 0.5 x latency ratio + "
-        f"sigmoid(20 x ({metrics.f1_ref} - F1)), lower is better.",
-        "",
+        f"sigmoid(20 x ({metrics.f1_ref} - F1)), lower is better.", "",
         _table(["metric", "value"], [
             ["TorchScript ms (CPU)", m.speed.cpu.torchscript_ms],
             ["eager batch 64, img/s", m.speed.cpu.eager_batch64_img_s],
@@ -284,31 +273,53 @@ def write_report(path: Path, metrics: FinalResult, trials: list[FrozenTrial],
             ["submit time: whole test set at batch 1, s", m.submit.seconds],
             ["competition score (0.5 x submit / 43.16 + sigmoid)", m.scores.competition_score],
             *([["CUDA eager ms", m.speed.cuda.eager_ms]] if m.speed.cuda else []),
-        ]),
-        "",
-        *_int8_section(metrics),
-        "## Per class (test)",
-        "",
+        ]), ""]
+
+
+def _per_class_section(metrics: FinalResult, plots: dict[str, str]) -> list[str]:
+    return [
+        "## Per class (test)", "",
         _table(["class", "F1 over seeds", "precision (median run)", "recall (median run)",
                 "support"],
                [[c, metrics.models[0].per_class_f1[c].text(3), v.precision, v.recall, v.support]
-                for c, v in m.test.per_class.items()]),
-        "",
-        f"![confusion matrix]({plots['confusion']})",
-        "",
-        "## Search summary",
-        "",
+                for c, v in metrics.model.test.per_class.items()]), "",
+        f"![confusion matrix]({plots['confusion']})", ""]
+
+
+def _search_section(trials: list[StudyTrial], plots: dict[str, str], ledger: dict
+                    ) -> list[str]:
+    states = Counter(t.state.name for t in trials)
+    wall = sum(t.wall_seconds for t in trials)
+    epochs = sum(t.epochs_done for t in trials)
+    return [
+        "## Search summary", "",
         _table(["trials", *sorted(states), "trial-epochs", "trial wall time (s)"],
-               [[len(trials), *[states[s] for s in sorted(states)], epochs, wall]]),
-        "",
-        ledger_line(ledger) + ".",
-        "",
-        f"![Pareto front]({plots['pareto']})",
-        "",
-        f"![learning curves]({plots['curves']})",
-        "",
-        f"![final trainings]({plots['retrain']})",
-        "",
-    ]
+               [[len(trials), *[states[s] for s in sorted(states)], epochs, wall]]), "",
+        ledger_line(ledger) + ".", "",
+        f"![Pareto front]({plots['pareto']})", "",
+        f"![learning curves]({plots['curves']})", "",
+        f"![final trainings]({plots['retrain']})", ""]
+
+
+def write_report(path: Path, metrics: FinalResult, trials: list[StudyTrial],
+                 plots: dict[str, str], ledger: dict) -> Path:
+    parts = [f"# litesearch final report: study `{metrics.study}`", "",
+             *_chosen_section(metrics), *_candidates_section(metrics),
+             *_models_section(metrics), *_comparison_section(metrics),
+             *_recipe_section(metrics), *_median_runs_section(metrics),
+             *_int8_section(metrics), *_per_class_section(metrics, plots),
+             *_search_section(trials, plots, ledger)]
     path.write_text("\n".join(parts))
     return path
+
+
+def write_report_with_plots(folder: Path, metrics: FinalResult, trials: list[StudyTrial],
+                            chosen: StudyTrial, classes: list[str], ledger: dict) -> Path:
+    """The plots, then report.md beside them (which shows them)."""
+    plots = {"pareto": plot_pareto(trials, chosen, folder / "pareto.png", metrics.models),
+             "curves": plot_curves(trials, folder / "learning_curves.png"),
+             "retrain": plot_retrain(metrics.models, folder / "retrain_curves.png"),
+             "confusion": plot_confusion(metrics.model.test.confusion, classes,
+                                         folder / "confusion.png")}
+    return write_report(folder / "report.md", metrics, trials,
+                        {k: v.name for k, v in plots.items()}, ledger)

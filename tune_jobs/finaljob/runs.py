@@ -29,11 +29,12 @@ from data_utils.loader import BatchLoader
 from models.spec import ModelSpec
 from tune_jobs.config import Config
 from tune_jobs.finaljob.assess import TrainingCheck
+from tune_jobs.finaljob.recipes import Recipe
 from tune_jobs.trial.engine import evaluate, per_class_f1, train_epoch
 from tune_jobs.trial.recipe import make_recipe, prepare_run_data
 from tune_jobs.trial.space import TrainParams
 
-log = logging.getLogger("litesearch.final")
+log = logging.getLogger(__name__)
 
 Split = Literal["train", "trainval"]  # judged on validation / on test
 
@@ -194,7 +195,7 @@ def _start_worker(bench: Bench) -> None:
     global _WORKER
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("litesearch.data").setLevel(logging.WARNING)  # the parent logged it
+    logging.getLogger("data_utils").setLevel(logging.WARNING)  # the parent logged it
     _WORKER = bench
 
 
@@ -208,7 +209,7 @@ def _run_in_worker(job: Job) -> tuple[dict, Run]:
 class RecipeTrial:
     """A baseline trained with one recipe on the training split, judged on validation."""
 
-    recipe: str  # "searched" or "standard"
+    recipe: Recipe
     source: str
     params: dict
     val_f1: float

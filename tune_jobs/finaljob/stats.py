@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
+from tune_jobs.outcome import StrEnum
+
 CONFIDENCE = 0.95
 
 
@@ -65,17 +67,22 @@ def difference(a: Sequence[float], b: Sequence[float]) -> Estimate:
     return Estimate(min(ea.n, eb.n), diff, se, _interval(diff, se, df))
 
 
-BETTER, SAME, WORSE = "better", "no detectable difference", "worse"
-UNJUDGED = "not judged"
+class Verdict(StrEnum):
+    """What an interval of (searched - baseline) lets a report say."""
+
+    BETTER = "better"
+    SAME = "no detectable difference"
+    WORSE = "worse"
+    UNJUDGED = "not judged"  # one run, or a model that did not train
 
 
-def verdict(diff: Estimate) -> str:
+def verdict(diff: Estimate) -> Verdict:
     """From the interval of (searched - baseline), higher is better: "better" only when the
     whole interval is above zero, "worse" when below; one run is never judged."""
     if diff.ci95 is None:
-        return UNJUDGED
+        return Verdict.UNJUDGED
     low, high = diff.ci95
-    return BETTER if low > 0 else WORSE if high < 0 else SAME
+    return Verdict.BETTER if low > 0 else Verdict.WORSE if high < 0 else Verdict.SAME
 
 
 def median_index(values: Sequence[float]) -> int:
@@ -85,5 +92,4 @@ def median_index(values: Sequence[float]) -> int:
     return order[(len(values) - 1) // 2]
 
 
-__all__ = ["BETTER", "SAME", "UNJUDGED", "WORSE", "Estimate", "difference", "estimate",
-           "median_index", "verdict"]
+__all__ = ["Estimate", "Verdict", "difference", "estimate", "median_index", "verdict"]

@@ -38,25 +38,15 @@ from tune_jobs.internals import (
     searcher_trials,
     storage_id,
 )
-from tune_jobs.outcome import (
-    DUPLICATE_ATTR,
-    Outcome,
-    epochs_done,
-    outcome_of,
-    trained,
-    trial_state,
-)
+from tune_jobs.outcome import Outcome, epochs_done, outcome_of, trial_state
+from tune_jobs.study.trials import REPORTED, Attr, StudyTrial
 from tune_jobs.study.writes import DB_DOWN, Write, WriteQueue, register
 from tune_jobs.trial.data import flatten
 from tune_jobs.trial.space import candidate_from_config, optuna_distributions
 
-log = logging.getLogger("litesearch.mirror")
+log = logging.getLogger(__name__)
 
 STEP = "training_iteration"
-METRIC_ATTRS = ("score", "f1", "accuracy", "loss", "val_loss", "epoch", "params", "macs",
-                "latency_ratio", "latency_ms", "reference_ms", "image_size", "node", "node_id",
-                "trial_dir", "wall_seconds",
-                "images_per_second")
 
 
 @dataclass
@@ -119,34 +109,34 @@ def _clean(value: Any) -> Any:
 def record_for(last: dict | None, error: bool, ctx: RecordContext) -> TrialRecord:
     """The study's record of a trial from its last result (`error`: its worker died)."""
     last = last or {}
-    attrs = {k: _clean(last[k]) for k in METRIC_ATTRS if k in last}
-    attrs["epochs_done"] = epochs_done(last)
+    attrs: dict[str, Any] = {k: _clean(last[k]) for k in REPORTED if k in last}
+    done = attrs[Attr.EPOCHS_DONE] = epochs_done(last)
     config = _config_of(last)
     if config and ctx.space is not None:
         try:
-            attrs["spec"] = candidate_from_config(config, ctx.space, ctx.num_classes
-                                                  ).spec.to_yaml()
+            attrs[Attr.SPEC] = candidate_from_config(config, ctx.space, ctx.num_classes
+                                                     ).spec.to_yaml()
         except Exception as err:  # a config the space cannot rebuild is still recorded
-            attrs["spec_error"] = str(err)
+            attrs[Attr.SPEC_ERROR] = str(err)
     outcome = outcome_of(last, error)
-    state = trial_state(outcome, attrs["epochs_done"], ctx.max_epochs)
+    state = trial_state(outcome, done, ctx.max_epochs)
     values = ([float(last[m]) for m in ctx.metrics] if all(m in last for m in ctx.metrics)
               else None)
     reason = str(last.get("reason", ""))
     if outcome == Outcome.WORKER_LOST:
         reason = ("the trial's worker died (node lost or process killed) after "
-                  f"{attrs['epochs_done']} epoch(s); Tune's retries were used up")
+                  f"{done} epoch(s); Tune's retries were used up")
     elif state == TrialState.COMPLETE and values is None:
         state, reason = TrialState.PRUNED, f"the last result lacks {', '.join(ctx.metrics)}"
     elif state == TrialState.PRUNED and outcome == Outcome.TRAINED:
         outcome = Outcome.STOPPED_EARLY
-        reason = f"stopped by the scheduler after {attrs['epochs_done']} epoch(s)"
+        reason = f"stopped by the scheduler after {done} epoch(s)"
     elif outcome == Outcome.UNKNOWN:
         reason = reason or "the trial's last result states no outcome"
-    attrs["outcome"], attrs["reason"] = outcome.value, reason
+    attrs[Attr.OUTCOME], attrs[Attr.REASON] = outcome.value, reason
     if state == TrialState.FAIL:
         if last.get("traceback"):
-            attrs["traceback"] = str(last["traceback"])
+            attrs[Attr.TRACEBACK] = str(last["traceback"])
         values = None
     return TrialRecord(state, values, attrs)
 
@@ -163,7 +153,7 @@ class MirroredOptunaSearch(OptunaSearch):
     a queue (`study/writes.py`) and no new trial is asked for until it is back.
     """
 
-    RUN_ATTR = "run"
+    RUN_ATTR = Attr.RUN
     # A sampler may propose values a finished trial already has (TPE narrowing in on a
     # categorical space did in a fifth of its trials on the learning-curve grid). Training
     # them again gives the same model: the proposal is recorded with the earlier trial's
@@ -224,7 +214,7 @@ class MirroredOptunaSearch(OptunaSearch):
         # unknown to Tune, which will ask for a replacement: counting the run's trials in the
         # study (not Tune's) keeps the study at exactly num_samples.
         self._asked = sum(t.user_attrs.get(self.RUN_ATTR) == self._run_id
-                          and trained(t) for t in stored.values())
+                          and StudyTrial.of(t).trained for t in stored.values())
 
     def suggest(self, trial_id: str) -> dict | None:
         if not self._writes.ready() or not self.flush_writes():
@@ -308,15 +298,12 @@ class MirroredOptunaSearch(OptunaSearch):
                           ) -> None:
         """Tell the sampler the earlier trial's result again, marked as a copy that trained
         nothing (the ledger counts no epochs for it; reports can tell it apart)."""
-        attrs = {**earlier.user_attrs, DUPLICATE_ATTR: earlier.number, "epochs_done": 0,
+        attrs = {**earlier.user_attrs, Attr.DUPLICATE_OF: earlier.number, Attr.EPOCHS_DONE: 0,
                  "wall_seconds": 0.0, self.RUN_ATTR: self._run_id}
-        values = earlier.values if earlier.state == TrialState.COMPLETE else None
-        if values is not None and not isinstance(self.metric, list):
-            values = values[0]
         self._write(Write(storage_id(ot_trial), f"trial {ot_trial.number}: a copy of trial "
                           f"{earlier.number}", attrs,
                           tuple(sorted(earlier.intermediate_values.items())), earlier.state,
-                          values))
+                          self._study_values(earlier.state, earlier.values)))
         log.info("trial %d draws the values of finished trial %d: its result is reused, the "
                  "sampler asked again", ot_trial.number, earlier.number)
 
@@ -330,6 +317,15 @@ class MirroredOptunaSearch(OptunaSearch):
         self._write(Write(storage_id(ot_trial), f"trial {ot_trial.number}: {self.metric} at "
                           f"step {step}", intermediate=((step, float(result[self.metric])),)))
         self._reported[trial_id].add(step)
+
+    def _study_values(self, state: TrialState, values: list[float] | None
+                      ) -> float | list[float] | None:
+        """What `study.tell` takes for a trial that ended in `state`: values only for a
+        COMPLETE trial (Optuna's pruned trials carry their last intermediate value), one
+        float for a single-objective study."""
+        if state != TrialState.COMPLETE or values is None:
+            return None
+        return list(values) if isinstance(self.metric, list) else values[0]
 
     def _ignores(self, trial_id: str) -> bool:
         return trial_id in searcher_finished(self) or trial_id not in searcher_trials(self)
@@ -350,15 +346,12 @@ class MirroredOptunaSearch(OptunaSearch):
             self._report(trial_id, last)  # the result that made ASHA stop the trial
             self._curves.add(trial_id, last)
         record = record_for(last, error, self._record)
-        record.user_attrs["curve"] = self._curves.pop(trial_id)
+        record.user_attrs[Attr.CURVE] = self._curves.pop(trial_id)
         ot_trial = searcher_trials(self)[trial_id]
-        values = record.values if record.state == TrialState.COMPLETE else None
-        if values is not None and not isinstance(self.metric, list):
-            values = values[0]
         # queued while the database is away; any other refusal is logged, never raised
         self._write(Write(storage_id(ot_trial), f"trial {ot_trial.number}: "
                           f"{record.state.name}", record.user_attrs, state=record.state,
-                          values=values))
+                          values=self._study_values(record.state, record.values)))
         searcher_finished(self).add(trial_id)
         self._last.pop(trial_id, None)
         self._reported.pop(trial_id, None)
@@ -382,13 +375,13 @@ class StudyRecorder(Callback):
         return self._writes.flush(self.study.add_trial, force)
 
     def unwritten(self) -> list[str]:
-        return [f"trial {t.user_attrs.get('tune_trial_id')}: {t.state.name}"
+        return [f"trial {t.user_attrs.get(Attr.TUNE_TRIAL_ID)}: {t.state.name}"
                 for t in self._writes.pending]
 
     def setup(self, **info: Any) -> None:
         # On resume, trials already in the study (recorded after Tune's last state save) are
         # not recorded twice when Tune runs them again.
-        self._done |= {t.user_attrs.get("tune_trial_id") for t in
+        self._done |= {t.user_attrs.get(Attr.TUNE_TRIAL_ID) for t in
                        self.study.get_trials(deepcopy=False)} - {None}
 
     def _remember(self, trial_id: str, result: dict | None) -> None:
@@ -417,7 +410,7 @@ class StudyRecorder(Callback):
         self._remember(trial.trial_id, trial.last_result)  # the stopping result, too
         last = self._last.get(trial.trial_id, {})
         record = record_for(last | {"config": trial.config}, error, self.ctx)
-        record.user_attrs["curve"] = self._curves.pop(trial.trial_id)
+        record.user_attrs[Attr.CURVE] = self._curves.pop(trial.trial_id)
         params = {k: v for k, v in flatten(trial.config).items() if k in self.distributions}
         intermediate = self._values.pop(trial.trial_id, {})
         values = record.values
@@ -429,7 +422,7 @@ class StudyRecorder(Callback):
             frozen = optuna.trial.create_trial(
                 state=record.state, values=values, params=params,
                 distributions={k: self.distributions[k] for k in params},
-                user_attrs=record.user_attrs | {"tune_trial_id": trial.trial_id},
+                user_attrs=record.user_attrs | {Attr.TUNE_TRIAL_ID: trial.trial_id},
                 intermediate_values=intermediate)
         except Exception as err:
             log.warning("could not record trial %s in the study: %s", trial.trial_id, err)

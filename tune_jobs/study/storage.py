@@ -12,6 +12,8 @@ from pathlib import Path
 
 import optuna
 
+from tune_jobs.internals import with_storage_url
+
 STORAGE_ENV = "LITESEARCH_STORAGE"
 
 # SQLAlchemy 2.1 maps a bare postgresql:// URL to psycopg 3, but we ship psycopg2-binary.
@@ -58,12 +60,10 @@ class StudyStorage(optuna.storages.RDBStorage):
     `with_password` for it."""
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state["url"] = mask_url(state["url"])
-        return state
+        return with_storage_url(super().__getstate__(), mask_url)
 
     def __setstate__(self, state: dict) -> None:
-        super().__setstate__({**state, "url": with_password(state["url"])})
+        super().__setstate__(with_storage_url(state, with_password))
 
 
 def resolve_storage_url(url: str | None, run_dir: str | Path) -> str:

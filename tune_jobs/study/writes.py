@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from tune_jobs.internals import stored_trial, write_to_trial
 
-log = logging.getLogger("litesearch.mirror")
+log = logging.getLogger(__name__)
 
 # What an unreachable database raises through Optuna (a refused or dropped connection).
 DB_DOWN: tuple[type[BaseException], ...] = (optuna.exceptions.StorageInternalError,

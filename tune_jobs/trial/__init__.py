@@ -1,3 +1,4 @@
-"""What one trial does: the search space (space), the Tune trainable (trainable), the
-objective and budgets (objective), the training engine (engine) and the recipe shared with
-the final job (recipe)."""
+"""What one trial does: space (the search space), trainable (the Tune trainable), report (the
+typed record a trial reports), replay (a trial that replays a learning-curve table), data
+(what every trial shares), objective and score (costs, budgets, the score), engine (the
+training engine) and recipe (the recipe shared with the final job)."""

@@ -24,7 +24,9 @@ class TrialData:
     classes: list[str]
     train: dict[int, SplitArrays]  # by image size
     val: dict[int, SplitArrays]
-    extra: dict = field(default_factory=dict)
+    # what the study records of the run (study/trials.py's StudyAttr: test_source, data_path)
+    study_attrs: dict[str, Any] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # what only the trials read (a replay's table)
 
 
 SEP = "/"  # flat names of drawn values: "s2/kernel", "train/lr"

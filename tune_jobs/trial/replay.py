@@ -16,7 +16,8 @@ from typing import Any
 
 from tune_jobs.outcome import Outcome
 from tune_jobs.trial.data import TrialData, flatten
-from tune_jobs.trial.score import failure_score, over_budget, score
+from tune_jobs.trial.report import TrialReport, Where
+from tune_jobs.trial.score import over_budget
 
 TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> table row
 CONFIG_KEY = "replay_configs"  # TrialData.extra[CONFIG_KEY]: config_key(config) -> cell key
@@ -61,30 +62,26 @@ def replay_trial(config: dict, data: TrialData) -> None:
     row = _row_for(config, data)
     f1_ref = cfg.objective.f1_ref
     if row is None:
-        tune.report({"score": failure_score(1.0, f1_ref), "f1": 0.0, "accuracy": 0.0,
-                     "val_loss": float("inf"), "epoch": -1, "outcome": Outcome.ERROR.value,
-                     "reason": "the candidate is not in the replayed table"})
+        tune.report(TrialReport.failed(Outcome.ERROR, "the candidate is not in the replayed "
+                                       "table", f1_ref).as_result())
         return
-    lat = float(row["latency_ratio"] or 1.0)
-    base = {"latency_ratio": lat, "params": row.get("n_params"), "macs": row.get("macs"),
-            "image_size": row["params"].get("train/image_size"),
-            "epoch_seconds": row.get("epoch_seconds"),
-            "trial_dir": tune.get_context().get_trial_dir()}
+    where = Where(latency_ratio=float(row["latency_ratio"] or 1.0), params=row.get("n_params"),
+                  macs=row.get("macs"), image_size=row["params"].get("train/image_size"),
+                  trial_dir=tune.get_context().get_trial_dir())
     why = over_budget(row.get("n_params"), row.get("macs"), row.get("latency_ratio"),
                       cfg.objective)
     curve = row.get("curve") or []
     if why or row.get("outcome") != Outcome.TRAINED or not curve:
         outcome = Outcome.OVER_BUDGET if why else Outcome(row.get("outcome", "error"))
-        tune.report(base | {"score": failure_score(lat, f1_ref), "f1": 0.0, "accuracy": 0.0,
-                            "val_loss": float("inf"), "epoch": 0 if why else -1,
-                            "outcome": outcome.value, "reason": why or row.get("reason", "")})
+        tune.report(TrialReport.failed(outcome, why or row.get("reason", ""), f1_ref,
+                                       where).as_result())
         return
     seconds = float(row.get("epoch_seconds") or 0.0)
     for epoch, f1, val_loss, accuracy, _ in curve[:cfg.scheduler.max_epochs]:
-        tune.report(base | {"score": score(f1, lat, f1_ref), "f1": f1, "val_loss": val_loss,
-                            "loss": val_loss, "accuracy": accuracy, "epoch": int(epoch),
-                            "outcome": Outcome.TRAINED.value, "reason": "",
-                            "wall_seconds": seconds * epoch})
+        # (the table keeps no training loss: the validation loss stands in)
+        tune.report(TrialReport.trained(where, int(epoch), f1, accuracy, val_loss, val_loss,
+                                        f1_ref, epoch_seconds=seconds,
+                                        wall_seconds=seconds * epoch).as_result())
 
 
 __all__ = ["CONFIG_KEY", "TABLE_KEY", "cell_key", "config_key", "config_keys", "replay_trial"]

@@ -73,6 +73,27 @@ class Candidate:
     params: dict[str, Scalar]  # every value drawn, by flat name
 
 
+# Every value's flat name, written once: `sample` asks by these, `flat_params` lists them all.
+STEM_FIELDS = ("channels", "act")
+SLOT_FIELDS = ("type", "stride", "out", "repeat", *STAGE_BLOCK_ARGS)
+HEAD_FIELDS = ("channels", "dropout", "act")
+WHOLE_FIELDS = ("width", "depth")  # of the whole network: named as they are
+
+
+def part_name(part: str, field: str) -> str:
+    """`train/lr`, `stem/act`, `head/dropout`."""
+    return f"{part}{SEP}{field}"
+
+
+def slot_name(i: int, field: str) -> str:
+    """`s2/kernel`: slot i's field (`type` is the block drawn from its `blocks`)."""
+    return f"s{i}{SEP}{field}"
+
+
+def _slot_param(slot: Any, field: str) -> Param:
+    return slot.blocks if field == "type" else getattr(slot, field)
+
+
 def _accepts(block: str) -> set[str]:
     return set(inspect.signature(BLOCKS[block]).parameters)
 
@@ -88,38 +109,37 @@ def sample(space: SpaceConfig, chooser: Chooser, num_classes: int) -> Candidate:
         return value
 
     t = space.train
-    train = TrainParams(**{f: pick(f"train{SEP}{f}", getattr(t, f))
+    train = TrainParams(**{f: pick(part_name("train", f), getattr(t, f))
                            for f in TrainParams.__dataclass_fields__})
-    stem = StemSpec(channels=int(pick(f"stem{SEP}channels", space.stem.channels)),
-                    stride=STEM_STRIDE, act=pick(f"stem{SEP}act", space.stem.act))
+    stem = StemSpec(channels=int(pick(part_name("stem", "channels"), space.stem.channels)),
+                    stride=STEM_STRIDE, act=pick(part_name("stem", "act"), space.stem.act))
     budget = min(MAX_TOTAL_STRIDE, space.max_downsample, train.image_size) // STEM_STRIDE
     stages: list[StageSpec] = []
     for i, slot in enumerate(space.slots):
-        block = pick(f"s{i}{SEP}type", slot.blocks)
+        block = pick(slot_name(i, "type"), slot.blocks)
         if BLOCKS[block].skips:
             continue  # an empty slot adds nothing to the network
         stride = 1
         if budget >= 2:
-            stride = int(pick(f"s{i}{SEP}stride", slot.stride))
+            stride = int(pick(slot_name(i, "stride"), slot.stride))
             budget //= stride
         accepted = _accepts(block)
-        args = {a: pick(f"s{i}{SEP}{a}", getattr(slot, a)) for a in STAGE_BLOCK_ARGS
+        args = {a: pick(slot_name(i, a), getattr(slot, a)) for a in STAGE_BLOCK_ARGS
                 if a in accepted}
         if "kernel" in args:
             args["kernel"] = int(args["kernel"])
         if "expansion" in args:
             args["expansion"] = float(args["expansion"])
-        stages.append(StageSpec(block=block, out_channels=int(pick(f"s{i}{SEP}out", slot.out)),
-                                repeats=int(pick(f"s{i}{SEP}repeat", slot.repeat)),
+        stages.append(StageSpec(block=block, out_channels=int(pick(slot_name(i, "out"), slot.out)),
+                                repeats=int(pick(slot_name(i, "repeat"), slot.repeat)),
                                 stride=stride, **args))
     if not stages:  # every slot drew `pass`: the network is the stem and the head
         stages.append(StageSpec(block="pass", out_channels=stem.channels))
-    head = HeadSpec(channels=int(pick(f"head{SEP}channels", space.head.channels)),
-                    dropout=float(pick(f"head{SEP}dropout", space.head.dropout)),
-                    act=pick(f"head{SEP}act", space.head.act))
+    head = HeadSpec(channels=int(pick(part_name("head", "channels"), space.head.channels)),
+                    dropout=float(pick(part_name("head", "dropout"), space.head.dropout)),
+                    act=pick(part_name("head", "act"), space.head.act))
     spec = ModelSpec(stages=stages, stem=stem, head=head, name="candidate",
-                     width=float(pick("width", space.width)),
-                     depth=float(pick("depth", space.depth)),
+                     **{f: float(pick(f, getattr(space, f))) for f in WHOLE_FIELDS},
                      input_size=train.image_size, num_classes=num_classes)
     return Candidate(spec, train, drawn)
 
@@ -160,15 +180,13 @@ def enumerate_space(space: SpaceConfig, num_classes: int) -> list[Candidate]:
 
 def flat_params(space: SpaceConfig) -> dict[str, Param]:
     """Every name `sample` may ask, with its range (for searchers that draw all up front)."""
-    params: dict[str, Param] = {f"train{SEP}{f}": getattr(space.train, f)
+    params: dict[str, Param] = {part_name("train", f): getattr(space.train, f)
                                 for f in TrainParams.__dataclass_fields__}
-    params |= {f"stem{SEP}channels": space.stem.channels, f"stem{SEP}act": space.stem.act}
+    params |= {part_name("stem", f): getattr(space.stem, f) for f in STEM_FIELDS}
     for i, slot in enumerate(space.slots):
-        params[f"s{i}{SEP}type"] = slot.blocks
-        for name in ("stride", "out", "repeat", *STAGE_BLOCK_ARGS):
-            params[f"s{i}{SEP}{name}"] = getattr(slot, name)
-    params |= {f"head{SEP}{f}": getattr(space.head, f) for f in ("channels", "dropout", "act")}
-    params |= {"width": space.width, "depth": space.depth}
+        params |= {slot_name(i, f): _slot_param(slot, f) for f in SLOT_FIELDS}
+    params |= {part_name("head", f): getattr(space.head, f) for f in HEAD_FIELDS}
+    params |= {f: getattr(space, f) for f in WHOLE_FIELDS}
     return {k: v for k, v in params.items() if not (isinstance(v, list) and len(v) == 1)}
 
 

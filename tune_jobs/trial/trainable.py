@@ -27,9 +27,9 @@ from tune_jobs.config import Config
 from tune_jobs.outcome import Outcome
 from tune_jobs.trial.data import TrialData
 from tune_jobs.trial.engine import NonFiniteLoss, evaluate, train_epoch
-from tune_jobs.trial.objective import measure_costs
+from tune_jobs.trial.objective import Costs, measure_costs
 from tune_jobs.trial.recipe import make_recipe
-from tune_jobs.trial.score import failure_score, score
+from tune_jobs.trial.report import TrialReport, Where
 from tune_jobs.trial.space import Candidate, candidate_from_config
 
 CHECKPOINT_FILE = "state.pt"
@@ -38,11 +38,11 @@ CHECKPOINT_FILE = "state.pt"
 SEED_KEY = "seed"
 
 
-def _report(metrics: dict, checkpoint_dir: str | None = None) -> None:
+def _report(report: TrialReport, checkpoint_dir: str | None = None) -> None:
     from ray import tune
 
     checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-    tune.report(metrics, checkpoint=checkpoint)
+    tune.report(report.as_result(), checkpoint=checkpoint)
 
 
 def _device(config: Config) -> torch.device:
@@ -50,28 +50,35 @@ def _device(config: Config) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
-def _base_metrics(cand: Candidate, costs, started_at: float) -> dict:
+def _where(cand: Candidate, costs: Costs, started_at: float) -> Where:
     import ray
     from ray import tune
 
-    return {
-        "params": costs.params, "macs": costs.macs, "latency_ratio": costs.latency_ratio,
-        "latency_ms": costs.candidate_ms, "reference_ms": costs.reference_ms,
-        "image_size": cand.train.image_size, "node": platform.node(),
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-        "started_at": started_at, "trial_dir": tune.get_context().get_trial_dir(),
-    }
+    return Where(
+        latency_ratio=costs.latency_ratio, params=costs.params, macs=costs.macs,
+        latency_ms=costs.candidate_ms, reference_ms=costs.reference_ms,
+        image_size=cand.train.image_size, node=platform.node(),
+        node_id=ray.get_runtime_context().get_node_id(),
+        gpu_ids=",".join(str(g) for g in ray.get_gpu_ids()), started_at=started_at,
+        trial_dir=tune.get_context().get_trial_dir())
+
+
+def _failure(err: Exception) -> Outcome:
+    """The outcome an exception in a trial stands for."""
+    if isinstance(err, NonFiniteLoss):
+        return Outcome.NAN_LOSS
+    return Outcome.OOM if isinstance(err, torch.OutOfMemoryError) else Outcome.ERROR
 
 
 def train_candidate(config: dict, data: TrialData) -> None:
     """Tune function trainable; `config` holds the searcher's draws (flat or nested names)."""
     cfg = data.config
+    f1_ref = cfg.objective.f1_ref
     # Ray logs every checkpoint at INFO from the worker; the study records where they are
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     torch.set_num_threads(max(1, int(cfg.resources.cpus_per_trial)))
     started, started_at = time.perf_counter(), time.time()
-    base: dict = {}
+    where = Where()
     try:
         cand = candidate_from_config(config, cfg.space, len(data.classes))
         # The same candidate gets the same initial weights on any worker, reused or not.
@@ -80,28 +87,18 @@ def train_candidate(config: dict, data: TrialData) -> None:
         torch.manual_seed(zlib.crc32(drawn) ^ seed)
         model = models.build_model(cand.spec)
         costs = measure_costs(model, cand.train.image_size, cfg.objective)
-        base = _base_metrics(cand, costs, started_at)
+        where = _where(cand, costs, started_at)
         why = costs.over_budget(cfg.objective)
         if why:
-            penalty = failure_score(costs.latency_ratio, cfg.objective.f1_ref)
-            _report(base | {"score": penalty, "f1": 0.0, "accuracy": 0.0, "loss": float("nan"),
-                            "val_loss": float("inf"),
-                            "epoch": 0, "outcome": Outcome.OVER_BUDGET.value, "reason": why})
+            _report(TrialReport.failed(Outcome.OVER_BUDGET, why, f1_ref, where))
             return
-        _train(cfg, data, cand, model, base, started, seed)
+        _train(cfg, data, cand, model, where, started, seed)
     except Exception as err:  # recorded, never raised: one bad trial must not stop the search
-        reason = f"{type(err).__name__}: {err}"
-        outcome = Outcome.OOM if isinstance(err, torch.OutOfMemoryError) else Outcome.ERROR
+        outcome = _failure(err)
         if outcome == Outcome.OOM and torch.cuda.is_available():
             torch.cuda.empty_cache()  # the worker may be reused by the next trial
-        if isinstance(err, NonFiniteLoss):
-            outcome = Outcome.NAN_LOSS
-        lat = base.get("latency_ratio", 1.0)
-        _report(base | {"score": failure_score(lat, cfg.objective.f1_ref), "f1": 0.0,
-                        "accuracy": 0.0, "loss": float("nan"), "val_loss": float("inf"),
-                        "epoch": -1,
-                        "outcome": outcome.value, "reason": reason[:2000],
-                        "traceback": traceback.format_exc()[-4000:]})
+        _report(TrialReport.failed(outcome, f"{type(err).__name__}: {err}", f1_ref, where,
+                                   traceback.format_exc()[-4000:]))
 
 
 def train_listed(config: dict, data: TrialData, configs: list[dict]) -> None:
@@ -110,7 +107,7 @@ def train_listed(config: dict, data: TrialData, configs: list[dict]) -> None:
     train_candidate(configs[config["index"]], data)
 
 
-def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base: dict,
+def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, where: Where,
            started: float, seed: int) -> None:
     from ray import tune
 
@@ -138,20 +135,17 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, base
         stats = train_epoch(model, recipe.loader, optimizer, scheduler, recipe.criterion, device,
                             recipe.scaler)
         ev = evaluate(model, val_loader, len(data.classes), device)
-        metrics = base | {
-            "score": score(ev.f1, base["latency_ratio"], cfg.objective.f1_ref),
-            "f1": ev.f1, "accuracy": ev.accuracy, "loss": stats.loss, "val_loss": ev.loss,
-            "epoch": epoch + 1, "epoch_seconds": stats.seconds,
-            "images_per_second": stats.images / max(stats.seconds, 1e-9),
-            "outcome": Outcome.TRAINED.value, "reason": "",
-            "wall_seconds": time.perf_counter() - started, "reported_at": time.time(),
-        }
+        report = TrialReport.trained(
+            where, epoch + 1, ev.f1, ev.accuracy, ev.loss, stats.loss, cfg.objective.f1_ref,
+            epoch_seconds=stats.seconds,
+            images_per_second=stats.images / max(stats.seconds, 1e-9),
+            wall_seconds=time.perf_counter() - started, reported_at=time.time())
         if time.perf_counter() - last_checkpoint < cfg.search.checkpoint_interval_s:
-            _report(metrics)
+            _report(report)
             continue
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                         "spec": cand.spec.to_yaml()}, os.path.join(tmp, CHECKPOINT_FILE))
-            _report(metrics, tmp)
+            _report(report, tmp)
         last_checkpoint = time.perf_counter()

@@ -1,4 +1,5 @@
-"""ASHA whose rungs survive a driver restart.
+"""The search's trial scheduler (`make_scheduler`): ASHA whose rungs survive a driver restart,
+or none (FIFO) without early stopping.
 
 `Tuner.restore` does not restore the scheduler (ray issue 30838): it unpickles the scheduler
 as it was when the run started, so after `--resume` every rung is empty and the next trials
@@ -15,7 +16,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from tune_jobs.config import RUNG_METRICS, Config
+from tune_jobs.internals import restore_scheduler_state, scheduler_state
 
 
 class ResumableASHA(ASHAScheduler):
@@ -29,7 +33,7 @@ class ResumableASHA(ASHAScheduler):
     def _persist(self) -> None:
         # a few kB, compared before written: a rung's record is never lost to a kill, and
         # the many results between rungs cost no write
-        state = pickle.dumps({k: v for k, v in self.__dict__.items() if k != "_saved"})
+        state = pickle.dumps(scheduler_state(self, leave_out=("_saved",)))
         if state == self._saved:
             return
         tmp = f"{self._state_file}.tmp"
@@ -49,11 +53,23 @@ class ResumableASHA(ASHAScheduler):
 
     def __setstate__(self, state: dict) -> None:
         # Tune unpickles the scheduler of the run's start: take the last saved rungs instead
-        self.__dict__.update(state)
+        restore_scheduler_state(self, state)
         self._saved = b""
         if os.path.isfile(self._state_file):
             with open(self._state_file, "rb") as f:
-                self.__dict__.update(pickle.load(f))
+                restore_scheduler_state(self, pickle.load(f))
 
 
-__all__ = ["ResumableASHA"]
+def make_scheduler(cfg: Config, output: Path) -> TrialScheduler:
+    """`scheduler.*` of the config: ResumableASHA on `scheduler.metric` (its state in the run
+    folder), or FIFO when `scheduler.early_stopping` is off."""
+    s = cfg.scheduler
+    if not s.early_stopping:
+        return FIFOScheduler()
+    return ResumableASHA(state_file=str(output / f"asha-{cfg.search.study}.pkl"),
+                         time_attr="training_iteration", metric=s.metric,
+                         mode=RUNG_METRICS[s.metric], max_t=s.max_epochs,
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+
+
+__all__ = ["ResumableASHA", "make_scheduler"]

@@ -1,0 +1,47 @@
+"""The final job's options, and the command-line flags that set them: `final.py` has them
+all, `search.py --final` the shared ones (`add_final_flags`); both build `FinalOptions` here.
+Free of torch: the entry scripts parse their flags before importing the job."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FinalOptions:
+    trial: int | None = None
+    pareto: bool = False
+    max_latency_ratio: float | None = None
+    epochs: int | None = None
+    baselines: tuple[str, ...] = ()
+    data: str | None = None
+    threads: int = 1
+    progress: bool = True
+    seeds: int | None = None  # None: final.seeds of the study's config
+    top_k: int | None = None  # None: final.top_k; ignored with --trial or --pareto
+    workers: int | None = None  # trainings at once on a CPU; None: final.workers, else cores
+    int8: bool | None = None  # None: final.int8
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **own: object) -> FinalOptions:
+        """From the flags of `add_final_flags`, plus what a caller sets of its own flags."""
+        return cls(baselines=tuple(b for b in args.baselines.split(",") if b),
+                   seeds=args.seeds, top_k=args.top_k, int8=args.int8, **own)  # type: ignore[arg-type]
+
+
+def add_final_flags(p: argparse.ArgumentParser) -> None:
+    """The final job's flags that `search.py --final` shares."""
+    p.add_argument("--baselines", default="", help="torchvision nets to train alongside, "
+                   "comma-separated (e.g. mobilenet_v3_small,shufflenet_v2_x0_5)")
+    p.add_argument("--seeds", type=int, help="trainings per model from different seeds "
+                   "(default: final.seeds of the config); the report gives means with 95 %% "
+                   "intervals")
+    p.add_argument("--top-k", type=int, help="re-evaluate the K best architectures with "
+                   "fresh seeds on the training split before the final training (default: "
+                   "final.top_k)")
+    p.add_argument("--no-int8", dest="int8", action="store_false", default=None,
+                   help="skip the int8 quantization and its benchmark (default: final.int8)")
+
+
+__all__ = ["FinalOptions", "add_final_flags"]
