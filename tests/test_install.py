@@ -73,13 +73,22 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
-def test_the_console_scripts_run_from_another_folder(installed, tmp_path) -> None:
-    for name in ("search", "final", "predict", "coco", "dashboard"):
-        out = subprocess.run([installed / "bin" / f"litesearch-{name}", "--help"],
-                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
-        assert out.returncode == 0 and "usage:" in out.stdout, (name, out.stderr[-2000:])
+def test_the_litesearch_command_runs_from_another_folder(installed, tmp_path) -> None:
+    from tune_jobs.cli import COMMANDS
+
+    litesearch = installed / "bin" / "litesearch"
+    out = subprocess.run([litesearch], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2 and all(name in out.stdout for name in COMMANDS), out.stdout
+    for name in COMMANDS:
+        out = subprocess.run([litesearch, name, "--help"], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=120)
+        assert out.returncode == 0 and f"usage: litesearch {name}" in out.stdout, (
+            name, out.stderr[-2000:])
+    out = subprocess.run([litesearch, "serach"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60)
+    assert out.returncode == 2 and "no command 'serach'" in out.stderr
     run = tmp_path / "run"
-    out = subprocess.run([installed / "bin" / "litesearch-search", "--config", "ci",
+    out = subprocess.run([litesearch, "search", "--config", "ci",
                           "--output", str(run)], capture_output=True, text=True,
                          cwd=tmp_path, env=_clean_env(), timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
