@@ -22,6 +22,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from raynodes import RayNodes
 
 from conftest import REPO, free_ports, stop_debian_postgres
 from tune_jobs.internals import validate_cluster_config
@@ -168,40 +169,36 @@ def test_a_broken_cluster_edit_fails_validation() -> None:
 
 
 class LocalCluster:
-    """`ray start --head` and `ray start --address` as a user would type them, each with
-    `--block` so that stopping the process stops that node (never `ray stop`, which would stop
-    every Ray on the machine), every port chosen free, token authentication on."""
+    """`ray start --head` and `ray start --address` as a user would type them (`RayNodes`),
+    every port chosen free, token authentication on."""
 
     def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.env, self.tmp, self.procs = env, tmp, []
-        (self.gcs, self.dashboard, self.head_metrics, self.worker_metrics,
-         *self.agent_ports) = free_ports(10)
+        self.env, self.tmp = env, tmp
+        (self.gcs, self.dashboard, self.head_metrics, self.worker_metrics, self.client,
+         *self.agent_ports) = free_ports(11)
+        self.nodes = RayNodes(tmp, env, self.gcs)
 
     def _node_ports(self, i: int) -> list[str]:
         listen, grpc, runtime_env = self.agent_ports[3 * i: 3 * i + 3]
         return [f"--dashboard-agent-listen-port={listen}", f"--dashboard-agent-grpc-port={grpc}",
                 f"--runtime-env-agent-port={runtime_env}"]
 
-    def _start(self, name: str, args: list[str]) -> None:
-        log = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        self.procs.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "ray"), "start", "--block", "--disable-usage-stats",
-             *args], env=self.env, stdout=log, stderr=subprocess.STDOUT))
-
     def start(self) -> None:
-        self._start("head", ["--head", f"--port={self.gcs}", "--num-cpus=1", "--num-gpus=0",
-                             "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                             f"--dashboard-port={self.dashboard}",
-                             f"--metrics-export-port={self.head_metrics}",
-                             *self._node_ports(0)])
+        self.nodes.start("head", ["--head", f"--port={self.gcs}",
+                                  f"--ray-client-server-port={self.client}", "--num-cpus=1",
+                                  "--num-gpus=0", "--include-dashboard=true",
+                                  "--dashboard-host=127.0.0.1",
+                                  f"--dashboard-port={self.dashboard}",
+                                  f"--metrics-export-port={self.head_metrics}",
+                                  *self._node_ports(0)])
         self.wait_nodes(1)
         # its own temp folder: two nodes on one machine would otherwise share (and clean up)
         # one runtime-env folder, deleting the job's working directory under the driver
         self.worker_tmp = tempfile.mkdtemp(prefix="rw")  # short: Unix socket paths are short
-        self._start("worker", [f"--address=127.0.0.1:{self.gcs}", "--num-cpus=1",
-                               f"--temp-dir={self.worker_tmp}",
-                               f"--metrics-export-port={self.worker_metrics}",
-                               *self._node_ports(1)])
+        self.nodes.start("worker", [f"--address=127.0.0.1:{self.gcs}", "--num-cpus=1",
+                                    f"--temp-dir={self.worker_tmp}",
+                                    f"--metrics-export-port={self.worker_metrics}",
+                                    *self._node_ports(1)])
         self.wait_nodes(2)
 
     @property
@@ -223,27 +220,17 @@ class LocalCluster:
     def wait_nodes(self, n: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for proc in self.procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"ray start exited: {self.logs()}")
+            self.nodes.check_running()
             try:
                 if len(self.alive_nodes()) >= n:
                     return
             except (urllib.error.URLError, ConnectionError, KeyError, TimeoutError):
                 pass  # the dashboard is still starting
             time.sleep(1)
-        raise TimeoutError(f"{n} Ray nodes not alive after {timeout} s: {self.logs()}")
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text()[-3000:] for p in sorted(self.tmp.glob("*.log")))
+        raise TimeoutError(f"{n} Ray nodes not alive after {timeout} s: {self.nodes.logs()}")
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):  # workers first, then the head
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        self.nodes.stop()
         shutil.rmtree(getattr(self, "worker_tmp", ""), ignore_errors=True)
 
 
