@@ -1,10 +1,13 @@
 """The searcher's restore after a killed driver, with a real SQLite study."""
 
+import math
+
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from tune_jobs.config import load_config
+from tune_jobs.internals import searcher_study
 from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext
 from tune_jobs.study.storage import open_storage
 from tune_jobs.trial.space import define_by_run
@@ -219,3 +222,35 @@ def test_an_ask_cut_off_by_a_database_outage_is_adopted_not_made_twice(tmp_path,
     assert len(trials) == 2
     assert all(t.params and t.user_attrs.get("run") == "run-1" for t in trials)
 
+
+def test_the_gp_searcher_models_the_values_every_trial_draws(tmp_path) -> None:
+    """`search.algorithm: gp` through the real searcher path: after its startup trials the GP
+    proposes the values every trial draws (its relative space: the recipe, each slot's block)
+    and leaves a chosen block's own arguments, which define-by-run asks only when that block
+    is drawn, to its random fallback; every trial lands in the study in the usual shape."""
+    from tune_jobs.searchjob import SCORE, SEARCHERS
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    cfg = load_config("ci.yaml", ["search.algorithm=gp", "search.num_samples=14"])
+    url = f"sqlite:///{tmp_path}/gp.db"
+    record = RecordContext(("score",), 1, cfg.space, 6)
+    searcher = SEARCHERS["gp"](cfg, open_storage(url), record, 6, "run-1", SCORE)
+    sampler = searcher_study(searcher).sampler
+    assert isinstance(sampler, optuna.samplers.GPSampler)
+    for i in range(14):
+        config = searcher.suggest(f"t{i}")
+        lr = config["train"]["lr"]
+        searcher.on_trial_complete(f"t{i}", {"score": abs(math.log10(lr) + 2.5),
+                                             "training_iteration": 1, "epoch": 1,
+                                             "outcome": "trained", "config": config})
+    study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
+    trials = study.get_trials()
+    assert len(trials) == 14 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert all("spec" in t.user_attrs for t in trials)
+    modelled = sampler.infer_relative_search_space(study, trials[-1])
+    assert "train/lr" in modelled and "s0/type" in modelled
+    conditional = {name for t in trials for name in t.params} - set(modelled)
+    asked_sometimes = {name for name in conditional
+                       if not all(name in t.params for t in trials)}
+    assert asked_sometimes, "the ci space has block arguments only some trials draw"
+    assert not asked_sometimes & set(modelled)

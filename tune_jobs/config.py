@@ -158,7 +158,7 @@ class TPEConfig(Strict):
 
 
 class SearchConfig(Strict):
-    algorithm: Literal["tpe", "nsga2", "random", "hyperopt"] = "tpe"
+    algorithm: Literal["tpe", "gp", "nsga2", "random", "hyperopt"] = "tpe"
     tpe: TPEConfig = TPEConfig()
     num_samples: int = Field(24, ge=1)
     # Optuna samplers: a proposal equal to a finished trial reuses its result, trains nothing

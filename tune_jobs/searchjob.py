@@ -92,10 +92,21 @@ def _tpe(cfg: Config) -> optuna.samplers.TPESampler:
             constant_liar=t.constant_liar, n_startup_trials=t.n_startup_trials)
 
 
+def _gp(cfg: Config) -> optuna.samplers.GPSampler:
+    """Gaussian-process Bayesian optimisation (Matern 5/2 with ARD, log EI; q-batch log EI
+    over the trials still running). Its GP models the intersection of the trials' spaces:
+    the values every trial draws (the recipe, stem, head, width, depth, each slot's block);
+    the conditional ones (a block's own arguments, the strides drawn while the downsampling
+    budget lasts) fall outside it and are drawn at random, which Optuna would warn about on
+    every trial (`warn_independent_sampling` off: it is by design here)."""
+    return optuna.samplers.GPSampler(seed=cfg.search.seed, warn_independent_sampling=False)
+
+
 # name -> build searcher. The Optuna samplers record the study themselves
 # (MirroredOptunaSearch); hyperopt's trials are recorded by the StudyRecorder callback.
 SEARCHERS: dict[str, Callable] = {
     "tpe": _optuna_search(_tpe),
+    "gp": _optuna_search(_gp),
     "random": _optuna_search(lambda cfg: optuna.samplers.RandomSampler(seed=cfg.search.seed)),
     "nsga2": _optuna_search(lambda cfg: optuna.samplers.NSGAIISampler(seed=cfg.search.seed)),
     "hyperopt": _hyperopt,
