@@ -141,3 +141,24 @@ def test_the_mirror_benchmark_times_every_callback(tmp_path, capsys) -> None:
     assert rows["on_trial_result"]["calls"] == 6 and rows["on_trial_complete"]["calls"] == 2
     assert all(0 < r["median_ms"] <= r["p95_ms"] <= r["max_ms"] for r in rows.values())
 
+
+def test_the_training_speed_benchmark_profiles_and_compares(tmp_path) -> None:
+    """Two steps of each timing on the demo data: the profile's phases add up, the step's
+    FLOP/s is a share of the GEMM peak, every change is timed against eager."""
+    import json
+
+    import train_speed
+
+    from data_utils.demo import demo_root
+
+    out = tmp_path / "train_speed.json"
+    train_speed.main(train_speed.get_args_parser().parse_args(
+        ["--data", str(demo_root()), "--nets", "searched", "--changes", "eager",
+         "channels_last", "--steps", "2", "--repeats", "1", "--json", str(out)]))
+    saved = json.loads(out.read_text())
+    (profile,) = saved["profiles"]
+    assert sum(profile["step_share"].values()) == pytest.approx(1.0)
+    assert sum(profile["epoch_share"].values()) == pytest.approx(1.0)
+    assert 0 < profile["peak_share"] < 1 and profile["images_per_second"] > 0
+    rows = {r["change"]: r for r in saved["rows"]}
+    assert set(rows) == {"eager", "channels_last"} and rows["eager"]["ratio"] == 1.0
