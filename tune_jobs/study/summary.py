@@ -12,16 +12,20 @@ from optuna.trial import TrialState
 
 from models.spec import ModelSpec
 from tune_jobs.study.ranking import NoCompleteTrial, Ranking, best_complete, pareto_front
-from tune_jobs.study.trials import Attr, StudyAttr, StudyTrial, study_trials
+from tune_jobs.study.trials import REPORTED, Attr, StudyAttr, StudyTrial, study_trials
 
-# trials.csv: these columns (`params` the parameter count), then one per drawn value
-COLUMNS = ["number", "state", "outcome", "score", "f1", "latency_ratio", "params", "macs",
-           "epochs_done", "image_size", "node", "wall_seconds", "reason", Attr.DUPLICATE_OF]
+# trials.csv: the trial's number and state, these attributes the mirror writes (`params` is
+# the parameter count), then one column per drawn value
+TABLE_ATTRS = (Attr.OUTCOME, "score", "f1", "latency_ratio", "params", "macs", Attr.EPOCHS_DONE,
+               "image_size", "node", "wall_seconds", Attr.REASON, Attr.DUPLICATE_OF)
+if unknown := set(TABLE_ATTRS) - set(REPORTED) - set(Attr):
+    raise ImportError(f"trials.csv names attributes the mirror does not write: {unknown}")
+COLUMNS = ["number", "state", *TABLE_ATTRS]
 
 
 def _row(t: StudyTrial) -> dict:
-    row = {"number": t.number, "state": t.state.name, "score": t.score}
-    row |= {k: t.attrs.get(k) for k in COLUMNS if k not in row}
+    row = {"number": t.number, "state": t.state.name}
+    row |= {str(k): t.attrs.get(k) for k in TABLE_ATTRS}
     return row | {f"param/{k}": v for k, v in t.params.items()}
 
 
