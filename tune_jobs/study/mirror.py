@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,12 @@ from tune_jobs.trial.data import flatten
 from tune_jobs.trial.space import candidate_from_config, optuna_distributions
 
 log = logging.getLogger(__name__)
+
+# OptunaSearch warns when the define-by-run space takes over a second, taking it for training
+# done in the wrong place; here it is the sampler's own model, fitted at the trial's first draw
+# (GPSampler: 1-2 s per trial), on every trial: not news for the console.
+warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` "
+                        "argument took", category=UserWarning)
 
 STEP = "training_iteration"
 
