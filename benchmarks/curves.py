@@ -8,6 +8,7 @@ instead of training (as NAS-Bench-201 and Syne Tune's blackbox replays do).
     python benchmarks/curves.py rungs [--table TABLE] [--rungs 1 3 9] [--json FILE]
     python benchmarks/curves.py replay [--table TABLE] [--arms tpe:asha:f1:1:3 ...]
         [--seeds 30] [--num-samples 40] [--quick] [--json FILE] [--plot PNG]
+    python benchmarks/curves.py pairs REPLAY.json --pairs "gp + fifo=tpe + fifo" ...
 
 `build` with a config trains every candidate of its space (all values lists of choices)
 through the real trainable and recipe, no early stopping, in parallel over Ray workers, and
@@ -451,6 +452,35 @@ def _median_ci(values: list[float], rng) -> tuple[float, float, float]:
     return float(np.median(v)), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
 
 
+def paired_finals(results: dict[str, list[dict]], arm: str, other: str,
+                  resamples: int = 4000) -> dict:
+    """`arm` against `other` seed by seed on the final best score (lower is better): how many
+    seeds each is strictly better in and how many tie (a noise-free table ties often), and
+    the mean paired difference (arm - other) with a bootstrap 95 % interval."""
+    import numpy as np
+
+    mine = {t["seed"]: t["best"] for t in results[arm]}
+    theirs = {t["seed"]: t["best"] for t in results[other]}
+    seeds = sorted(s for s in set(mine) & set(theirs)
+                   if mine[s] is not None and theirs[s] is not None)
+    diffs = np.array([mine[s] - theirs[s] for s in seeds])
+    boots = np.random.default_rng(0).choice(diffs, (resamples, len(diffs))).mean(1)
+    low, high = np.quantile(boots, [0.025, 0.975])
+    return {"arm": arm, "against": other, "seeds": len(seeds),
+            "better": int((diffs < -1e-12).sum()), "worse": int((diffs > 1e-12).sum()),
+            "tied": int((abs(diffs) <= 1e-12).sum()), "mean_difference": float(diffs.mean()),
+            "difference_ci95": [float(low), float(high)]}
+
+
+def pairs_markdown(rows: list[dict]) -> str:
+    lines = ["| arm | against | strictly better | tied | strictly worse | mean difference of "
+             "final bests [95 % CI] |", "|---|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['arm']} | {r['against']} | {r['better']} | {r['tied']} | {r['worse']} | "
+              f"{r['mean_difference']:+.3f} [{r['difference_ci95'][0]:+.3f}, "
+              f"{r['difference_ci95'][1]:+.3f}] |" for r in rows]
+    return "\n".join(lines)
+
+
 def summarize_arms(results: dict[str, list[dict]]) -> list[dict]:
     """Per arm, against TPE without early stopping on the same seeds: the trial-epochs to
     reach its median final best (ratio), and the share of seeds at least as good at equal
@@ -579,6 +609,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                     "seeds are not replayed again")
     rp.add_argument("--json", type=Path)
     rp.add_argument("--plot", type=Path)
+    pr = sub.add_parser("pairs", help="two arms of a replay's JSON, seed by seed")
+    pr.add_argument("replay", type=Path, help="a replay's JSON (--json of `replay`)")
+    pr.add_argument("--pairs", nargs="+", required=True, metavar="ARM=OTHER",
+                    help="arm names as in the replay's table, e.g. 'gp + fifo=tpe + fifo'")
+    pr.add_argument("--json", type=Path)
     r = sub.add_parser("rungs", help="how well each rung metric predicts the end")
     r.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     r.add_argument("--rungs", type=int, nargs="+", default=[1, 3, 9])
@@ -612,6 +647,11 @@ def run_replay(args: argparse.Namespace) -> dict:
 def main(args: argparse.Namespace) -> int:
     if args.command == "replay":
         run_replay(args)
+        return 0
+    if args.command == "pairs":
+        results = json.loads(args.replay.read_text())["trajectories"]
+        rows = [paired_finals(results, *pair.split("=", 1)) for pair in args.pairs]
+        emit("curves_pairs", pairs_markdown(rows), rows, args.json, replay=str(args.replay))
         return 0
     if args.command == "rungs":
         meta, rows = read_table(args.table)

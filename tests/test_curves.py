@@ -202,3 +202,15 @@ def test_a_define_by_run_draw_finds_its_row_without_sampling_the_space() -> None
         assert keys[config_key(nested)] == cell_key(
             candidate_from_config(trial.params, space, 6).params)
         study.tell(trial, 1.0)
+
+
+def test_pairs_count_wins_ties_and_losses_seed_by_seed() -> None:
+    from curves import paired_finals
+
+    results = {"a": [{"seed": s, "best": b} for s, b in enumerate([0.8, 0.9, 1.0, 0.7])],
+               "b": [{"seed": s, "best": b} for s, b in enumerate([0.9, 0.9, 0.9, None])]}
+    row = paired_finals(results, "a", "b")
+    assert (row["better"], row["tied"], row["worse"], row["seeds"]) == (1, 1, 1, 3)
+    assert row["mean_difference"] == pytest.approx(0.0)
+    low, high = row["difference_ci95"]
+    assert low < 0 < high
