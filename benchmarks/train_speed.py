@@ -17,7 +17,7 @@ on fmnist-taco6's training split through the real loader and augmentation (`make
 2. Changes side by side, interleaved over `--repeats` rounds (median images/s of training
    steps, data included, and the ratio to eager): channels_last, bf16 autocast (on CPUs with
    native bf16: AMX or AVX512-BF16), both, `torch.compile` (its compile time, and the epochs of
-   30 it needs to pay that back), two threads in one training.
+   30 it needs to pay that back) alone and with either, two threads in one training.
 
 Speed only: a change is kept only once its F1 holds over seeds (a separate, longer run).
 """
@@ -99,6 +99,8 @@ CHANGES: dict[str, Change] = {
     "bf16 autocast": Change(bf16=True),
     "channels_last + bf16": Change(channels_last=True, bf16=True),
     "torch.compile": Change(compiled=True),
+    "channels_last + compile": Change(channels_last=True, compiled=True),
+    "bf16 + compile": Change(bf16=True, compiled=True),
     "2 threads": Change(threads=2),
 }
 
