@@ -169,15 +169,33 @@ def latency_ratio(
     minimum is its least disturbed sample. The ratio is the median over rounds of those paired
     ratios, so a burst of load that hits one round cannot move it.
     """
-    device = _device_of(candidate)
-    sizes = (input_size, reference_size or input_size)
-    with _eval_mode(candidate), _eval_mode(reference), fixed_threads(threads):
-        timers = [
-            _timer(_torch_runner(m, size, 1), device)
-            for m, size in zip((candidate, reference), sizes, strict=True)
-        ]
+    return latency_ratios([candidate], reference, input_size, reference_size=reference_size,
+                          threads=threads, warmup=warmup, rounds=rounds,
+                          per_round=per_round)[0]
+
+
+def latency_ratios(
+    candidates: Sequence[nn.Module],
+    reference: nn.Module,
+    input_size: int,
+    *,
+    reference_size: int | None = None,
+    threads: int = 1,
+    warmup: int = 10,
+    rounds: int = 15,
+    per_round: int = 3,
+) -> list[LatencyRatio]:
+    """`latency_ratio` of each candidate, all timed interleaved with the reference in one
+    process (a candidate and a latency budget's net measured alike)."""
+    device = _device_of(reference)
+    with contextlib.ExitStack() as stack:
+        for m in (reference, *candidates):
+            stack.enter_context(_eval_mode(m))
+        stack.enter_context(fixed_threads(threads))
+        timers = [_timer(_torch_runner(reference, reference_size or input_size, 1), device)]
+        timers += [_timer(_torch_runner(m, input_size, 1), device) for m in candidates]
         best = _interleaved(timers, warmup, rounds, per_round)
-    return _paired_ratio(best[0], best[1])
+    return [_paired_ratio(b, best[0]) for b in best[1:]]
 
 
 def _interleaved(timers: Sequence[Callable[[], float]], warmup: int, rounds: int,

@@ -70,3 +70,19 @@ def test_tpe_options_reach_the_sampler() -> None:
     sampler = _tpe(load_config("ci.yaml", ["search.tpe.multivariate=false",
                                            "search.tpe.constant_liar=false"]))
     assert (sampler._multivariate, sampler._constant_liar) == (False, False)
+
+
+def test_an_operating_point_is_picked_by_name_and_the_users_overrides_win() -> None:
+    from tune_jobs.search import get_args_parser, overrides_from
+
+    def cfg(*argv: str):
+        return load_config(None, overrides_from(get_args_parser().parse_args(list(argv))))
+
+    accurate = cfg("--point", "accurate")
+    assert accurate.objective.kind == "f1"
+    assert accurate.objective.max_latency_of == "mobilenet_v3_small"
+    assert cfg("--point", "fast").objective.kind == "score" == cfg().objective.kind
+    mine = cfg("--point", "accurate", "--set", "objective.max_latency_of=shufflenet_v2_x0_5")
+    assert mine.objective.max_latency_of == "shufflenet_v2_x0_5"
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["--point", "fastest"])

@@ -115,6 +115,26 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     for m in on_disk["models"][1:]:  # each baseline tried both recipes on validation
         assert [t["recipe"] for t in m["recipe_trials"]] == ["searched", "standard"]
     assert [c["baseline"] for c in on_disk["comparisons"]] == list(BASELINES)
+    # the fast point's claim (ci.yaml scores): each baseline read against -margin, the
+    # latency against a third of the fastest baseline's, all timed together
+    claim = on_disk["claim"]
+    assert claim["point"] == "fast" and claim["margin"] == 0.02
+    ratios = claim["latency_ratios"]
+    assert set(ratios) == {"searched", *BASELINES} and claim["latency_ratio"] == ratios["searched"]
+    assert claim["latency_limit"] == pytest.approx(min(ratios[b] for b in BASELINES) / 3)
+    assert claim["fast_enough"] == (ratios["searched"] <= claim["latency_limit"])
+    assert [c["baseline"] for c in claim["checks"]] == list(BASELINES)
+    for check, comparison in zip(claim["checks"], on_disk["comparisons"], strict=True):
+        assert check["f1_difference"] == comparison["f1_difference"] and check["bound"] == -0.02
+        low, high = check["f1_difference"]["ci95"]
+        assert check["verdict"] == ("not judged" if comparison["verdict"] == "not judged" else
+                                    "shown" if low > -0.02 else
+                                    "refuted" if high < -0.02 else "not shown")
+        judged = check["verdict"] != "not judged"
+        assert (check["seeds_for_target"] >= 2) if judged else check["seeds_for_target"] is None
+    widths = [c["half_width"] for c in claim["checks"] if c["half_width"] is not None]
+    assert claim["half_width"] == (max(widths) if widths else None)
+    assert claim["verdict"] in ("shown", "not shown", "refuted", "not judged")
     # top-k: two candidates of distinct architectures, each with two runs judged on validation
     cands = on_disk["candidates"]
     assert len(cands) == 2 and cands[0]["number"] == on_disk["chosen"]["number"]
@@ -137,7 +157,8 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
 def test_report_has_the_tables(finished_run) -> None:
     out, _, metrics = finished_run
     report = (out / "final" / "report.md").read_text()
-    for heading in ("## Chosen trial", "### Top-k re-evaluation",
+    for heading in (f"## Claim (fast operating point): {metrics.claim.verdict}",
+                    "## Chosen trial", "### Top-k re-evaluation",
                     "## Test metrics, searched model against baselines",
                     "### Searched model against each baseline",
                     "### Baseline recipes, chosen on validation", "### The median runs",

@@ -178,3 +178,17 @@ def test_a_duplicate_proposal_is_never_picked_by_either_rule() -> None:
     assert [t.number for t, _ in picks] == [0, 1]
     pick, _ = choose_trial(study, FinalOptions(pareto=True, max_latency_ratio=1.0))
     assert pick.number == 1
+
+
+def test_every_finished_training_logs_one_line_with_the_time_left(caplog) -> None:
+    from tune_jobs.finaljob.runs import BatchProgress, Job, Net
+
+    progress = BatchProgress(4)
+    progress.started -= 120  # two minutes into the batch
+    job = Job("searched", Net("tv/mobilenet_v3_small", 6), SEARCHED, 3, "trainval")
+    with caplog.at_level("INFO", logger="tune_jobs.finaljob.runs"):
+        progress.done(job, _run(3, 0.8123))
+    (line,) = caplog.messages
+    # one of four done in two minutes: about six minutes left
+    assert line.startswith("training 1 of 4 done: searched seed 3, macro-F1 0.8123 on test")
+    assert "2.0 min spent, about 6.0 min left" in line

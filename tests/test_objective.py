@@ -44,3 +44,28 @@ def test_ort_int8_times_the_quantized_graph(monkeypatch) -> None:
     (graph,) = made
     ops = {node.op_type for node in graph.graph.node}
     assert "QLinearConv" in ops and "Conv" not in ops, ops  # QOperator U8S8: every conv int8
+
+
+def test_a_budget_named_after_a_net_is_its_ratio_timed_alongside_the_candidate() -> None:
+    cfg = load_config("ci.yaml", ["objective.max_latency_of=mobilenet_v3_small",
+                                  "objective.max_latency_ratio=null"])
+    fits = measure_costs(models.build("baseline"), 48, cfg.objective)
+    # the budget net times as a ratio of the same reference, at the candidate's size
+    assert fits.latency_limit is not None and fits.latency_limit > fits.latency_ratio
+    assert fits.over_budget(cfg.objective) == ""
+    # MobileNetV2 has ~4x MobileNetV3-Small's MACs and more layers: over its latency
+    slow = measure_costs(models.build("mobilenet_v2"), 48, cfg.objective)
+    assert slow.latency_ratio > slow.latency_limit
+    assert "(mobilenet_v3_small's)" in slow.over_budget(cfg.objective)
+    assert measure_costs(models.build("baseline"), 48,
+                         load_config("ci.yaml").objective).latency_limit is None
+
+
+def test_a_budget_net_that_does_not_exist_stops_the_search_before_ray() -> None:
+    from tune_jobs.config import ConfigError
+    from tune_jobs.searchjob import check_reference
+
+    cfg = load_config("ci.yaml", ["objective.max_latency_of=resnet_9000"])
+    with pytest.raises(ConfigError, match=r"objective.max_latency_of 'resnet_9000'.*"
+                                          r"mobilenet_v3_small"):
+        check_reference(cfg)

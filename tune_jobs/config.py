@@ -135,6 +135,10 @@ class ObjectiveConfig(Strict):
     max_params: int | None = Field(None, ge=1)
     max_macs: int | None = Field(None, ge=1)
     max_latency_ratio: float | None = Field(None, gt=0)
+    # A torchvision net (e.g. mobilenet_v3_small) whose latency ratio, timed with each
+    # candidate's at the candidate's image size, is a latency budget: the accurate operating
+    # point's "the most accurate net no slower than the usual pick"
+    max_latency_of: str | None = None
 
 
 class TPEConfig(Strict):
@@ -230,6 +234,15 @@ class FinalConfig(Strict):
     int8: bool = True
     int8_calibration_images: int = Field(300, ge=1)  # from the training split
     int8_max_f1_drop: float = Field(0.01, ge=0)
+    # Train in channels_last under torch.compile (CPU; finaljob/runs.py training_module):
+    # 1.56-1.64x the images per second at 48 px, 26-55 s to compile a net the first time
+    compile: bool = False
+    # The claim judged (tune_jobs/finaljob/claims.py). fast (objective.kind score):
+    # non-inferior to every baseline within `margin` macro-F1 at <= `latency_fraction` of the
+    # fastest baseline's latency; accurate (kind f1): better than every baseline at <= the
+    # latency of objective.max_latency_of
+    margin: float = Field(0.02, ge=0)
+    latency_fraction: float = Field(1 / 3, gt=0, le=1)
 
 
 class Config(Strict):
@@ -242,6 +255,14 @@ class Config(Strict):
     tracking: TrackingConfig = TrackingConfig()
     final: FinalConfig = FinalConfig()
     output: str = "runs/litesearch"
+
+
+# The operating points a user picks by name (`search.py --point NAME`), as overrides applied
+# before the user's own --set: what each means is the claim the final job judges.
+POINTS: dict[str, dict[str, Any]] = {
+    "fast": {"objective.kind": "score"},
+    "accurate": {"objective.kind": "f1", "objective.max_latency_of": "mobilenet_v3_small"},
+}
 
 
 def _set(tree: dict, dotted: str, value: Any) -> None:

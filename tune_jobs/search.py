@@ -1,7 +1,8 @@
 """Search architectures and training hyperparameters for a small, fast image classifier.
 
     python tune_jobs/search.py [--config FILE] [--data PATH] [--storage URL] [--study NAME]
-        [--num-samples N] [--resume] [--output DIR] [--set key=value ...]
+        [--num-samples N] [--resume] [--output DIR] [--point fast|accurate]
+        [--set key=value ...]
         [--final [--baselines NETS] [--seeds N] [--top-k K]]
 
 With no arguments it runs configs/demo.yaml on the built-in demo data.
@@ -14,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tune_jobs.config import ConfigError, load_config
+from tune_jobs.config import POINTS, ConfigError, load_config
 from tune_jobs.finaljob.options import FinalOptions, add_final_flags
 
 
@@ -28,6 +29,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, help="number of trials")
     p.add_argument("--output", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--point", choices=sorted(POINTS), help="the operating point: fast (as "
+                   "accurate as the baselines at a fraction of their latency; the default "
+                   "objective) or accurate (the highest macro-F1 no slower than "
+                   "mobilenet_v3_small); the final job judges its claim")
     p.add_argument("--final", action="store_true",
                    help="then retrain, benchmark and export the winner (tune_jobs/final.py)")
     add_final_flags(p)  # with --final
@@ -39,7 +44,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def overrides_from(args: argparse.Namespace) -> list[str]:
     flags = {"data.path": args.data, "search.storage": args.storage, "search.study": args.study,
              "search.num_samples": args.num_samples, "output": args.output}
-    return [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
+    point = [f"{k}={v}" for k, v in POINTS[args.point].items()] if args.point else []
+    return point + [f"{k}={v}" for k, v in flags.items() if v is not None] + args.overrides
 
 
 def main(args: argparse.Namespace) -> int:

@@ -129,8 +129,10 @@ def prepare_trial_data(cfg: Config) -> TrialData:
 
 
 def check_reference(cfg: Config) -> None:
-    """The latency reference must build at its size: a config error, found before Ray starts."""
+    """The latency reference must build at its size, and a latency budget's net must be one
+    that builds: config errors, found before Ray starts."""
     import models
+    from models.reference import REFERENCE_NETS
     from models.spec import SpecError
 
     try:
@@ -138,6 +140,10 @@ def check_reference(cfg: Config) -> None:
     except (KeyError, ValueError, SpecError) as err:
         raise ConfigError(f"objective.reference {cfg.objective.reference!r} at "
                           f"reference_size {cfg.objective.reference_size}: {err}") from None
+    of = cfg.objective.max_latency_of
+    if of is not None and of not in REFERENCE_NETS:
+        raise ConfigError(f"objective.max_latency_of {of!r}: not a torchvision net litesearch "
+                          f"builds; use one of {', '.join(sorted(REFERENCE_NETS))}")
 
 
 def storage_for(cfg: Config, output: Path):

@@ -34,6 +34,7 @@ from tune_jobs.finaljob.assess import (
     test_metrics,
 )
 from tune_jobs.finaljob.candidates import Pick, choose_trial, top_k
+from tune_jobs.finaljob.claims import POINT_OF_KIND, Claim, Point, Versus, judge, latency_limit
 from tune_jobs.finaljob.export import (
     ModelMeta,
     check_exports,
@@ -57,6 +58,7 @@ from tune_jobs.finaljob.stats import Verdict, difference, estimate, median_index
 from tune_jobs.study.ranking import Ranking
 from tune_jobs.study.summary import compute_ledger
 from tune_jobs.study.trials import StudyAttr, StudyTrial, study_trials
+from tune_jobs.trial.objective import LATENCY, budget_net
 from tune_jobs.trial.space import TrainParams, candidate_from_config
 
 log = logging.getLogger(__name__)
@@ -321,6 +323,29 @@ def assess_models(s: Setting, spec: ModelSpec, trainings: Trainings, data: Prepa
     return Assessed(assessed.pop("searched"), assessed, results, int8, run.history)
 
 
+def claim(cfg: Config, trainings: Trainings, results: list[ModelResult],
+          comparisons: list[Comparison], size: int, num_classes: int) -> Claim:
+    """Phase 3b: the operating point's claim. Its latency condition compares the median runs
+    of the searched model and every baseline (and objective.max_latency_of's net when it is not a
+    baseline) timed together, in one process, as the search timed candidates
+    (`objective.latency`), so that a limit and what it limits move alike under load."""
+    nets = {"searched": shipped(trainings.searched)[0]} | {
+        name: shipped(trained)[0] for name, trained in trainings.baselines.items()}
+    of = cfg.objective.max_latency_of
+    if POINT_OF_KIND[cfg.objective.kind] == Point.ACCURATE and of and of not in nets:
+        nets[of] = budget_net(cfg.objective, num_classes)
+    reference = models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
+    timed = LATENCY[cfg.objective.latency]([n.cpu().eval() for n in nets.values()], reference,
+                                           size, cfg.objective)
+    ratios = {name: r.ratio for name, r in zip(nets, timed, strict=True)}
+    limit = latency_limit(cfg, {n: ratios[n] for n in trainings.baselines}, ratios.get(of or ""))
+    searched = results[0]
+    versus = [Versus(c.baseline, c.f1_difference, (searched.f1.std, b.f1.std),
+                     searched.trained and b.trained)
+              for c, b in zip(comparisons, results[1:], strict=True)]
+    return judge(cfg, ratios, limit, versus)
+
+
 def write_outputs(s: Setting, metrics: FinalResult, chosen: StudyTrial,
                   classes: list[str]) -> None:
     """Phase 4: metrics.json, the plots and report.md."""
@@ -343,6 +368,7 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
     trainings = train_models(s, spec, params, nets)
     meta = ModelMeta(data.classes, params.image_size, s.cfg.data.resize)
     done = assess_models(s, spec, trainings, data, meta)
+    comparisons = [compare(done.models[0], b) for b in done.models[1:]]
     metrics = FinalResult(
         study=study.study_name, epochs=s.bench.epochs, input_size=params.image_size,
         test_source=data.test_source, reference=s.cfg.objective.reference,
@@ -352,7 +378,8 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
                            latency_ratio=chosen.latency_ratio, epochs_done=chosen.epochs_done,
                            params=chosen.params),
         model=done.model, baselines=done.baselines, models=done.models,
-        comparisons=[compare(done.models[0], b) for b in done.models[1:]],
-        candidates=candidates, int8=done.int8)
+        comparisons=comparisons, candidates=candidates, int8=done.int8,
+        claim=claim(s.cfg, trainings, done.models, comparisons, params.image_size,
+                    len(data.classes)))
     write_outputs(s, metrics, chosen, data.classes)
     return metrics

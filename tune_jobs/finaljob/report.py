@@ -157,6 +157,29 @@ def _comparison_section(metrics: FinalResult) -> list[str]:
                     "verdict"], rows), ""]
 
 
+def _claim_section(metrics: FinalResult) -> list[str]:
+    c = metrics.claim
+    if c is None:
+        return []
+    limit = c.latency_basis if c.latency_limit is None else f"{c.latency_limit:.3f}"
+    rows = [[k.baseline, k.f1_difference.text(), f"> {k.bound:+g}", k.verdict,
+             "" if k.half_width is None else f"±{k.half_width:.4f}",
+             "" if k.seeds_for_target is None else k.seeds_for_target] for k in c.checks]
+    power = ("" if c.half_width is None else
+             f" Interval half-width reached: ±{c.half_width:.4f} with {metrics.seeds} seeds "
+             f"per model; a ±{c.target_half_width:g} claim would need about "
+             f"{c.seeds_for_target} seeds per model at the spreads seen.")
+    return [f"## Claim ({c.point} operating point): {c.verdict}", "",
+            f"The searched model is {c.statement}. Latency ratio {c.latency_ratio:.3f} "
+            f"against a limit of {limit}: {'met' if c.fast_enough else 'not met'} (the "
+            "models timed together, as the search timed candidates). Each baseline's check "
+            "reads the lower end of Welch's 95 % interval of the macro-F1 difference (searched "
+            "- baseline) against the bound: above it, shown; the whole interval below, "
+            "refuted; across it, not shown (more seeds could tell)." + power, "",
+            _table(["baseline", "macro-F1 difference", "lower end must be", "verdict",
+                    "half-width", f"seeds for ±{c.target_half_width:g}"], rows), ""]
+
+
 def _recipe_section(metrics: FinalResult) -> list[str]:
     rows = [[r.name, t.recipe + (" (used)" if t.recipe == r.recipe else ""), t.val_f1,
              "yes" if t.training.trained else "no", t.source]
@@ -304,7 +327,8 @@ def _search_section(trials: list[StudyTrial], plots: dict[str, str], ledger: dic
 def write_report(path: Path, metrics: FinalResult, trials: list[StudyTrial],
                  plots: dict[str, str], ledger: dict) -> Path:
     parts = [f"# litesearch final report: study `{metrics.study}`", "",
-             *_chosen_section(metrics), *_candidates_section(metrics),
+             *_claim_section(metrics), *_chosen_section(metrics),
+             *_candidates_section(metrics),
              *_models_section(metrics), *_comparison_section(metrics),
              *_recipe_section(metrics), *_median_runs_section(metrics),
              *_int8_section(metrics), *_per_class_section(metrics, plots),

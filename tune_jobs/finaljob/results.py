@@ -1,6 +1,6 @@
 """What a final job measured, as types (metrics.json is `FinalResult.to_json()`): the chosen
-trial, the top-k re-evaluation, every model over its seeds, the comparisons and the int8
-results. The job builds them; the report and the benchmarks read them.
+trial, the top-k re-evaluation, every model over its seeds, the comparisons, the claim and
+the int8 results. The job builds them; the report and the benchmarks read them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from tune_jobs.finaljob.assess import Assessment
+from tune_jobs.finaljob.claims import Claim
 from tune_jobs.finaljob.int8 import Int8Result
 from tune_jobs.finaljob.recipes import Recipe
 from tune_jobs.finaljob.runs import RecipeTrial, Run
@@ -114,6 +115,7 @@ class FinalResult:
     comparisons: list[Comparison]
     candidates: list[CandidateCheck]
     int8: list[Int8Result] = dataclasses.field(default_factory=list)  # one per model
+    claim: Claim | None = None  # the operating point's claim, judged against the baselines
     ran_on: dict[str, Any] | None = None  # node and GPUs, when run as a Ray task
 
     def to_json(self) -> dict:

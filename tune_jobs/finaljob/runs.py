@@ -12,8 +12,9 @@ import json
 import logging
 import multiprocessing
 import os
+import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,6 +40,30 @@ log = logging.getLogger(__name__)
 Split = Literal["train", "trainval"]  # judged on validation / on test
 
 
+class _ChannelsLast(nn.Module):
+    """The net with its input in channels_last: compiled together, the layout change is
+    fused into the graph instead of costing a copy per batch."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
+def training_module(model: nn.Module, compiled: bool, device: torch.device) -> nn.Module:
+    """What the training steps call: the model itself, or (`final.compile`, CPU only) the
+    model in channels_last under `torch.compile`, 1.56-1.64x the images per second of eager
+    for the searched net and both baselines at 48 px on two cores (BENCHMARKS.md, "Training
+    speed on a CPU"). Either way the weights are the model's own, so checkpoints, evaluation
+    and exports use the plain module."""
+    if not compiled or device.type != "cpu":
+        return model
+    model.to(memory_format=torch.channels_last)
+    return torch.compile(_ChannelsLast(model))
+
+
 def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: TrainParams,
             cfg: Config, num_classes: int, epochs: int, checkpoint: Path, tag: str,
             device: torch.device, progress: bool = True, seed: int | None = None) -> list[dict]:
@@ -46,6 +71,7 @@ def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: Tra
     when it holds an unfinished (or finished) run of the same `tag` (model, recipe, seed).
     `seed` orders the data and draws the augmentation (default: search.seed)."""
     model.to(device)
+    trained = training_module(model, cfg.final.compile, device)
     recipe = make_recipe(model, images, labels, train, cfg.data, num_classes, epochs, device,
                          cfg.search.seed if seed is None else seed)
     start, history = 0, []
@@ -62,7 +88,7 @@ def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: Tra
                unit="epoch", disable=not progress)
     for epoch in bar:
         recipe.loader.set_epoch(epoch)
-        stats = train_epoch(model, recipe.loader, recipe.optimizer, recipe.scheduler,
+        stats = train_epoch(trained, recipe.loader, recipe.optimizer, recipe.scheduler,
                             recipe.criterion, device, recipe.scaler)
         lr = recipe.optimizer.param_groups[0]["lr"]
         history.append({"epoch": epoch + 1, "loss": stats.loss, "lr": lr,
@@ -169,23 +195,53 @@ class Bench:
                           training_check(history), history)
 
     def run_all(self, jobs: list[Job]) -> list[tuple[nn.Module, Run]]:
-        """Every job, in order; on a CPU up to `workers` at once, one thread each."""
+        """Every job, in order; on a CPU up to `workers` at once, one thread each. One log
+        line per finished training, with the time this batch has left."""
         n = min(self.workers, len(jobs))
+        progress = BatchProgress(len(jobs))
         if n <= 1 or self.device.type != "cpu":
-            return [self.run(job) for job in jobs]
+            out = []
+            for job in jobs:
+                out.append(self.run(job))
+                progress.done(job, out[-1][1])
+            return out
         for size in {job.params.image_size for job in jobs}:
             self.prepared(size)  # decode (and cache) once here, not in every worker
         worker = dataclasses.replace(self, progress=False, workers=1, data={})
         # spawn: a fork of a process that already ran torch can deadlock in its thread pools
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(worker,)) as pool:
-            done = list(pool.map(_run_in_worker, jobs))
+            futures = {pool.submit(_run_in_worker, job): job for job in jobs}
+            for future in as_completed(futures):
+                progress.done(futures[future], future.result()[1])
+            done = [f.result() for f in futures]  # in the jobs' order
         out = []
         for job, (state, run) in zip(jobs, done, strict=True):
             model = job.net()
             model.load_state_dict(state)
             out.append((model.to(self.device), run))
         return out
+
+
+class BatchProgress:
+    """Logs each finished training of a batch with the time the batch has left, from the
+    mean time per finished training so far (a resumed run counts as the time it took)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.finished, self.started = total, 0, time.monotonic()
+
+    def done(self, job: Job, run: Run) -> None:
+        self.finished += 1
+        spent = time.monotonic() - self.started
+        left = spent / self.finished * (self.total - self.finished)
+        log.info("training %d of %d done: %s seed %d, macro-F1 %.4f on %s; %s spent, about "
+                 "%s left in this batch", self.finished, self.total, job.name, job.seed,
+                 run.f1, "validation" if job.split == "train" else "test",
+                 _minutes(spent), _minutes(left))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
 
 
 _WORKER: Bench | None = None
@@ -223,5 +279,5 @@ def select_recipe(trials: list[RecipeTrial]) -> RecipeTrial:
     return max(pool, key=lambda t: t.val_f1)
 
 
-__all__ = ["Bench", "Job", "Net", "RecipeTrial", "Run", "Split", "retrain", "select_recipe",
-           "training_check"]
+__all__ = ["BatchProgress", "Bench", "Job", "Net", "RecipeTrial", "Run", "Split", "retrain",
+           "select_recipe", "training_check"]

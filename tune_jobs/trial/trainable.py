@@ -86,7 +86,8 @@ def train_candidate(config: dict, data: TrialData) -> None:
         drawn = json.dumps(cand.params, sort_keys=True, default=str).encode()
         torch.manual_seed(zlib.crc32(drawn) ^ seed)
         model = models.build_model(cand.spec)
-        costs = measure_costs(model, cand.train.image_size, cfg.objective)
+        costs = measure_costs(model, cand.train.image_size, cfg.objective,
+                              num_classes=len(data.classes))
         where = _where(cand, costs, started_at)
         why = costs.over_budget(cfg.objective)
         if why:
