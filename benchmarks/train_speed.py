@@ -46,7 +46,7 @@ from models.cost import count_macs, latency_ratio
 from tune_jobs.config import load_config
 from tune_jobs.trial.engine import evaluate
 from tune_jobs.trial.recipe import Recipe, make_recipe
-from tune_jobs.trial.space import TrainParams, candidate_from_config
+from tune_jobs.trial.space import Candidate, TrainParams, candidate_from_config
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fmnist-taco6"
 SEARCHED_RUN = REPO / "benchmarks" / "results" / "final_fmnist13_full" / "metrics.json"
@@ -54,10 +54,14 @@ EPOCHS = 30  # the final job's (configs/demo.yaml final.epochs): what compile mu
 NUM_CLASSES = 6
 
 
-def searched_net() -> tuple[nn.Module, TrainParams]:
+def searched_candidate() -> Candidate:
     """The committed final job's chosen trial, rebuilt from its drawn values."""
     params = json.loads(SEARCHED_RUN.read_text())["chosen"]["params"]
-    cand = candidate_from_config(params, load_config("demo.yaml").space, NUM_CLASSES)
+    return candidate_from_config(params, load_config("demo.yaml").space, NUM_CLASSES)
+
+
+def searched_net() -> tuple[nn.Module, TrainParams]:
+    cand = searched_candidate()
     return models.build_model(cand.spec), cand.train
 
 

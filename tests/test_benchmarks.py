@@ -162,3 +162,21 @@ def test_the_training_speed_benchmark_profiles_and_compares(tmp_path) -> None:
     assert 0 < profile["peak_share"] < 1 and profile["images_per_second"] > 0
     rows = {r["change"]: r for r in saved["rows"]}
     assert set(rows) == {"eager", "channels_last"} and rows["eager"]["ratio"] == 1.0
+
+
+def test_the_compile_check_pairs_seeds_and_times_epochs_after_the_first() -> None:
+    from compile_f1 import summarize
+
+    def run(arm: str, seed: int, f1: float, seconds: list[float]) -> dict:
+        return {"net": "n", "arm": arm, "seed": seed, "epochs": 3, "f1": f1,
+                "accuracy": f1, "trained": True, "epoch_seconds": seconds}
+
+    runs = [run("eager", 1, 0.70, [10, 10, 10]), run("compiled", 1, 0.71, [35, 5, 5]),
+            run("eager", 2, 0.80, [10, 10, 10]), run("compiled", 2, 0.80, [35, 5, 5]),
+            run("eager", 3, 0.75, [10, 10, 10])]  # seed 3 has no pair: left out
+    (row,) = summarize(runs)
+    assert row["seeds"] == 2
+    assert row["difference"]["mean"] == pytest.approx(0.005)  # paired: (0.01 + 0.0) / 2
+    assert row["eager_f1"]["mean"] == pytest.approx(0.75)
+    assert row["speed_ratio"] == pytest.approx(2.0) and row["compile_seconds"] == 30
+    assert row["verdict"] == "no detectable difference"

@@ -192,3 +192,12 @@ def test_every_finished_training_logs_one_line_with_the_time_left(caplog) -> Non
     # one of four done in two minutes: about six minutes left
     assert line.startswith("training 1 of 4 done: searched seed 3, macro-F1 0.8123 on test")
     assert "2.0 min spent, about 6.0 min left" in line
+
+
+def test_final_compile_auto_compiles_only_a_training_long_enough_to_pay_back() -> None:
+    from tune_jobs.finaljob.runs import COMPILE_MIN_IMAGES, compiles
+
+    assert not compiles("auto", 30, 1_500)  # the built-in demo: eager
+    assert compiles("auto", 30, 9_000)  # fmnist-taco6's training split: compiled
+    assert compiles("auto", 1, COMPILE_MIN_IMAGES) and not compiles("auto", 1, 199_999)
+    assert compiles(True, 1, 10) and not compiles(False, 100, 10**6)

@@ -235,8 +235,10 @@ class FinalConfig(Strict):
     int8_calibration_images: int = Field(300, ge=1)  # from the training split
     int8_max_f1_drop: float = Field(0.01, ge=0)
     # Train in channels_last under torch.compile (CPU; finaljob/runs.py training_module):
-    # 1.56-1.64x the images per second at 48 px, 26-55 s to compile a net the first time
-    compile: bool = False
+    # 1.5-1.9x the images per second at 48 px, F1 within noise, 26-55 s to compile a net the
+    # first time (BENCHMARKS.md, "Training speed on a CPU"). auto: only where that pays back,
+    # a training of at least COMPILE_MIN_IMAGES images (epochs x training images)
+    compile: bool | Literal["auto"] = "auto"
     # The claim judged (tune_jobs/finaljob/claims.py). fast (objective.kind score):
     # non-inferior to every baseline within `margin` macro-F1 at <= `latency_fraction` of the
     # fastest baseline's latency; accurate (kind f1): better than every baseline at <= the

@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -52,13 +53,29 @@ class _ChannelsLast(nn.Module):
         return self.net(x.contiguous(memory_format=torch.channels_last))
 
 
+# final.compile auto compiles a training of at least this many images (epochs x training
+# images): compiling took 26-55 s and saved 0.35-0.94 ms per image at 48 px on two cores, so
+# it paid back after 60k-160k images (benchmarks/results/train_speed_compile.json); the
+# built-in demo's 30 epochs of 1,500 images stay eager, fmnist-taco6's compile.
+COMPILE_MIN_IMAGES = 200_000
+
+
+def compiles(setting: bool | str, epochs: int, images: int) -> bool:
+    """Whether a training of `epochs` over `images` runs compiled under `final.compile`."""
+    return epochs * images >= COMPILE_MIN_IMAGES if setting == "auto" else bool(setting)
+
+
 def training_module(model: nn.Module, compiled: bool, device: torch.device) -> nn.Module:
     """What the training steps call: the model itself, or (`final.compile`, CPU only) the
-    model in channels_last under `torch.compile`, 1.56-1.64x the images per second of eager
-    for the searched net and both baselines at 48 px on two cores (BENCHMARKS.md, "Training
-    speed on a CPU"). Either way the weights are the model's own, so checkpoints, evaluation
-    and exports use the plain module."""
+    model in channels_last under `torch.compile`, 1.5-1.9x the images per second of eager
+    for the searched net and both baselines at 48 px on two cores, F1 within noise over five
+    paired seeds (BENCHMARKS.md, "Training speed on a CPU"). Either way the weights are the
+    model's own, so checkpoints, evaluation and exports use the plain module."""
     if not compiled or device.type != "cpu":
+        return model
+    if not shutil.which(os.environ.get("CXX") or "g++"):
+        # Inductor writes C++ for a CPU: without a compiler it would fail at the first step
+        log.warning("final.compile: no C++ compiler (g++ or $CXX) found; training eagerly")
         return model
     model.to(memory_format=torch.channels_last)
     return torch.compile(_ChannelsLast(model))
@@ -71,7 +88,7 @@ def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: Tra
     when it holds an unfinished (or finished) run of the same `tag` (model, recipe, seed).
     `seed` orders the data and draws the augmentation (default: search.seed)."""
     model.to(device)
-    trained = training_module(model, cfg.final.compile, device)
+    trained = training_module(model, compiles(cfg.final.compile, epochs, len(labels)), device)
     recipe = make_recipe(model, images, labels, train, cfg.data, num_classes, epochs, device,
                          cfg.search.seed if seed is None else seed)
     start, history = 0, []
@@ -279,5 +296,5 @@ def select_recipe(trials: list[RecipeTrial]) -> RecipeTrial:
     return max(pool, key=lambda t: t.val_f1)
 
 
-__all__ = ["BatchProgress", "Bench", "Job", "Net", "RecipeTrial", "Run", "Split", "retrain",
-           "select_recipe", "training_check"]
+__all__ = ["COMPILE_MIN_IMAGES", "BatchProgress", "Bench", "Job", "Net", "RecipeTrial", "Run",
+           "Split", "compiles", "retrain", "select_recipe", "training_check"]
