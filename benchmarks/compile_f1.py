@@ -103,7 +103,8 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def markdown(summary: list[dict]) -> str:
     lines = ["| net | seeds x epochs | eager test F1 | compiled test F1 | compiled - eager "
-             "(paired) | verdict | within ±0.02 | speed (epoch time ratio) | first epoch's extra s |",
+             "(paired) | verdict | within ±0.02 | speed (epoch time ratio) "
+             "| first epoch's extra s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary:
         e, c, d = r["eager_f1"], r["compiled_f1"], r["difference"]

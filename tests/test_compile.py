@@ -1,6 +1,6 @@
 """`final.compile`: a final-job training in channels_last under torch.compile computes what the
-eager one does (same seed, no dropout: the same losses up to float reassociation), and its checkpoint is
-the plain model's (it resumes and exports as an eager run's does)."""
+eager one does (same seed, no dropout: the same losses up to float reassociation), and its
+checkpoint is the plain model's (it resumes and exports as an eager run's does)."""
 
 import numpy as np
 import pytest
