@@ -211,10 +211,11 @@ def test_gpu_workers_scale_from_zero_pack_four_trials_and_go_when_idle(autoscali
     assert 2 <= len(processes) <= 4
     per_node = [sum(node == n for node, _ in processes) for n in {n for n, _ in processes}]
     assert max(per_node) >= 2  # at least two trials shared one worker's single GPU
-    if max(counts) == 2:  # only as the swap makes it: decided on a full first worker and one
-        second = launches[1]  # pending group, and no trial ran on the second worker
-        assert ("1 gpu" in second and "4.0/4.0 CPU" in second
-                and "1+ pending placement groups" in second), launches
+    if max(counts) == 2:  # only as the swap makes it: decided with the first worker active
+        second = launches[1]  # and one group pending, and no trial ran on the second worker
+        # (its CPU use at that update is not asserted: one CI run saw the ended trial's CPU
+        # already freed in the same update, the first worker active and a group pending)
+        assert "1 gpu_spot" in second and "1+ pending placement groups" in second, launches
         assert len({node for node, _ in processes}) == 1, (processes, launches)
         warnings.warn(f"the autoscaler added a second GPU worker at a trial swap: {second}",
                       stacklevel=1)
