@@ -156,9 +156,9 @@ def judge(cfg: Config, ratios: dict[str, float], limit: LatencyLimit,
     statement = (f"non-inferior to {names} within {margin:g} macro-F1 at <= {limit.basis}"
                  if point == Point.FAST else
                  f"more accurate (higher macro-F1) than {names} at <= {limit.basis}")
-    fast_enough = limit.ratio is None or latency_ratio <= limit.ratio
-    if point == Point.FAST and limit.ratio is None:
-        fast_enough = False  # nothing to be faster than: the fast claim cannot be shown
+    # without a limit, accurate has no latency condition; fast has nothing to be faster than
+    fast_enough = (latency_ratio <= limit.ratio if limit.ratio is not None
+                   else point == Point.ACCURATE)
     checks = [_check(v, 0.0 - margin) for v in versus]  # 0.0 - 0.0 is 0.0, not -0.0
     widths = [c.half_width for c in checks if c.half_width is not None]
     needed = [c.seeds_for_target for c in checks if c.seeds_for_target is not None]
