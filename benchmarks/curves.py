@@ -2,25 +2,30 @@
 epoch, so that search strategies can be compared over many seeds by replaying the table
 instead of training (as NAS-Bench-201 and Syne Tune's blackbox replays do).
 
-    python benchmarks/curves.py build [--config curves] [--second-seed 32] [--out TABLE]
-        [--set key=value ...]
+    python benchmarks/curves.py build [--config curves] [--seeds 1] [--second-seed 32]
+        [--out TABLE] [--set key=value ...]
     python benchmarks/curves.py build --study NAME [--storage URL] --out TABLE
-    python benchmarks/curves.py rungs [--table TABLE] [--rungs 1 3 9] [--json FILE]
+    python benchmarks/curves.py rungs [--table TABLE] [--rungs 1 3 9] [--only NAME=VALUE]
+        [--json FILE]
     python benchmarks/curves.py replay [--table TABLE] [--arms tpe:asha:f1:1:3 ...]
-        [--seeds 30] [--num-samples 40] [--quick] [--json FILE] [--plot PNG]
+        [--seeds 30] [--num-samples 40] [--trainings drawn|first] [--quick] [--json FILE]
+        [--plot PNG]
     python benchmarks/curves.py pairs REPLAY.json --pairs "gp + fifo=tpe + fifo" ...
 
 `build` with a config trains every candidate of its space (all values lists of choices)
 through the real trainable and recipe, no early stopping, in parallel over Ray workers, and
 appends one line per trained candidate to the table as it finishes: a killed build continues
-where it stopped. `--second-seed N` trains N candidates (spread over the grid) again with
-another seed, to measure training noise. `build --study` makes the same table from a study
-whose trials ran to the full budget (a `scheduler.early_stopping: false` search on your own
-data), to tune early stopping on it before spending a cluster.
+where it stopped. `--seeds K` trains every candidate with K seeds (training noise that the
+replay draws from); `--second-seed N` trains N candidates (spread over the grid) once more
+with the next seed, a cheaper measure of that noise. `build --study` makes the same table
+from a study whose trials ran to the full budget (a `scheduler.early_stopping: false` search
+on your own data), to tune early stopping on it before spending a cluster.
 
 A table is JSON lines: a header (`"kind": "meta"`: command, machine, date, data, budget, the
 space) and one row per (candidate, seed): its drawn values, outcome, latency ratio, params,
-MACs, seconds per epoch and the curve, `[epoch, f1, val_loss, accuracy, score]` per epoch.
+MACs, seconds per epoch and the curve, per epoch the header's `metrics`: `[epoch, f1,
+val_loss, accuracy, score, loss, lr]` (loss: the mean training loss; lr: where the epoch's
+schedule ended; tables built before 2026-12-03 stop at the score).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -96,13 +102,16 @@ def make_row(params: dict, seed: int, last: dict, curve: list[list], seconds: li
 # --------------------------------------------------------------------------- build: the grid
 
 
-def grid_jobs(candidates: list, second_seed: int, base_seed: int) -> list[dict]:
-    """(params, seed) per training: every candidate once, and `second_seed` of them, evenly
-    spread over the grid's order, again with another seed."""
-    jobs = [{"params": c.params, "seed": base_seed} for c in candidates]
+def grid_jobs(candidates: list, second_seed: int, base_seed: int, seeds: int = 1
+              ) -> list[dict]:
+    """(params, seed) per training: every candidate with `seeds` seeds from `base_seed` on,
+    the first seed of all before the next; then `second_seed` of them, evenly spread over
+    the grid's order, once more with the next seed."""
+    jobs = [{"params": c.params, "seed": base_seed + k}
+            for k in range(seeds) for c in candidates]
     if second_seed:
         step = max(1, len(candidates) // second_seed)
-        jobs += [{"params": c.params, "seed": base_seed + 1}
+        jobs += [{"params": c.params, "seed": base_seed + seeds}
                  for c in candidates[::step][:second_seed]]
     return jobs
 
@@ -134,7 +143,8 @@ def _writer(table: Path, jobs: list[dict]):
     return TableWriter()
 
 
-def build_grid(cfg, table: Path, second_seed: int, args: argparse.Namespace) -> int:
+def build_grid(cfg, table: Path, second_seed: int, args: argparse.Namespace, seeds: int = 1
+               ) -> int:
     """Train what the table lacks; returns the number of trainings left to do before."""
     from ray import tune
 
@@ -145,7 +155,7 @@ def build_grid(cfg, table: Path, second_seed: int, args: argparse.Namespace) -> 
 
     data = prepare_trial_data(cfg)
     candidates = enumerate_space(cfg.space, len(data.classes))
-    jobs = grid_jobs(candidates, second_seed, cfg.search.seed)
+    jobs = grid_jobs(candidates, second_seed, cfg.search.seed, seeds)
     meta, rows = read_table(table)
     if not meta:
         append_rows(table, [header(args, cfg, data.study_attrs[StudyAttr.DATA_PATH], "grid")
@@ -219,40 +229,89 @@ def build_from_study(study, table: Path, args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- rung metric analysis
 
-# Candidate rung metrics, each as "higher is better" from a curve point
-# [epoch, f1, val_loss, accuracy, score]. Params, MACs and latency are known before training:
-# budgets checked at epoch 0, not something a rung should re-rank.
-RUNG_METRICS = {
-    "score": lambda p: -p[4],
-    "f1": lambda p: p[1],
-    "val_loss": lambda p: -p[2],
-    "accuracy": lambda p: p[3],
+def _tse(curve: list[list], rung: int, decay: float = 1.0) -> float:
+    """Training-speed estimation (Ru et al., NeurIPS 2021): the sum of the mean training
+    losses of epochs 1..rung, each weighted by decay ** (rung - epoch) (1: TSE; 0.9: TSE-EMA,
+    which weighs the latest epochs most). Lower: the net learns faster."""
+    return sum(decay ** (rung - p[0]) * p[5] for p in curve[:rung])
+
+
+# Candidate rung metrics, each "higher is better" from a training's curve up to the rung
+# (points [epoch, f1, val_loss, accuracy, score, loss, lr]). Params, MACs and latency are
+# known before training: budgets checked at epoch 0, not something a rung should re-rank.
+RUNG_METRICS: dict[str, Callable[[list[list], int], float]] = {
+    "score": lambda c, rung: -c[rung - 1][4],
+    "f1": lambda c, rung: c[rung - 1][1],
+    "val_loss": lambda c, rung: -c[rung - 1][2],
+    "accuracy": lambda c, rung: c[rung - 1][3],
+    "tse": lambda c, rung: -_tse(c, rung),
+    "tse_ema": lambda c, rung: -_tse(c, rung, 0.9),
 }
+NEEDS_TRAINING_LOSS = ("tse", "tse_ema")  # not in a table built before 2026-12-03
+
+
+def rung_metrics(rows: list[dict]) -> list[str]:
+    """The rung metrics every row's curve can give."""
+    has_loss = all(len(p) > 5 and p[5] is not None for r in rows for p in r["curve"])
+    return [m for m in RUNG_METRICS if has_loss or m not in NEEDS_TRAINING_LOSS]
+
+
+def _finals(rows: list[dict], max_epochs: int) -> tuple[list[dict], list[float], list[float],
+                                                         str]:
+    """The trainings to rank and what each should predict: (rows, final score, final F1,
+    target). Where every candidate has several trainings, a training's target is the mean
+    final of its candidate's other trainings ("held-out seed": what a rung can hope to see
+    through training noise); otherwise the first seed's trainings, each with its own end."""
+    full = [r for r in rows if len(r["curve"]) >= max_epochs]
+    cells: dict[str, list[dict]] = {}
+    for r in full:
+        cells.setdefault(r["key"], []).append(r)
+
+    def end(rs: list[dict], column: int) -> float:
+        return statistics.mean(r["curve"][max_epochs - 1][column] for r in rs)
+
+    if full and all(len(rs) >= 2 for rs in cells.values()):
+        others = [[o for o in cells[r["key"]] if o is not r] for r in full]
+        return (full, [-end(o, 4) for o in others], [end(o, 1) for o in others],
+                "held-out seed")
+    first = [r for r in full if r["seed"] == min(x["seed"] for x in full)]
+    return first, [-end([r], 4) for r in first], [end([r], 1) for r in first], "own final"
 
 
 def rung_correlations(rows: list[dict], max_epochs: int, rungs: list[int]) -> list[dict]:
-    """Per rung and candidate metric: Spearman's rank correlation, over the candidates trained
-    to the full budget, between the metric at the rung and the final score (and final F1);
-    and what a rung ranking by that metric keeps: of the best 2.5 % by final score, how many
-    are in the metric's top third at the rung (what ASHA with eta 3 lets go on)."""
+    """Per rung and candidate metric: Spearman's rank correlation, over the trainings that
+    reached the full budget, between the metric at the rung and the final score (and final
+    F1) the training should predict (`_finals`); and what a rung ranking by that metric
+    keeps: of the best 2.5 % by that final score, how many are in the metric's top third at
+    the rung (what ASHA with eta 3 lets go on)."""
     from scipy.stats import spearmanr
 
-    full = [r for r in rows if r["seed"] == min(x["seed"] for x in rows)
-            and len(r["curve"]) >= max_epochs]
-    final_score = [-r["curve"][max_epochs - 1][4] for r in full]
-    final_f1 = [r["curve"][max_epochs - 1][1] for r in full]
+    full, final_score, final_f1, target = _finals(rows, max_epochs)
     top_k, third = max(1, round(0.025 * len(full))), max(1, len(full) // 3)
     best = set(sorted(range(len(full)), key=lambda i: -final_score[i])[:top_k])
     out = []
     for rung in rungs:
-        for name, value in RUNG_METRICS.items():
-            at = [value(r["curve"][rung - 1]) for r in full]
+        for name in rung_metrics(full):
+            at = [RUNG_METRICS[name](r["curve"], rung) for r in full]
             kept = set(sorted(range(len(full)), key=lambda i: -at[i])[:third])
-            out.append({"rung": rung, "metric": name, "n": len(full),
+            out.append({"rung": rung, "metric": name, "n": len(full), "target": target,
                         "spearman_final_score": float(spearmanr(at, final_score).statistic),
                         "spearman_final_f1": float(spearmanr(at, final_f1).statistic),
                         "top_k": top_k, "top_k_kept_in_top_third": len(best & kept)})
     return out
+
+
+def only_drawn(rows: list[dict], only: list[str]) -> list[dict]:
+    """The rows whose drawn values match every NAME=VALUE of `only` (compared as text)."""
+    wanted = dict(o.split("=", 1) for o in only)
+    unknown = [n for n in wanted if rows and n not in rows[0]["params"]]
+    if unknown:
+        raise SystemExit(f"--only {unknown[0]}: not a drawn name of this table; its names: "
+                         f"{', '.join(rows[0]['params'])}")
+    kept = [r for r in rows if all(str(r["params"][n]) == v for n, v in wanted.items())]
+    if rows and not kept:
+        raise SystemExit(f"--only {' '.join(only)}: no row of the table matches")
+    return kept
 
 
 def seed_noise(rows: list[dict], max_epochs: int) -> dict:
@@ -274,7 +333,7 @@ def seed_noise(rows: list[dict], max_epochs: int) -> dict:
 
 
 def rungs_markdown(corr: list[dict], noise: dict) -> str:
-    metrics = list(RUNG_METRICS)
+    metrics = list(dict.fromkeys(c["metric"] for c in corr))
     lines = ["| rung (epoch) | n | " + " | ".join(f"{m}: final score / final F1"
                                                   for m in metrics) + " |",
              "|---:|---:|" + "---:|" * len(metrics)]
@@ -283,7 +342,9 @@ def rungs_markdown(corr: list[dict], noise: dict) -> str:
         lines.append(f"| {rung} | {cells[metrics[0]]['n']} | " + " | ".join(
             f"{cells[m]['spearman_final_score']:+.2f} / {cells[m]['spearman_final_f1']:+.2f}"
             for m in metrics) + " |")
-    lines += ["", f"Of the {corr[0]['top_k']} best candidates by final score, how many a rung "
+    lines += ["", f"n: trainings; the final each should predict: its {corr[0]['target']} "
+              "(`curves.py` `_finals`).", "",
+              f"Of the {corr[0]['top_k']} best trainings by that final score, how many a rung "
               "keeps in its top third:", "",
               "| rung (epoch) | " + " | ".join(metrics) + " |", "|---:|" + "---:|" * len(metrics)]
     for rung in sorted({c["rung"] for c in corr}):
@@ -371,8 +432,26 @@ def trajectory(study) -> dict:
             "trials": len(trained), "duplicates": len(ended) - len(trained)}
 
 
+# Which of a candidate's trainings a replayed trial reports: one drawn per (candidate, replay
+# seed) (`replay.drawn_row`), so training noise enters the comparison; or always the first
+# seed's, as every replay before the tables carried noise did (a noise-free table).
+TRAININGS = ("drawn", "first")
+
+
+def replayed_trainings(rows: list[dict], trainings: str = "drawn") -> dict[str, list[dict]]:
+    """Cell key -> the rows a replayed trial may report."""
+    if trainings not in TRAININGS:
+        raise ValueError(f"trainings: {trainings!r}, expected one of {TRAININGS}")
+    first_seed = min(r["seed"] for r in rows)
+    table: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["seed"]):
+        if trainings == "drawn" or r["seed"] == first_seed:
+            table.setdefault(r["key"], []).append(r)
+    return table
+
+
 def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: str,
-               num_samples: int, concurrency: int) -> list[dict]:
+               num_samples: int, concurrency: int, trainings: str = "drawn") -> list[dict]:
     """One replayed search per seed through `run_search` (SQLite study, the real searcher,
     scheduler, mirror); returns each seed's trajectory."""
     import tempfile
@@ -386,8 +465,7 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
     from tune_jobs.trial.data import TrialData
     from tune_jobs.trial.replay import CONFIG_KEY, TABLE_KEY, config_keys, replay_trial
 
-    first_seed = min(r["seed"] for r in rows)
-    table = {r["key"]: r for r in rows if r["seed"] == first_seed}
+    table = replayed_trainings(rows, trainings)
     classes = meta.get("classes") or [f"class{i}" for i in range(6)]
     configs = config_keys(SpaceConfig.model_validate(meta["space"]), len(classes))
     out = []
@@ -420,11 +498,12 @@ def replay_parallel(arm: Arm, meta: dict, rows: list[dict], seeds: list[int],
 
     if args.workers <= 1:
         return replay_arm(arm, meta, rows, seeds, args.config, args.num_samples,
-                          args.concurrency)
+                          args.concurrency, args.trainings)
     parts = [seeds[i::args.workers] for i in range(args.workers)]
     with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(replay_arm, arm, meta, rows, part, args.config,
-                               args.num_samples, args.concurrency) for part in parts if part]
+                               args.num_samples, args.concurrency, args.trainings)
+                   for part in parts if part]
         out = [t for f in futures for t in f.result()]
     return sorted(out, key=lambda t: t["seed"])
 
@@ -588,8 +667,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--config", default="curves", help="the grid (default configs/curves.yaml)")
     b.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE")
+    b.add_argument("--seeds", type=int, default=1,
+                   help="seeds every candidate is trained with (training noise)")
     b.add_argument("--second-seed", type=int, default=32,
-                   help="candidates trained again with another seed (training noise)")
+                   help="candidates (spread over the grid) trained once more with the next "
+                   "seed (a cheaper measure of training noise)")
     b.add_argument("--study", help="build from this study instead of training a grid")
     b.add_argument("--storage", help="the study's database URL (default $LITESEARCH_STORAGE)")
     b.add_argument("--out", type=Path, default=DEFAULT_TABLE, help="the table (JSON lines)")
@@ -605,6 +687,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     rp.add_argument("--concurrency", type=int, default=2, help="trials at once")
     rp.add_argument("--workers", type=int, default=3, help="replays at once (processes)")
     rp.add_argument("--quick", action="store_true", help="8 seeds")
+    rp.add_argument("--trainings", choices=TRAININGS, default="drawn",
+                    help="of a candidate trained with several seeds, the training a replayed "
+                    "trial reports: one drawn per replay seed (default), or the first seed's "
+                    "(a noise-free table, as the replays published before 2026-12-03 ran)")
     rp.add_argument("--reuse", type=Path, help="an earlier replay JSON: its arms on the same "
                     "seeds are not replayed again")
     rp.add_argument("--json", type=Path)
@@ -617,6 +703,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("rungs", help="how well each rung metric predicts the end")
     r.add_argument("--table", type=Path, default=DEFAULT_TABLE)
     r.add_argument("--rungs", type=int, nargs="+", default=[1, 3, 9])
+    r.add_argument("--only", action="append", default=[], metavar="NAME=VALUE",
+                   help="only the candidates that drew VALUE for NAME, e.g. "
+                   "train/schedule=cosine (repeatable)")
     r.add_argument("--json", type=Path)
     return p
 
@@ -629,7 +718,8 @@ def run_replay(args: argparse.Namespace) -> dict:
     results: dict[str, list[dict]] = {}
     if args.reuse and args.reuse.is_file():
         earlier = json.loads(args.reuse.read_text())
-        if earlier.get("seeds") == seeds and earlier.get("num_samples") == args.num_samples:
+        if (earlier.get("seeds") == seeds and earlier.get("num_samples") == args.num_samples
+                and earlier.get("trainings", "first") == args.trainings):
             results = earlier["trajectories"]
     for arm in arms:
         if arm.name not in results:
@@ -640,7 +730,8 @@ def run_replay(args: argparse.Namespace) -> dict:
         plot_replay(results, args.plot)
     return emit("curves_replay", replay_markdown(summary), summary, args.json,
                 table=str(args.table), seeds=seeds, num_samples=args.num_samples,
-                concurrency=args.concurrency, max_epochs=meta["max_epochs"],
+                concurrency=args.concurrency, trainings=args.trainings,
+                max_epochs=meta["max_epochs"],
                 trajectories=results)
 
 
@@ -655,10 +746,11 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.command == "rungs":
         meta, rows = read_table(args.table)
+        rows = only_drawn(rows, args.only)
         corr = rung_correlations(rows, meta["max_epochs"], args.rungs)
         noise = seed_noise(rows, meta["max_epochs"])
         emit("curves_rungs", rungs_markdown(corr, noise), corr, args.json,
-             table=str(args.table), noise=noise)
+             table=str(args.table), only=args.only, noise=noise)
         return 0
     if args.study:
         import optuna
@@ -672,7 +764,7 @@ def main(args: argparse.Namespace) -> int:
     from tune_jobs.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    build_grid(cfg, args.out, args.second_seed, args)
+    build_grid(cfg, args.out, args.second_seed, args, args.seeds)
     _, rows = read_table(args.out)
     print(f"{len(rows)} rows in {args.out}")
     return 0

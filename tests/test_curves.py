@@ -52,6 +52,11 @@ def test_second_seed_jobs_spread_over_the_grid() -> None:
     assert len(jobs) == 256 + 32 and {j["seed"] for j in jobs[256:]} == {1}
     again = [cell_key(j["params"]) for j in jobs[256:]]
     assert len(set(again)) == 32 and cell_key(cands[-8].params) in again
+    # every candidate with two seeds, the first seed of all first (a cut build is balanced)
+    jobs = grid_jobs(cands, 0, 5, seeds=2)
+    assert [j["seed"] for j in jobs] == [5] * 256 + [6] * 256
+    assert [j["params"] for j in jobs[:256]] == [j["params"] for j in jobs[256:]]
+    assert {j["seed"] for j in grid_jobs(cands, 4, 0, seeds=2)[512:]} == {2}
 
 
 def test_a_cut_last_line_is_ignored(tmp_path) -> None:
@@ -80,6 +85,9 @@ def test_a_tiny_grid_builds_resumes_and_matches_a_study(tmp_path, cache_dir, ray
         assert r["outcome"] == "trained", r["reason"]
         assert [p[0] for p in r["curve"]] == [1, 2, 3]
         assert all(0 <= p[1] <= 1 and p[2] > 0 and 0 <= p[3] <= 1 for p in r["curve"])
+        # the training loss and the learning rate per epoch (TSE, warm-up): present and real
+        assert all(len(p) == 7 and p[5] > 0 and 0 <= p[6] <= 0.05 for p in r["curve"])
+        assert r["curve"][0][6] > r["curve"][-1][6]  # cosine: down to zero at the end
         assert r["latency_ratio"] > 0 and r["n_params"] > 0 and r["epoch_seconds"] > 0
     seeded = next(r for r in rows if r["seed"] == 1)
     first = next(r for r in rows if r["key"] == seeded["key"] and r["seed"] == 0)
@@ -124,6 +132,69 @@ def test_rung_correlations_rank_against_the_final_score() -> None:
     at_2 = {c["metric"]: c for c in rung_correlations(rows, 2, [2])}
     assert at_2["val_loss"]["top_k_kept_in_top_third"] == 0  # epoch-2 loss ranks i = 0 first
     assert seed_noise(rows, 2) == {"pairs": 1}
+
+
+def test_rungs_with_two_seeds_predict_the_other_seed_and_rank_by_training_speed() -> None:
+    """Every candidate trained twice: a training's target is the other seed's final score,
+    not its own; the training loss gives TSE (sum) and TSE-EMA (0.9 ** age weights)."""
+    from curves import RUNG_METRICS, rung_correlations, rung_metrics
+
+    def curve(i: int, seed: int) -> list[list]:
+        # the final score orders the candidates by i (lower is better), with seed noise that
+        # is smaller than the gap between them; the training loss falls faster for larger i
+        loss = [2.0 / (e + i) - 0.001 * seed for e in (1, 2, 3)]  # seed 1 learns faster...
+        end = 1.0 - 0.1 * i + 0.01 * seed  # ...and ends worse: its target, seed 0, is better
+        return [[e, 0.5, 1.0, 0.5, end + 0.1 * (3 - e), loss[e - 1], 0.01] for e in (1, 2, 3)]
+
+    rows = [{"key": str(i), "seed": s, "curve": curve(i, s)} for i in range(5) for s in (0, 1)]
+    losses = [[1, 0, 0, 0, 0, 2.0, 0], [2, 0, 0, 0, 0, 1.0, 0], [3, 0, 0, 0, 0, 0.5, 0]]
+    assert RUNG_METRICS["tse"](losses, 3) == pytest.approx(-3.5)
+    assert RUNG_METRICS["tse_ema"](losses, 3) == pytest.approx(-(0.81 * 2 + 0.9 + 0.5))
+    assert RUNG_METRICS["tse"](losses, 1) == pytest.approx(-2.0)
+    corr = {c["metric"]: c for c in rung_correlations(rows, 3, [1])}
+    assert {c["target"] for c in corr.values()} == {"held-out seed"}
+    assert corr["tse"]["n"] == 10  # every training counts, each against the other seed
+    assert corr["tse"]["spearman_final_score"] == pytest.approx(1.0)
+    assert corr["tse_ema"]["spearman_final_score"] == pytest.approx(1.0)
+    assert corr["score"]["spearman_final_score"] > 0.9  # the noise is below the gaps
+    # a table without the training loss (built before it was recorded) offers no TSE
+    old = [{**r, "curve": [p[:5] for p in r["curve"]]} for r in rows]
+    assert rung_metrics(old) == ["score", "f1", "val_loss", "accuracy"]
+
+
+def test_only_keeps_the_rows_that_drew_a_value() -> None:
+    from curves import only_drawn
+
+    rows = [{"params": {"train/schedule": s, "width": w}} for s in ("cosine", "onecycle")
+            for w in (0.5, 1.0)]
+    assert len(only_drawn(rows, ["train/schedule=cosine", "width=0.5"])) == 1
+    with pytest.raises(SystemExit, match="train/warmup: not a drawn name"):
+        only_drawn(rows, ["train/warmup=1"])
+    with pytest.raises(SystemExit, match="no row of the table matches"):
+        only_drawn(rows, ["width=2.0"])
+
+
+def test_a_replay_seed_draws_one_training_of_each_candidate() -> None:
+    """Two trainings per candidate: a replay seed always sees the same one of a candidate
+    (a duplicate proposal repeats its result), replay seeds see both about equally often,
+    and `--trainings first` keeps the noise-free, first-seed table."""
+    from curves import replayed_trainings
+
+    from tune_jobs.trial.replay import drawn_row
+
+    rows = [{"key": f"c{i}", "seed": s} for i in range(50) for s in (1, 0)]
+    table = replayed_trainings(rows)
+    assert len(table) == 50 and all([r["seed"] for r in rs] == [0, 1] for rs in table.values())
+    assert all(len(rs) == 1 and rs[0]["seed"] == 0
+               for rs in replayed_trainings(rows, "first").values())
+    with pytest.raises(ValueError, match="trainings: 'all'"):
+        replayed_trainings(rows, "all")
+    assert drawn_row("c3", table["c3"], 7) is drawn_row("c3", table["c3"], 7)
+    for replay_seed in range(3):
+        seen = [drawn_row(k, rs, replay_seed)["seed"] for k, rs in table.items()]
+        assert 10 <= sum(seen) <= 40, "one seed's trainings drawn for nearly every candidate"
+    per_cell = {drawn_row("c0", table["c0"], s)["seed"] for s in range(30)}
+    assert per_cell == {0, 1}
 
 
 def test_replay_summary_against_tpe_without_early_stopping() -> None:

@@ -75,11 +75,13 @@ class RecordContext:
 
 # Per epoch, the learning curve a trial leaves in the study (user attribute `curve`): what
 # the learning-curve table (benchmarks/curves.py) and the reports read, whatever the objective.
-CURVE_METRICS = ("f1", "val_loss", "accuracy", "score")
+# The training loss and learning rate come last: tables built before they were recorded
+# hold the first four only, and every reader indexes the columns in this order.
+CURVE_METRICS = ("f1", "val_loss", "accuracy", "score", "loss", "lr")
 
 
 class CurveLog:
-    """Collects `[epoch, f1, val_loss, accuracy, score]` per trained epoch of each trial (a
+    """Collects `[epoch, *CURVE_METRICS]` per trained epoch of each trial (a
     retried epoch overwrites its first report)."""
 
     def __init__(self) -> None:

@@ -5,13 +5,16 @@ the searcher, ASHA, the study mirror) can be run over many seeds in minutes
 
 A table row is what `benchmarks/curves.py build` writes: the candidate's drawn values, its
 outcome, latency ratio, params, MACs, seconds per epoch and `curve`, per epoch
-`[epoch, f1, val_loss, accuracy, score]`.
+`[epoch, f1, val_loss, accuracy, score, loss, lr]` (older tables stop at the score). A
+candidate trained with several seeds has a row per seed: each replay seed draws one of them
+(`drawn_row`), so that training noise enters every replayed search, as it enters a real one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from typing import Any
 
 from tune_jobs.outcome import Outcome
@@ -19,7 +22,7 @@ from tune_jobs.trial.data import TrialData, flatten
 from tune_jobs.trial.report import TrialReport, Where
 from tune_jobs.trial.score import over_budget
 
-TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> table row
+TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> its rows (seeds)
 CONFIG_KEY = "replay_configs"  # TrialData.extra[CONFIG_KEY]: config_key(config) -> cell key
 
 
@@ -44,13 +47,21 @@ def config_keys(space, num_classes: int) -> dict[str, str]:
             for c in enumerate_space(space, num_classes)}
 
 
+def drawn_row(key: str, rows: list[dict], replay_seed: int) -> dict:
+    """The training of candidate `key` that replay seed `replay_seed` sees: a fixed draw per
+    (candidate, replay seed), so that a duplicate proposal sees the same training again and
+    another replay seed may see another one."""
+    return rows[zlib.crc32(f"{key}:{replay_seed}".encode()) % len(rows)]
+
+
 def _row_for(config: dict, data: TrialData) -> dict | None:
     key = data.extra.get(CONFIG_KEY, {}).get(config_key(config))
     if key is None:  # hyperopt draws every name, used or not: rebuild the candidate
         from tune_jobs.trial.space import candidate_from_config
 
         key = cell_key(candidate_from_config(config, data.config.space, len(data.classes)).params)
-    return data.extra[TABLE_KEY].get(key)
+    rows = data.extra[TABLE_KEY].get(key)
+    return drawn_row(key, rows, data.config.search.seed) if rows else None
 
 
 def replay_trial(config: dict, data: TrialData) -> None:
@@ -77,11 +88,14 @@ def replay_trial(config: dict, data: TrialData) -> None:
                                        where).as_result())
         return
     seconds = float(row.get("epoch_seconds") or 0.0)
-    for epoch, f1, val_loss, accuracy, _ in curve[:cfg.scheduler.max_epochs]:
-        # (the table keeps no training loss: the validation loss stands in)
-        tune.report(TrialReport.trained(where, int(epoch), f1, accuracy, val_loss, val_loss,
-                                        f1_ref, epoch_seconds=seconds,
+    for point in curve[:cfg.scheduler.max_epochs]:
+        epoch, f1, val_loss, accuracy = point[:4]
+        # an older table keeps no training loss or learning rate: the validation loss stands in
+        loss, lr = (point[5], point[6]) if len(point) > 6 else (val_loss, None)
+        tune.report(TrialReport.trained(where, int(epoch), f1, accuracy, val_loss, loss, f1_ref,
+                                        lr=lr, epoch_seconds=seconds,
                                         wall_seconds=seconds * epoch).as_result())
 
 
-__all__ = ["CONFIG_KEY", "TABLE_KEY", "cell_key", "config_key", "config_keys", "replay_trial"]
+__all__ = ["CONFIG_KEY", "TABLE_KEY", "cell_key", "config_key", "config_keys", "drawn_row",
+           "replay_trial"]

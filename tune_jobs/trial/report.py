@@ -50,6 +50,7 @@ class TrialReport:
     where: Where = field(default_factory=Where)
     reason: str = ""
     traceback: str | None = None
+    lr: float | None = None  # the learning rate the epoch ended at (after its last step)
     epoch_seconds: float | None = None
     images_per_second: float | None = None
     wall_seconds: float | None = None
@@ -57,10 +58,11 @@ class TrialReport:
 
     @classmethod
     def trained(cls, where: Where, epoch: int, f1: float, accuracy: float, val_loss: float,
-                loss: float, f1_ref: float, **timing: float | None) -> TrialReport:
-        """A trained epoch; its score from the F1 and the candidate's latency ratio."""
+                loss: float, f1_ref: float, **more: float | None) -> TrialReport:
+        """A trained epoch (`loss`: the mean training loss over it); its score from the F1
+        and the candidate's latency ratio. `more`: the learning rate and timings."""
         return cls(Outcome.TRAINED, epoch, score(f1, where.latency_ratio, f1_ref), f1, accuracy,
-                   val_loss, loss, where, **timing)
+                   val_loss, loss, where, **more)
 
     @classmethod
     def failed(cls, outcome: Outcome, reason: str, f1_ref: float, where: Where | None = None,

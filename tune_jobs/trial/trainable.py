@@ -138,7 +138,7 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, wher
         ev = evaluate(model, val_loader, len(data.classes), device)
         report = TrialReport.trained(
             where, epoch + 1, ev.f1, ev.accuracy, ev.loss, stats.loss, cfg.objective.f1_ref,
-            epoch_seconds=stats.seconds,
+            lr=optimizer.param_groups[0]["lr"], epoch_seconds=stats.seconds,
             images_per_second=stats.images / max(stats.seconds, 1e-9),
             wall_seconds=time.perf_counter() - started, reported_at=time.time())
         if time.perf_counter() - last_checkpoint < cfg.search.checkpoint_interval_s:
