@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -105,7 +106,6 @@ def test_a_60_s_database_outage_mid_search_loses_nothing(private_postgres, tmp_p
             time.sleep(1)
         assert proc.poll() is None, "the search ended before the outage"
         pg.stop()
-        down_at = time.monotonic()
         time.sleep(60)
         assert proc.poll() is None, "the search died while the database was down"
         pg.start()
@@ -115,9 +115,14 @@ def test_a_60_s_database_outage_mid_search_loses_nothing(private_postgres, tmp_p
             proc.kill()
     print(output[-5000:])
     assert proc.returncode == 0, output[-3000:]
-    assert "the study database is unreachable" in output
-    assert "the study database is back" in output
-    assert time.monotonic() - down_at >= 60
+    # The outage was seen, and the trials that went on during it left writes that waited and
+    # were written once the database was back. (Found by an ask alone, with no trial
+    # reporting while it lasted, the outage would log "back: 0 queued write(s) done".)
+    down = output.find("the study database is unreachable")
+    back = [(m.start(), int(m.group(1))) for m in
+            re.finditer(r"the study database is back: (\d+) queued write\(s\) done", output)]
+    assert down >= 0 and back, output[-3000:]
+    assert back[0][0] > down and sum(n for _, n in back) >= 1, back
 
     trials = optuna.load_study(study_name=study, storage=open_storage(pg.url)).get_trials()
     runs = [t for t in trials if StudyTrial.of(t).trained]
