@@ -42,6 +42,14 @@ from datetime import date
 from pathlib import Path
 
 from common import REPO, emit
+from replay_metrics import (
+    cell_quality,
+    paired_finals,
+    pairs_markdown,
+    plot_replay,
+    replay_markdown,
+    summarize_arms,
+)
 from tune_jobs.trial.replay import cell_key
 
 DEFAULT_TABLE = REPO / "benchmarks" / "results" / "curves" / "demo-grid.jsonl"
@@ -410,22 +418,24 @@ def replay_config(meta: dict, base: str, overrides: list[str]):
     return Config.model_validate(tree)
 
 
-def trajectory(study) -> dict:
-    """Trials in the order they ended: cumulative trial-epochs, table seconds, and the best
-    final score of a COMPLETE trial so far (a reused duplicate costs nothing)."""
+def trajectory(study, key_of: Callable[[dict], str]) -> dict:
+    """Trials in the order they ended: cumulative trial-epochs, table seconds, the best final
+    score of a COMPLETE trial so far and that trial's cell key (the incumbent; `key_of`: a
+    trial's drawn values -> its cell key). A reused duplicate costs nothing."""
     from optuna.trial import TrialState
 
     from tune_jobs.study.trials import study_trials
 
     ended = sorted((t for t in study_trials(study) if t.completed_at),
                    key=lambda t: (t.completed_at, t.number))
-    cost, seconds, best, points = 0, 0.0, None, []
+    cost, seconds, best, incumbent, points = 0, 0.0, None, None, []
     for t in ended:
         cost += t.epochs_done
         seconds += t.wall_seconds
-        if t.state == TrialState.COMPLETE and t.score is not None:
-            best = t.score if best is None else min(best, t.score)
-        points.append([cost, seconds, best])
+        if t.state == TrialState.COMPLETE and t.score is not None and (
+                best is None or t.score < best):
+            best, incumbent = t.score, key_of(t.params)
+        points.append([cost, seconds, best, incumbent])
     trained = [t for t in ended if t.trained]
     return {"points": points, "trial_epochs": cost, "table_seconds": seconds, "best": best,
             "complete": sum(t.state == TrialState.COMPLETE for t in trained),
@@ -463,11 +473,18 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
     from tune_jobs.study.storage import open_storage
     from tune_jobs.study.trials import StudyAttr
     from tune_jobs.trial.data import TrialData
-    from tune_jobs.trial.replay import CONFIG_KEY, TABLE_KEY, config_keys, replay_trial
+    from tune_jobs.trial.replay import CONFIG_KEY, TABLE_KEY, config_key, config_keys, replay_trial
+    from tune_jobs.trial.space import candidate_from_config
 
     table = replayed_trainings(rows, trainings)
     classes = meta.get("classes") or [f"class{i}" for i in range(6)]
-    configs = config_keys(SpaceConfig.model_validate(meta["space"]), len(classes))
+    space = SpaceConfig.model_validate(meta["space"])
+    configs = config_keys(space, len(classes))
+
+    def key_of(params: dict) -> str:  # hyperopt draws every name, used or not: rebuild
+        return configs.get(config_key(params)) or cell_key(
+            candidate_from_config(params, space, len(classes)).params)
+
     out = []
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
@@ -484,7 +501,7 @@ def replay_arm(arm: Arm, meta: dict, rows: list[dict], seeds: list[int], base: s
                              extra={TABLE_KEY: table, CONFIG_KEY: configs})
             _, url = run_search(cfg, data=data, trial_fn=replay_trial)
             study = optuna.load_study(study_name="replay", storage=open_storage(url))
-            out.append({"seed": seed} | trajectory(study))
+            out.append({"seed": seed} | trajectory(study, key_of))
     return out
 
 
@@ -506,146 +523,6 @@ def replay_parallel(arm: Arm, meta: dict, rows: list[dict], seeds: list[int],
                    for part in parts if part]
         out = [t for f in futures for t in f.result()]
     return sorted(out, key=lambda t: t["seed"])
-
-
-def best_within(traj: dict, budget: float) -> float | None:
-    best = None
-    for cost, _, b in traj["points"]:
-        if cost > budget:
-            break
-        best = b
-    return best
-
-
-def epochs_to_reach(traj: dict, target: float) -> float:
-    return next((cost for cost, _, b in traj["points"] if b is not None and b <= target),
-                float("inf"))
-
-
-def _median_ci(values: list[float], rng) -> tuple[float, float, float]:
-    """Median and a bootstrap 95 % interval over seeds."""
-    import numpy as np
-
-    v = np.asarray(values, dtype=float)
-    boots = np.median(rng.choice(v, size=(2000, len(v)), replace=True), axis=1)
-    return float(np.median(v)), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
-
-
-def paired_finals(results: dict[str, list[dict]], arm: str, other: str,
-                  resamples: int = 4000) -> dict:
-    """`arm` against `other` seed by seed on the final best score (lower is better): how many
-    seeds each is strictly better in and how many tie (a noise-free table ties often), and
-    the mean paired difference (arm - other) with a bootstrap 95 % interval."""
-    import numpy as np
-
-    mine = {t["seed"]: t["best"] for t in results[arm]}
-    theirs = {t["seed"]: t["best"] for t in results[other]}
-    seeds = sorted(s for s in set(mine) & set(theirs)
-                   if mine[s] is not None and theirs[s] is not None)
-    diffs = np.array([mine[s] - theirs[s] for s in seeds])
-    boots = np.random.default_rng(0).choice(diffs, (resamples, len(diffs))).mean(1)
-    low, high = np.quantile(boots, [0.025, 0.975])
-    return {"arm": arm, "against": other, "seeds": len(seeds),
-            "better": int((diffs < -1e-12).sum()), "worse": int((diffs > 1e-12).sum()),
-            "tied": int((abs(diffs) <= 1e-12).sum()), "mean_difference": float(diffs.mean()),
-            "difference_ci95": [float(low), float(high)]}
-
-
-def pairs_markdown(rows: list[dict]) -> str:
-    lines = ["| arm | against | strictly better | tied | strictly worse | mean difference of "
-             "final bests [95 % CI] |", "|---|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['arm']} | {r['against']} | {r['better']} | {r['tied']} | {r['worse']} | "
-              f"{r['mean_difference']:+.3f} [{r['difference_ci95'][0]:+.3f}, "
-              f"{r['difference_ci95'][1]:+.3f}] |" for r in rows]
-    return "\n".join(lines)
-
-
-def summarize_arms(results: dict[str, list[dict]]) -> list[dict]:
-    """Per arm, against TPE without early stopping on the same seeds: the trial-epochs to
-    reach its median final best (ratio), and the share of seeds at least as good at equal
-    trial-epochs."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    ref = {t["seed"]: t for t in results[REFERENCE.name]}
-    bests = [t["best"] for t in ref.values() if t["best"] is not None]
-    if not bests:
-        raise SystemExit("no seed of TPE without early stopping finished a trial: is the "
-                         "table complete for this space?")
-    target = statistics.median(bests)
-    ref_need = statistics.median(epochs_to_reach(t, target) for t in ref.values())
-    rows = []
-    for name, trajs in results.items():
-        ratios = [epochs_to_reach(t, target) / ref_need for t in trajs]
-        wins, losses = [], []  # at least as good as TPE-fifo; strictly worse than it
-        for t in trajs:
-            r = ref[t["seed"]]
-            budget = min(t["trial_epochs"], r["trial_epochs"])
-            mine, theirs = best_within(t, budget), best_within(r, budget)
-            wins.append(mine is not None and (theirs is None or mine <= theirs))
-            losses.append(theirs is not None and (mine is None or theirs < mine))
-        finite = [x if np.isfinite(x) else 1e9 for x in ratios]
-        med, lo, hi = _median_ci(finite, rng)
-        best_med, best_lo, best_hi = _median_ci(
-            [t["best"] if t["best"] is not None else 9.0 for t in trajs], rng)
-        rows.append({"arm": name, "seeds": len(trajs), "target_score": target,
-                     "median_ratio_to_reach_fifo_best": med, "ratio_ci95": [lo, hi],
-                     "reached": int(sum(np.isfinite(ratios))), "win_rate_vs_tpe_fifo":
-                     float(sum(wins) / len(wins)),
-                     "tpe_fifo_better_rate": float(sum(losses) / len(losses)),
-                     "median_final_best": best_med,
-                     "final_best_ci95": [best_lo, best_hi],
-                     "median_trial_epochs": statistics.median(t["trial_epochs"] for t in trajs),
-                     "median_table_seconds": statistics.median(t["table_seconds"]
-                                                               for t in trajs)})
-    return rows
-
-
-def replay_markdown(rows: list[dict]) -> str:
-    def fmt(x: float) -> str:
-        return "never" if x >= 1e8 else f"{x:.2f}"
-
-    def ratio(r: dict) -> str:
-        return (f"{fmt(r['median_ratio_to_reach_fifo_best'])} [{fmt(r['ratio_ci95'][0])}, "
-                f"{fmt(r['ratio_ci95'][1])}]")
-
-    lines = ["| arm | seeds | trial-epochs to reach TPE-fifo's median best, ratio [95 % CI] "
-             "| reached | at least as good at equal trial-epochs | TPE-fifo better "
-             "| final best [95 % CI] | trial-epochs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['arm']} | {r['seeds']} | {ratio(r)} | {r['reached']}/{r['seeds']} | "
-              f"{100 * r['win_rate_vs_tpe_fifo']:.0f} % | "
-              f"{100 * r['tpe_fifo_better_rate']:.0f} % | "
-              f"{r['median_final_best']:.4f} "
-              f"[{r['final_best_ci95'][0]:.4f}, {r['final_best_ci95'][1]:.4f}] | "
-              f"{r['median_trial_epochs']:.0f} |" for r in rows]
-    return "\n".join(lines)
-
-
-def plot_replay(results: dict[str, list[dict]], path: Path) -> None:
-    """Best final score against trial-epochs: median and interquartile band per arm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    top = max(t["trial_epochs"] for trajs in results.values() for t in trajs)
-    grid = np.linspace(0, top, 200)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for name, trajs in results.items():
-        curves = np.array([[best_within(t, g) if best_within(t, g) is not None else np.nan
-                            for g in grid] for t in trajs], dtype=float)
-        med = np.nanmedian(curves, axis=0)
-        ax.plot(grid, med, label=name)
-        ax.fill_between(grid, np.nanquantile(curves, 0.25, axis=0),
-                        np.nanquantile(curves, 0.75, axis=0), alpha=0.2)
-    ax.set_xlabel("trial-epochs")
-    ax.set_ylabel("best final score so far (lower is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def parse_arm(text: str) -> Arm:
@@ -718,17 +595,24 @@ def run_replay(args: argparse.Namespace) -> dict:
     results: dict[str, list[dict]] = {}
     if args.reuse and args.reuse.is_file():
         earlier = json.loads(args.reuse.read_text())
-        if (earlier.get("seeds") == seeds and earlier.get("num_samples") == args.num_samples
-                and earlier.get("trainings", "first") == args.trainings):
+        same = {"table": str(args.table), "seeds": seeds, "num_samples": args.num_samples,
+                "trainings": args.trainings}
+        keyed = all(len(p) == 4 for trajs in earlier["trajectories"].values()
+                    for t in trajs for p in t["points"])  # the incumbent kept per point
+        if keyed and all(earlier.get(k) == v for k, v in same.items()):
             results = earlier["trajectories"]
+        else:
+            print(f"{args.reuse}: another table, seeds, trainings or format; not reused",
+                  file=sys.stderr)
     for arm in arms:
         if arm.name not in results:
             print(f"replaying {arm.name} over {len(seeds)} seeds", file=sys.stderr)
             results[arm.name] = replay_parallel(arm, meta, rows, seeds, args)
-    summary = summarize_arms(results)
+    quality = cell_quality(rows, meta["max_epochs"])
+    summary = summarize_arms(results, quality, REFERENCE.name)
     if args.plot:
-        plot_replay(results, args.plot)
-    return emit("curves_replay", replay_markdown(summary), summary, args.json,
+        plot_replay(results, quality, args.plot)
+    return emit("curves_replay", replay_markdown(summary, REFERENCE.name), summary, args.json,
                 table=str(args.table), seeds=seeds, num_samples=args.num_samples,
                 concurrency=args.concurrency, trainings=args.trainings,
                 max_epochs=meta["max_epochs"],

@@ -197,28 +197,47 @@ def test_a_replay_seed_draws_one_training_of_each_candidate() -> None:
     assert per_cell == {0, 1}
 
 
-def test_replay_summary_against_tpe_without_early_stopping() -> None:
-    """Two seeds. The reference ends at 0.9 on both (the target) after 30 and 40 trial-epochs
-    (its own median ratio 1.0); the arm never gets below 0.95 (reached 0 of 2), but within
-    its 8 and 10 trial-epochs the reference has no finished trial yet: the arm wins both."""
-    from curves import REFERENCE, summarize_arms
+def test_replay_summary_values_the_incumbent_at_its_quality() -> None:
+    """40 candidates of quality 0.50, 0.51, ... (only c0 in the top 2.5 %), three seeds. The
+    reference reaches c0 after 20 and 40 trial-epochs and never in seed 2; the arm gets there
+    in 8 trial-epochs once. At equal trial-epochs (the arm's 8, 10 and 8) the reference has
+    no finished trial yet: the arm is strictly better in all three; at the full budget it is
+    worse by 0.04 once and tied twice."""
+    from curves import REFERENCE
+
+    from replay_metrics import cell_quality, replay_markdown, summarize_arms, top_threshold
+
+    quality = {f"c{i}": 0.5 + 0.01 * i for i in range(40)}
+    assert top_threshold(quality) == pytest.approx(0.5)
 
     def traj(seed, points):
-        return {"seed": seed, "points": [[c, 0.0, b] for c, b in points],
-                "trial_epochs": points[-1][0], "table_seconds": 1.0, "best": points[-1][1]}
+        return {"seed": seed, "points": [[c, 0.0, None if k is None else quality[k], k]
+                                         for c, k in points],
+                "trial_epochs": points[-1][0], "table_seconds": 1.0}
 
     results = {
-        REFERENCE.name: [traj(0, [(10, 1.2), (20, 1.0), (30, 0.9)]),
-                         traj(1, [(10, None), (20, 1.0), (40, 1.1 - 0.2)])],
-        "arm": [traj(0, [(5, 1.0), (8, 0.95)]), traj(1, [(5, 1.3), (10, 1.0)])],
+        REFERENCE.name: [traj(0, [(10, "c5"), (20, "c0"), (30, "c0")]),
+                         traj(1, [(10, None), (20, "c3"), (40, "c0")]),
+                         traj(2, [(10, "c2"), (30, "c1")])],
+        "arm": [traj(0, [(5, "c9"), (8, "c0")]), traj(1, [(5, "c9"), (10, "c4")]),
+                traj(2, [(4, "c1"), (8, "c1")])],
     }
-    rows = {r["arm"]: r for r in summarize_arms(results)}
-    arm = rows["arm"]
-    assert arm["target_score"] == pytest.approx(0.9)  # median of the reference's bests
-    ref = rows[REFERENCE.name]
-    assert ref["median_ratio_to_reach_fifo_best"] == pytest.approx(1.0)
-    assert arm["reached"] == 0  # neither seed of the arm reached 0.9
-    assert arm["win_rate_vs_tpe_fifo"] == pytest.approx(1.0)  # at 8 and 10 epochs: better
+    rows = {r["arm"]: r for r in summarize_arms(results, quality, REFERENCE.name)}
+    ref, arm = rows[REFERENCE.name], rows["arm"]
+    assert ref["epochs_to_top_ratio"] == pytest.approx(1.0) and ref["reached"] == 2
+    assert ref["equal_epochs"] == {"better": 0, "tied": 3, "worse": 0}
+    assert arm["reached"] == 1 and arm["epochs_to_top_ratio"] == float("inf")  # median: never
+    assert arm["equal_epochs"] == {"better": 3, "tied": 0, "worse": 0}
+    assert arm["better_share"] == 1.0
+    assert arm["better_share_ci95"][0] == pytest.approx(0.292, abs=1e-3)  # exact, n = 3
+    assert arm["final_difference_mean"] == pytest.approx(0.04 / 3)
+    assert arm["final_quality_median"] == pytest.approx(0.51)
+    assert "3 / 0 / 0" in replay_markdown(list(rows.values()), REFERENCE.name)
+    # quality: a candidate's mean final score over its trainings that reached the end
+    table = [{"key": "a", "curve": [[1, 0, 0, 0, 0.8], [2, 0, 0, 0, 0.6]]},
+             {"key": "a", "curve": [[1, 0, 0, 0, 0.9], [2, 0, 0, 0, 0.4]]},
+             {"key": "b", "curve": [[1, 0, 0, 0, 0.7]]}]
+    assert cell_quality(table, 2) == {"a": pytest.approx(0.5)}
 
 
 @pytest.mark.slow
@@ -226,7 +245,9 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
     """A hand-made table of four candidates (the tiny grid, 3 epochs): replayed without early
     stopping every trial costs the full budget and ends COMPLETE; with ASHA ranking its rungs
     by F1 some trials stop early, and the study still records the objective (the score)."""
-    from curves import REFERENCE, Arm, replay_arm, summarize_arms
+    from curves import REFERENCE, Arm, replay_arm
+
+    from replay_metrics import summarize_arms
 
     cfg = load_config("ci.yaml", TINY)
     cands = enumerate_space(cfg.space, 6)
@@ -248,8 +269,11 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
         assert any(t["best"] == pytest.approx(f) for f in finals), (t["best"], finals)
     stopped = [t for t in results[arm.name] if t["trial_epochs"] < 12]
     assert stopped, "ASHA ranking by F1 stopped no trial"
-    summary = {r["arm"]: r for r in summarize_arms(results)}
-    assert summary[REFERENCE.name]["median_ratio_to_reach_fifo_best"] == pytest.approx(1.0)
+    quality = {r["key"]: f for r, f in zip(rows, finals, strict=True)}
+    summary = {r["arm"]: r for r in summarize_arms(results, quality, REFERENCE.name)}
+    assert summary[REFERENCE.name]["epochs_to_top_ratio"] == pytest.approx(1.0)
+    for t in results[REFERENCE.name]:  # the incumbent: the trial with the best score seen
+        assert quality[t["points"][-1][3]] == pytest.approx(t["best"])
 
 
 def test_a_define_by_run_draw_finds_its_row_without_sampling_the_space() -> None:
@@ -276,7 +300,7 @@ def test_a_define_by_run_draw_finds_its_row_without_sampling_the_space() -> None
 
 
 def test_pairs_count_wins_ties_and_losses_seed_by_seed() -> None:
-    from curves import paired_finals
+    from replay_metrics import paired_finals
 
     results = {"a": [{"seed": s, "best": b} for s, b in enumerate([0.8, 0.9, 1.0, 0.7])],
                "b": [{"seed": s, "best": b} for s, b in enumerate([0.9, 0.9, 0.9, None])]}
