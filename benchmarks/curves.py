@@ -51,6 +51,7 @@ from replay_metrics import (
     summarize_arms,
 )
 from tune_jobs.trial.replay import cell_key
+from tune_jobs.trial.report import TSE_EMA_DECAY
 
 DEFAULT_TABLE = REPO / "benchmarks" / "results" / "curves" / "demo-grid.jsonl"
 
@@ -239,8 +240,9 @@ def build_from_study(study, table: Path, args: argparse.Namespace) -> int:
 
 def _tse(curve: list[list], rung: int, decay: float = 1.0) -> float:
     """Training-speed estimation (Ru et al., NeurIPS 2021): the sum of the mean training
-    losses of epochs 1..rung, each weighted by decay ** (rung - epoch) (1: TSE; 0.9: TSE-EMA,
-    which weighs the latest epochs most). Lower: the net learns faster."""
+    losses of epochs 1..rung, each weighted by decay ** (rung - epoch) (1: TSE; TSE_EMA_DECAY:
+    TSE-EMA, which weighs the latest epochs most, as trials report it). Lower: the net learns
+    faster."""
     return sum(decay ** (rung - p[0]) * p[5] for p in curve[:rung])
 
 
@@ -253,7 +255,7 @@ RUNG_METRICS: dict[str, Callable[[list[list], int], float]] = {
     "val_loss": lambda c, rung: -c[rung - 1][2],
     "accuracy": lambda c, rung: c[rung - 1][3],
     "tse": lambda c, rung: -_tse(c, rung),
-    "tse_ema": lambda c, rung: -_tse(c, rung, 0.9),
+    "tse_ema": lambda c, rung: -_tse(c, rung, TSE_EMA_DECAY),
 }
 NEEDS_TRAINING_LOSS = ("tse", "tse_ema")  # not in a table built before 2026-12-03
 

@@ -139,6 +139,8 @@ def test_rungs_with_two_seeds_predict_the_other_seed_and_rank_by_training_speed(
     not its own; the training loss gives TSE (sum) and TSE-EMA (0.9 ** age weights)."""
     from curves import RUNG_METRICS, rung_correlations, rung_metrics
 
+    from tune_jobs.trial.report import next_tse_ema
+
     def curve(i: int, seed: int) -> list[list]:
         # the final score orders the candidates by i (lower is better), with seed noise that
         # is smaller than the gap between them; the training loss falls faster for larger i
@@ -150,6 +152,10 @@ def test_rungs_with_two_seeds_predict_the_other_seed_and_rank_by_training_speed(
     losses = [[1, 0, 0, 0, 0, 2.0, 0], [2, 0, 0, 0, 0, 1.0, 0], [3, 0, 0, 0, 0, 0.5, 0]]
     assert RUNG_METRICS["tse"](losses, 3) == pytest.approx(-3.5)
     assert RUNG_METRICS["tse_ema"](losses, 3) == pytest.approx(-(0.81 * 2 + 0.9 + 0.5))
+    reported = 0.0  # what a trial reports as `tse_ema` after each epoch
+    for loss in (2.0, 1.0, 0.5):
+        reported = next_tse_ema(reported, loss)
+    assert -reported == pytest.approx(RUNG_METRICS["tse_ema"](losses, 3))
     assert RUNG_METRICS["tse"](losses, 1) == pytest.approx(-2.0)
     corr = {c["metric"]: c for c in rung_correlations(rows, 3, [1])}
     assert {c["target"] for c in corr.values()} == {"held-out seed"}
@@ -244,7 +250,8 @@ def test_replay_summary_values_the_incumbent_at_its_quality() -> None:
 def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> None:
     """A hand-made table of four candidates (the tiny grid, 3 epochs): replayed without early
     stopping every trial costs the full budget and ends COMPLETE; with ASHA ranking its rungs
-    by F1 some trials stop early, and the study still records the objective (the score)."""
+    by F1, or by TSE-EMA of the training loss, some trials stop early, and the study still
+    records the objective (the score)."""
     from curves import REFERENCE, Arm, replay_arm
 
     from replay_metrics import summarize_arms
@@ -253,13 +260,14 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
     cands = enumerate_space(cfg.space, 6)
     rows = [{"key": cell_key(c.params), "seed": 0, "params": c.params, "outcome": "trained",
              "latency_ratio": 0.5, "n_params": 1000, "macs": 10000, "epoch_seconds": 0.1,
-             "curve": [[e, 0.2 * e + 0.05 * i, 1.0 / e, 0.1 * e, 0.0] for e in (1, 2, 3)]}
+             "curve": [[e, 0.2 * e + 0.05 * i, 1.0 / e, 0.1 * e, 0.0, 2.0 / e - 0.1 * i, 0.01]
+                       for e in (1, 2, 3)]}
             for i, c in enumerate(cands)]
     meta = {"max_epochs": 3, "space": cfg.space.model_dump(mode="json"), "data": "",
             "classes": [f"c{i}" for i in range(6)]}
-    arm = Arm("tpe", "asha", "f1", 1, 2)
+    arm, tse = Arm("tpe", "asha", "f1", 1, 2), Arm("tpe", "asha", "tse_ema", 1, 2)
     results = {a.name: replay_arm(a, meta, rows, [0, 1], "ci.yaml", 4, 2)
-               for a in (REFERENCE, arm)}
+               for a in (REFERENCE, arm, tse)}
     from tune_jobs.trial.score import score
 
     finals = [score(0.6 + 0.05 * i, 0.5, cfg.objective.f1_ref) for i in range(4)]
@@ -267,8 +275,9 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
         assert t["trials"] == t["complete"] == 4 and t["trial_epochs"] == 12
         # the score is recomputed from the table's F1 and latency ratio
         assert any(t["best"] == pytest.approx(f) for f in finals), (t["best"], finals)
-    stopped = [t for t in results[arm.name] if t["trial_epochs"] < 12]
-    assert stopped, "ASHA ranking by F1 stopped no trial"
+    for a in (arm, tse):
+        stopped = [t for t in results[a.name] if t["trial_epochs"] < 12]
+        assert stopped, f"{a.name} stopped no trial"
     quality = {r["key"]: f for r, f in zip(rows, finals, strict=True)}
     summary = {r["arm"]: r for r in summarize_arms(results, quality, REFERENCE.name)}
     assert summary[REFERENCE.name]["epochs_to_top_ratio"] == pytest.approx(1.0)

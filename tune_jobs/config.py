@@ -183,8 +183,10 @@ class SearchConfig(Strict):
 
 # What an ASHA rung ranks trials by, and which way is better. The searcher always learns the
 # objective; a rung only decides which trials go on training.
+# tse_ema: training-speed estimation (Ru et al., NeurIPS 2021), the training losses of the
+# epochs so far summed with weights 0.9 ** age (`trial/report.py` `next_tse_ema`).
 RUNG_METRICS: dict[str, str] = {"score": "min", "f1": "max", "val_loss": "min",
-                                "accuracy": "max"}
+                                "accuracy": "max", "tse_ema": "min"}
 
 
 class SchedulerConfig(Strict):
@@ -198,7 +200,7 @@ class SchedulerConfig(Strict):
     # MACs are budgets checked before training, not something a rung re-ranks. Measured on
     # the learning-curve replay (BENCHMARKS.md): the loss at epoch 3 kept all six best
     # candidates of the grid in its top third, the score one.
-    metric: Literal["score", "f1", "val_loss", "accuracy"] = "val_loss"
+    metric: Literal["score", "f1", "val_loss", "accuracy", "tse_ema"] = "val_loss"
 
     @model_validator(mode="after")
     def _check(self) -> SchedulerConfig:

@@ -19,7 +19,7 @@ from typing import Any
 
 from tune_jobs.outcome import Outcome
 from tune_jobs.trial.data import TrialData, flatten
-from tune_jobs.trial.report import TrialReport, Where
+from tune_jobs.trial.report import TrialReport, Where, next_tse_ema
 from tune_jobs.trial.score import over_budget
 
 TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> its rows (seeds)
@@ -87,13 +87,14 @@ def replay_trial(config: dict, data: TrialData) -> None:
         tune.report(TrialReport.failed(outcome, why or row.get("reason", ""), f1_ref,
                                        where).as_result())
         return
-    seconds = float(row.get("epoch_seconds") or 0.0)
+    seconds, tse_ema = float(row.get("epoch_seconds") or 0.0), 0.0
     for point in curve[:cfg.scheduler.max_epochs]:
         epoch, f1, val_loss, accuracy = point[:4]
         # an older table keeps no training loss or learning rate: the validation loss stands in
         loss, lr = (point[5], point[6]) if len(point) > 6 else (val_loss, None)
+        tse_ema = next_tse_ema(tse_ema, loss)
         tune.report(TrialReport.trained(where, int(epoch), f1, accuracy, val_loss, loss, f1_ref,
-                                        lr=lr, epoch_seconds=seconds,
+                                        lr=lr, tse_ema=tse_ema, epoch_seconds=seconds,
                                         wall_seconds=seconds * epoch).as_result())
 
 

@@ -16,6 +16,15 @@ from typing import Any
 from tune_jobs.outcome import Outcome
 from tune_jobs.trial.score import failure_score, score
 
+# Training-speed estimation (Ru et al., NeurIPS 2021) as a rung metric: the mean training
+# losses of the epochs so far, each weighted by TSE_EMA_DECAY ** its age in epochs, summed.
+TSE_EMA_DECAY = 0.9
+
+
+def next_tse_ema(previous: float, loss: float) -> float:
+    """TSE-EMA after one more epoch of mean training loss `loss` (0.0 before the first)."""
+    return TSE_EMA_DECAY * previous + loss
+
 
 @dataclass(frozen=True)
 class Where:
@@ -51,6 +60,7 @@ class TrialReport:
     reason: str = ""
     traceback: str | None = None
     lr: float | None = None  # the learning rate the epoch ended at (after its last step)
+    tse_ema: float | None = None  # `next_tse_ema` over the epochs trained so far
     epoch_seconds: float | None = None
     images_per_second: float | None = None
     wall_seconds: float | None = None
@@ -73,7 +83,7 @@ class TrialReport:
         where = where or Where()
         epoch = 0 if outcome == Outcome.OVER_BUDGET else -1
         return cls(outcome, epoch, failure_score(where.latency_ratio, f1_ref), 0.0, 0.0,
-                   math.inf, math.nan, where, reason[:2000], traceback)
+                   math.inf, math.nan, where, reason[:2000], traceback, tse_ema=math.inf)
 
     def as_result(self) -> dict[str, Any]:
         """The flat dict Tune records (unknown values left out; the outcome as its string)."""
@@ -84,4 +94,4 @@ class TrialReport:
         return {k: v for k, v in out.items() if v is not None}
 
 
-__all__ = ["TrialReport", "Where"]
+__all__ = ["TSE_EMA_DECAY", "TrialReport", "Where", "next_tse_ema"]

@@ -29,7 +29,7 @@ from tune_jobs.trial.data import TrialData
 from tune_jobs.trial.engine import NonFiniteLoss, evaluate, train_epoch
 from tune_jobs.trial.objective import Costs, measure_costs
 from tune_jobs.trial.recipe import make_recipe
-from tune_jobs.trial.report import TrialReport, Where
+from tune_jobs.trial.report import TrialReport, Where, next_tse_ema
 from tune_jobs.trial.space import Candidate, candidate_from_config
 
 CHECKPOINT_FILE = "state.pt"
@@ -120,7 +120,7 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, wher
                          len(data.classes), epochs, device, seed)
     optimizer, scheduler = recipe.optimizer, recipe.scheduler
     val_loader = BatchLoader(val.images, val.labels, 256, device=device)
-    start_epoch = 0
+    start_epoch, tse_ema = 0, 0.0
     checkpoint = tune.get_checkpoint()
     if checkpoint:  # resume where the last report left off (a retried or restored trial)
         with checkpoint.as_directory() as d:
@@ -129,16 +129,17 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, wher
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch = state["epoch"]
+        start_epoch, tse_ema = state["epoch"], state.get("tse_ema", 0.0)
     last_checkpoint = time.perf_counter()
     for epoch in range(start_epoch, epochs):
         recipe.loader.set_epoch(epoch)
         stats = train_epoch(model, recipe.loader, optimizer, scheduler, recipe.criterion, device,
                             recipe.scaler)
         ev = evaluate(model, val_loader, len(data.classes), device)
+        tse_ema = next_tse_ema(tse_ema, stats.loss)
         report = TrialReport.trained(
             where, epoch + 1, ev.f1, ev.accuracy, ev.loss, stats.loss, cfg.objective.f1_ref,
-            lr=optimizer.param_groups[0]["lr"], epoch_seconds=stats.seconds,
+            lr=optimizer.param_groups[0]["lr"], tse_ema=tse_ema, epoch_seconds=stats.seconds,
             images_per_second=stats.images / max(stats.seconds, 1e-9),
             wall_seconds=time.perf_counter() - started, reported_at=time.time())
         if time.perf_counter() - last_checkpoint < cfg.search.checkpoint_interval_s:
@@ -147,6 +148,7 @@ def _train(cfg: Config, data: TrialData, cand: Candidate, model: nn.Module, wher
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                        "tse_ema": tse_ema,
                         "spec": cand.spec.to_yaml()}, os.path.join(tmp, CHECKPOINT_FILE))
             _report(report, tmp)
         last_checkpoint = time.perf_counter()
