@@ -571,7 +571,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                     "trial reports: one drawn per replay seed (default), or the first seed's "
                     "(a noise-free table, as the replays published before 2026-12-03 ran)")
     rp.add_argument("--reuse", type=Path, help="an earlier replay JSON: its arms on the same "
-                    "seeds are not replayed again")
+                    "table, seeds and trainings are not replayed again (without it, --json "
+                    "itself: a killed replay continues)")
     rp.add_argument("--json", type=Path)
     rp.add_argument("--plot", type=Path)
     pr = sub.add_parser("pairs", help="two arms of a replay's JSON, seed by seed")
@@ -589,35 +590,44 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _earlier_trajectories(path: Path | None, same: dict) -> dict[str, list[dict]]:
+    """The arms of an earlier replay's JSON made the same way (table, seeds, trainings)."""
+    if not path or not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    keyed = all(len(p) == 4 for trajs in earlier["trajectories"].values()
+                for t in trajs for p in t["points"])  # the incumbent kept per point
+    if keyed and all(earlier.get(k) == v for k, v in same.items()):
+        return earlier["trajectories"]
+    print(f"{path}: another table, seeds, trainings or format; not reused", file=sys.stderr)
+    return {}
+
+
 def run_replay(args: argparse.Namespace) -> dict:
+    """Every arm over the seeds, then the summary. Each arm's trajectories are written to
+    `--json` as soon as it is done, so a killed replay run again with the same `--json`
+    (or `--reuse`) replays only the arms it lacks."""
     meta, rows = read_table(args.table)
     seeds = list(range(8 if args.quick else args.seeds))
     chosen = [parse_arm(a) for a in args.arms] if args.arms else [default_arm()]
     arms = [REFERENCE] + [a for a in chosen if a != REFERENCE]
-    results: dict[str, list[dict]] = {}
-    if args.reuse and args.reuse.is_file():
-        earlier = json.loads(args.reuse.read_text())
-        same = {"table": str(args.table), "seeds": seeds, "num_samples": args.num_samples,
-                "trainings": args.trainings}
-        keyed = all(len(p) == 4 for trajs in earlier["trajectories"].values()
-                    for t in trajs for p in t["points"])  # the incumbent kept per point
-        if keyed and all(earlier.get(k) == v for k, v in same.items()):
-            results = earlier["trajectories"]
-        else:
-            print(f"{args.reuse}: another table, seeds, trainings or format; not reused",
-                  file=sys.stderr)
+    same = {"table": str(args.table), "seeds": seeds, "num_samples": args.num_samples,
+            "trainings": args.trainings}
+    results = _earlier_trajectories(args.reuse, same) or _earlier_trajectories(args.json, same)
     for arm in arms:
-        if arm.name not in results:
-            print(f"replaying {arm.name} over {len(seeds)} seeds", file=sys.stderr)
-            results[arm.name] = replay_parallel(arm, meta, rows, seeds, args)
+        if arm.name in results:
+            continue
+        print(f"replaying {arm.name} over {len(seeds)} seeds", file=sys.stderr)
+        results[arm.name] = replay_parallel(arm, meta, rows, seeds, args)
+        if args.json:
+            args.json.write_text(json.dumps({**same, "partial": True,
+                                             "trajectories": results}))
     quality = cell_quality(rows, meta["max_epochs"])
     summary = summarize_arms(results, quality, REFERENCE.name)
     if args.plot:
         plot_replay(results, quality, args.plot)
     return emit("curves_replay", replay_markdown(summary, REFERENCE.name), summary, args.json,
-                table=str(args.table), seeds=seeds, num_samples=args.num_samples,
-                concurrency=args.concurrency, trainings=args.trainings,
-                max_epochs=meta["max_epochs"],
+                **same, concurrency=args.concurrency, max_epochs=meta["max_epochs"],
                 trajectories=results)
 
 

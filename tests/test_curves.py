@@ -246,6 +246,34 @@ def test_replay_summary_values_the_incumbent_at_its_quality() -> None:
     assert cell_quality(table, 2) == {"a": pytest.approx(0.5)}
 
 
+def test_a_killed_replay_continues_from_its_json(tmp_path) -> None:
+    """The arms already in --json (same table, seeds and trainings) are not replayed again;
+    a JSON made another way, or before trajectories kept the incumbent, is not reused."""
+    from curves import _earlier_trajectories, get_args_parser, run_replay
+
+    table = tmp_path / "t.jsonl"
+    rows = [{"key": f"c{i}", "seed": 0, "curve": [[1, 0, 0, 0, 0.5 + 0.01 * i]]}
+            for i in range(40)]
+    table.write_text("\n".join(json.dumps(r) for r in
+                               [{"kind": "meta", "max_epochs": 1}, *rows]) + "\n")
+    traj = {"seed": 0, "points": [[3, 1.0, 0.51, "c1"]], "trial_epochs": 3,
+            "table_seconds": 1.0}
+    same = {"table": str(table), "seeds": [0], "num_samples": 4, "trainings": "drawn"}
+    out = tmp_path / "replay.json"
+    out.write_text(json.dumps({**same, "partial": True, "trajectories": {
+        "tpe + fifo": [traj], "random + fifo": [traj]}}))
+    args = get_args_parser().parse_args(
+        ["replay", "--table", str(table), "--arms", "random:fifo", "--seeds", "1",
+         "--num-samples", "4", "--json", str(out)])
+    result = run_replay(args)  # would start Ray and fail on this table if it replayed
+    assert [r["arm"] for r in result["rows"]] == ["tpe + fifo", "random + fifo"]
+    assert json.loads(out.read_text())["rows"][1]["final_quality_median"] == 0.51
+    assert _earlier_trajectories(out, {**same, "trainings": "first"}) == {}
+    old = {**same, "trajectories": {"tpe + fifo": [{**traj, "points": [[3, 1.0, 0.51]]}]}}
+    out.write_text(json.dumps(old))
+    assert _earlier_trajectories(out, same) == {}
+
+
 @pytest.mark.slow
 def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> None:
     """A hand-made table of four candidates (the tiny grid, 3 epochs): replayed without early
