@@ -386,6 +386,8 @@ class Arm:
     @property
     def name(self) -> str:
         more = "".join(f" +{e}" for e in self.extra)
+        if self.searcher == "optuna":  # plain Optuna (optuna_replay.py): scheduler = pruner
+            return f"plain optuna tpe + {self.scheduler} pruner ({self.metric})"
         if self.scheduler == "fifo":
             return f"{self.searcher} + fifo{more}"
         return (f"{self.searcher} + asha({self.metric}, grace {self.grace}, eta "
@@ -515,6 +517,11 @@ def replay_parallel(arm: Arm, meta: dict, rows: list[dict], seeds: list[int],
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
+    if arm.searcher == "optuna":  # no Ray: a plain Optuna script replays in seconds
+        from optuna_replay import replay_optuna
+
+        return replay_optuna(arm.scheduler, arm.metric, meta,
+                             replayed_trainings(rows, args.trainings), seeds, args.num_samples)
     if args.workers <= 1:
         return replay_arm(arm, meta, rows, seeds, args.config, args.num_samples,
                           args.concurrency, args.trainings)
@@ -529,7 +536,8 @@ def replay_parallel(arm: Arm, meta: dict, rows: list[dict], seeds: list[int],
 
 def parse_arm(text: str) -> Arm:
     """searcher:scheduler[:metric[:grace[:eta]]][+key=value...], e.g. tpe:asha:f1:3:3 or
-    tpe:fifo+search.tpe.multivariate=true."""
+    tpe:fifo+search.tpe.multivariate=true; optuna:PRUNER[:score|val_loss] is plain Optuna
+    with one of its pruners (none, median, sha, hyperband; optuna_replay.py)."""
     spec, *extra = text.split("+")
     kinds = [str, str, str, int, float]
     fields = [kind(v) for kind, v in zip(kinds, spec.split(":"), strict=False)]

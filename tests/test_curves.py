@@ -274,6 +274,38 @@ def test_a_killed_replay_continues_from_its_json(tmp_path) -> None:
     assert _earlier_trajectories(out, same) == {}
 
 
+def test_plain_optuna_replays_a_table_with_its_pruners() -> None:
+    """The peer arm: Optuna's own TPE and pruners over the tiny grid's table (no Ray). Without
+    a pruner every trial trains the full 9 epochs; the median pruner stops the candidates
+    whose curve runs above the median of those seen; the incumbent is the finished trial with
+    the best final score."""
+    from curves import replayed_trainings
+
+    from optuna_replay import replay_optuna
+
+    cfg = load_config("ci.yaml", TINY)
+    cands = enumerate_space(cfg.space, 6)
+    rows = [{"key": cell_key(c.params), "seed": 0, "params": c.params, "epoch_seconds": 0.5,
+             "curve": [[e, 0.1, 1.0, 0.1, 2.0 - 0.1 * i - 0.01 * e] for e in range(1, 10)]}
+            for i, c in enumerate(cands)]
+    meta = {"max_epochs": 9, "space": cfg.space.model_dump(mode="json")}
+    table = replayed_trainings(rows)
+    full, = replay_optuna("none", "score", meta, table, [0], 30)
+    assert full["trials"] == full["complete"] == 30 and full["trial_epochs"] == 30 * 9
+    assert full["table_seconds"] == pytest.approx(30 * 9 * 0.5)
+    assert [p[0] for p in full["points"]] == [9 * k for k in range(1, 31)]
+    bests = [p[2] for p in full["points"]]
+    assert bests == sorted(bests, reverse=True) and bests[-1] == full["best"]
+    for _, _, seen, key in full["points"]:  # the incumbent: the cell of the best seen
+        assert table[key][0]["curve"][-1][4] == seen
+    # the median pruner lets its first 5 trials finish, then stops a trial whose curve runs
+    # worse than the median of those before it: of 25 later trials, some draw a worse cell
+    pruned, = replay_optuna("median", "score", meta, table, [0], 30)
+    assert pruned["complete"] < 30 and pruned["trial_epochs"] < 30 * 9
+    with pytest.raises(ValueError, match="pruner 'asha'"):
+        replay_optuna("asha", "score", meta, table, [0], 4)
+
+
 @pytest.mark.slow
 def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> None:
     """A hand-made table of four candidates (the tiny grid, 3 epochs): replayed without early
