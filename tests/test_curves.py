@@ -205,10 +205,12 @@ def test_a_replay_seed_draws_one_training_of_each_candidate() -> None:
 
 def test_replay_summary_values_the_incumbent_at_its_quality() -> None:
     """40 candidates of quality 0.50, 0.51, ... (only c0 in the top 2.5 %), three seeds. The
-    reference reaches c0 after 20 and 40 trial-epochs and never in seed 2; the arm gets there
-    in 8 trial-epochs once. At equal trial-epochs (the arm's 8, 10 and 8) the reference has
-    no finished trial yet: the arm is strictly better in all three; at the full budget it is
-    worse by 0.04 once and tied twice."""
+    reference's budget is the median of its 30, 40 and 30 trial-epochs: 30. It reaches c0
+    after 20 trial-epochs, after 40 (past its budget: counted as 30) and never (30): a
+    restricted mean of 80 / 3. The arm gets there in 8 once and never twice: 68 / 3. At
+    equal trial-epochs (the arm's 8, 10 and 8) the reference has no finished trial yet: the
+    arm is strictly better in all three; at the full budget it is worse by 0.04 once and tied
+    twice."""
     from curves import REFERENCE
 
     from replay_metrics import cell_quality, replay_markdown, summarize_arms, top_threshold
@@ -230,9 +232,12 @@ def test_replay_summary_values_the_incumbent_at_its_quality() -> None:
     }
     rows = {r["arm"]: r for r in summarize_arms(results, quality, REFERENCE.name)}
     ref, arm = rows[REFERENCE.name], rows["arm"]
-    assert ref["epochs_to_top_ratio"] == pytest.approx(1.0) and ref["reached"] == 2
+    assert ref["epochs_to_top_ratio"] == pytest.approx(1.0) and ref["reached"] == 1
+    assert ref["budget"] == 30 and ref["epochs_to_top_restricted_mean"] == pytest.approx(80 / 3)
     assert ref["equal_epochs"] == {"better": 0, "tied": 3, "worse": 0}
-    assert arm["reached"] == 1 and arm["epochs_to_top_ratio"] == float("inf")  # median: never
+    assert arm["reached"] == 1 and arm["epochs_to_top_ratio"] == pytest.approx(68 / 80)
+    low, high = arm["epochs_to_top_ratio_ci95"]
+    assert low <= 68 / 80 <= high and high < float("inf")
     assert arm["equal_epochs"] == {"better": 3, "tied": 0, "worse": 0}
     assert arm["better_share"] == 1.0
     assert arm["better_share_ci95"][0] == pytest.approx(0.292, abs=1e-3)  # exact, n = 3
