@@ -10,7 +10,7 @@ instead of training (as NAS-Bench-201 and Syne Tune's blackbox replays do).
     python benchmarks/curves.py replay [--table TABLE] [--arms tpe:asha:f1:1:3 ...]
         [--seeds 30] [--num-samples 40] [--trainings drawn|first] [--quick] [--json FILE]
         [--plot PNG]
-    python benchmarks/curves.py pairs REPLAY.json --pairs "gp + fifo=tpe + fifo" ...
+    python benchmarks/curves.py pairs REPLAY.json --pairs "gp + fifo=tpe + fifo" ... [--quality]
 
 `build` with a config trains every candidate of its space (all values lists of choices)
 through the real trainable and recipe, no early stopping, in parallel over Ray workers, and
@@ -587,6 +587,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     pr.add_argument("replay", type=Path, help="a replay's JSON (--json of `replay`)")
     pr.add_argument("--pairs", nargs="+", required=True, metavar="ARM=OTHER",
                     help="arm names as in the replay's table, e.g. 'gp + fifo=tpe + fifo'")
+    pr.add_argument("--quality", action="store_true",
+                    help="read each pair at the incumbent's quality, as `replay` reads an arm "
+                    "against TPE-fifo (replays that kept the incumbent), instead of the best "
+                    "score seen")
     pr.add_argument("--json", type=Path)
     r = sub.add_parser("rungs", help="how well each rung metric predicts the end")
     r.add_argument("--table", type=Path, default=DEFAULT_TABLE)
@@ -644,7 +648,19 @@ def main(args: argparse.Namespace) -> int:
         run_replay(args)
         return 0
     if args.command == "pairs":
-        results = json.loads(args.replay.read_text())["trajectories"]
+        replay = json.loads(args.replay.read_text())
+        results = replay["trajectories"]
+        if args.quality:  # each arm against the other as the replay reads it against TPE-fifo
+            meta, rows = read_table(Path(replay["table"]))
+            quality = cell_quality(rows, meta["max_epochs"])
+            out = []
+            for arm, other in (pair.split("=", 1) for pair in args.pairs):
+                both = {other: results[other], arm: results[arm]}
+                out += [r | {"arm": f"{arm} vs {other}", "against": other}
+                        for r in summarize_arms(both, quality, other) if r["arm"] == arm]
+            emit("curves_pairs_quality", replay_markdown(out, "each pair's second arm"), out,
+                 args.json, replay=str(args.replay))
+            return 0
         rows = [paired_finals(results, *pair.split("=", 1)) for pair in args.pairs]
         emit("curves_pairs", pairs_markdown(rows), rows, args.json, replay=str(args.replay))
         return 0

@@ -251,10 +251,10 @@ def test_replay_summary_values_the_incumbent_at_its_quality() -> None:
     assert cell_quality(table, 2) == {"a": pytest.approx(0.5)}
 
 
-def test_a_killed_replay_continues_from_its_json(tmp_path) -> None:
+def test_a_killed_replay_continues_from_its_json(tmp_path, capsys) -> None:
     """The arms already in --json (same table, seeds and trainings) are not replayed again;
     a JSON made another way, or before trajectories kept the incumbent, is not reused."""
-    from curves import _earlier_trajectories, get_args_parser, run_replay
+    from curves import _earlier_trajectories, get_args_parser, main, run_replay
 
     table = tmp_path / "t.jsonl"
     rows = [{"key": f"c{i}", "seed": 0, "curve": [[1, 0, 0, 0, 0.5 + 0.01 * i]]}
@@ -274,6 +274,11 @@ def test_a_killed_replay_continues_from_its_json(tmp_path) -> None:
     assert [r["arm"] for r in result["rows"]] == ["tpe + fifo", "random + fifo"]
     assert json.loads(out.read_text())["rows"][1]["final_quality_median"] == 0.51
     assert _earlier_trajectories(out, {**same, "trainings": "first"}) == {}
+    capsys.readouterr()
+    main(get_args_parser().parse_args(  # the two arms read against each other
+        ["pairs", str(out), "--pairs", "random + fifo=tpe + fifo", "--quality"]))
+    printed = capsys.readouterr().out
+    assert "| random + fifo vs tpe + fifo | 1 |" in printed and "| 0 / 1 / 0 |" in printed
     old = {**same, "trajectories": {"tpe + fifo": [{**traj, "points": [[3, 1.0, 0.51]]}]}}
     out.write_text(json.dumps(old))
     assert _earlier_trajectories(out, same) == {}
