@@ -39,6 +39,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import reduce
 from pathlib import Path
 
 from common import REPO, emit
@@ -51,7 +52,7 @@ from replay_metrics import (
     summarize_arms,
 )
 from tune_jobs.trial.replay import cell_key
-from tune_jobs.trial.report import TSE_EMA_DECAY
+from tune_jobs.trial.report import next_tse_ema
 
 DEFAULT_TABLE = REPO / "benchmarks" / "results" / "curves" / "demo-grid.jsonl"
 
@@ -238,14 +239,6 @@ def build_from_study(study, table: Path, args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- rung metric analysis
 
-def _tse(curve: list[list], rung: int, decay: float = 1.0) -> float:
-    """Training-speed estimation (Ru et al., NeurIPS 2021): the sum of the mean training
-    losses of epochs 1..rung, each weighted by decay ** (rung - epoch) (1: TSE; TSE_EMA_DECAY:
-    TSE-EMA, which weighs the latest epochs most, as trials report it). Lower: the net learns
-    faster."""
-    return sum(decay ** (rung - p[0]) * p[5] for p in curve[:rung])
-
-
 # Candidate rung metrics, each "higher is better" from a training's curve up to the rung
 # (points [epoch, f1, val_loss, accuracy, score, loss, lr]). Params, MACs and latency are
 # known before training: budgets checked at epoch 0, not something a rung should re-rank.
@@ -254,8 +247,10 @@ RUNG_METRICS: dict[str, Callable[[list[list], int], float]] = {
     "f1": lambda c, rung: c[rung - 1][1],
     "val_loss": lambda c, rung: -c[rung - 1][2],
     "accuracy": lambda c, rung: c[rung - 1][3],
-    "tse": lambda c, rung: -_tse(c, rung),
-    "tse_ema": lambda c, rung: -_tse(c, rung, TSE_EMA_DECAY),
+    # training-speed estimation (Ru et al. 2021): the epochs' training losses summed (TSE),
+    # or folded as a trial reports them, recent epochs weighted most (TSE-EMA)
+    "tse": lambda c, rung: -sum(p[5] for p in c[:rung]),
+    "tse_ema": lambda c, rung: -reduce(next_tse_ema, (p[5] for p in c[:rung]), 0.0),
 }
 NEEDS_TRAINING_LOSS = ("tse", "tse_ema")  # not in a table built before 2026-12-03
 
