@@ -382,7 +382,9 @@ class Arm:
     def name(self) -> str:
         more = "".join(f" +{e}" for e in self.extra)
         if self.searcher == "optuna":  # plain Optuna (optuna_replay.py): scheduler = pruner
-            return f"plain optuna tpe + {self.scheduler} pruner ({self.metric})"
+            rungs = (f", grace {self.grace}, eta {self.eta:g}"
+                     if self.scheduler in ("asha", "pasha") else "")
+            return f"plain optuna tpe + {self.scheduler} pruner ({self.metric}{rungs})"
         if self.scheduler == "fifo":
             return f"{self.searcher} + fifo{more}"
         return (f"{self.searcher} + asha({self.metric}, grace {self.grace}, eta "
@@ -516,7 +518,8 @@ def replay_parallel(arm: Arm, meta: dict, rows: list[dict], seeds: list[int],
         from optuna_replay import replay_optuna
 
         return replay_optuna(arm.scheduler, arm.metric, meta,
-                             replayed_trainings(rows, args.trainings), seeds, args.num_samples)
+                             replayed_trainings(rows, args.trainings), seeds, args.num_samples,
+                             grace=arm.grace, eta=arm.eta)
     if args.workers <= 1:
         return replay_arm(arm, meta, rows, seeds, args.config, args.num_samples,
                           args.concurrency, args.trainings)
@@ -531,8 +534,9 @@ def replay_parallel(arm: Arm, meta: dict, rows: list[dict], seeds: list[int],
 
 def parse_arm(text: str) -> Arm:
     """searcher:scheduler[:metric[:grace[:eta]]][+key=value...], e.g. tpe:asha:f1:3:3 or
-    tpe:fifo+search.tpe.multivariate=true; optuna:PRUNER[:score|val_loss] is plain Optuna
-    with one of its pruners (none, median, sha, hyperband; optuna_replay.py)."""
+    tpe:fifo+search.tpe.multivariate=true; optuna:PRUNER[:score|val_loss[:grace[:eta]]] is
+    plain Optuna with one of its pruners (none, median, sha, hyperband) or a rung rule of
+    pasha.py (asha, pasha), optuna_replay.py."""
     spec, *extra = text.split("+")
     kinds = [str, str, str, int, float]
     fields = [kind(v) for kind, v in zip(kinds, spec.split(":"), strict=False)]

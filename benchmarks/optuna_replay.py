@@ -9,12 +9,16 @@ range set to the table's epochs, as its documentation asks). Like litesearch's r
 trial sees one of its candidate's trainings (`replay.drawn_row`), the objective is the score
 at the last epoch (lower is better), and a repeated proposal trains again: plain Optuna has
 no duplicate reuse, so it pays for it.
+
+Two more rules run as pruners in the same loop, for a side-by-side on one implementation
+(`pasha.py`): `asha` (litesearch's stopping ASHA, grace and eta from the arm) and `pasha`
+(PASHA: the maximum resource grows only while the top two rungs disagree). A PASHA search
+hands back the best trial of the highest rung reached, not the best finished one.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import optuna
@@ -26,6 +30,8 @@ from optuna.pruners import (
     SuccessiveHalvingPruner,
 )
 
+from pasha import Rungs
+
 # Optuna's pruners by name, each with its defaults, given the table's epochs
 PRUNERS: dict[str, Callable[[int], BasePruner]] = {
     "none": lambda max_epochs: NopPruner(),
@@ -33,25 +39,41 @@ PRUNERS: dict[str, Callable[[int], BasePruner]] = {
     "sha": lambda max_epochs: SuccessiveHalvingPruner(),
     "hyperband": lambda max_epochs: HyperbandPruner(min_resource=1, max_resource=max_epochs),
 }
+# Rung rules of pasha.py by name: progressive (PASHA) or not (ASHA)
+RUNG_RULES = {"asha": False, "pasha": True}
 # What a trial reports per epoch for the pruner to judge (a curve point's column)
 REPORTED = {"score": 4, "val_loss": 2}
 
 
+class RungPruner(BasePruner):
+    """A `pasha.Rungs` rule as an Optuna pruner: every reported value goes to the rungs."""
+
+    def __init__(self, rungs: Rungs) -> None:
+        self.rungs = rungs
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        return self.rungs.on_result(str(trial.number), step, trial.intermediate_values[step])
+
+
 def replay_optuna(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]],
-                  seeds: list[int], num_samples: int, workers: int = 2) -> list[dict]:
+                  seeds: list[int], num_samples: int, workers: int = 2, grace: int = 1,
+                  eta: float = 3) -> list[dict]:
     """One plain-Optuna search per seed over `table` (cell key -> its rows); each seed's
     trajectory as `curves.trajectory` gives it (points: trial-epochs, table seconds, best
-    score so far, the incumbent's cell key)."""
-    if pruner not in PRUNERS or metric not in REPORTED:
-        raise ValueError(f"optuna arm: pruner {pruner!r} (known: {', '.join(PRUNERS)}), "
+    score so far, the incumbent's cell key). `grace`, `eta`: of the rung rules only."""
+    known = [*PRUNERS, *RUNG_RULES]
+    if pruner not in known or metric not in REPORTED:
+        raise ValueError(f"optuna arm: pruner {pruner!r} (known: {', '.join(known)}), "
                          f"reported {metric!r} (known: {', '.join(REPORTED)})")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return [{"seed": seed} | _search(pruner, metric, meta, table, seed, num_samples, workers)
+    return [{"seed": seed} | _search(pruner, metric, meta, table, seed, num_samples, workers,
+                                     grace, eta)
             for seed in seeds]
 
 
 def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], seed: int,
-            num_samples: int, workers: int) -> dict:
+            num_samples: int, workers: int, grace: int, eta: float) -> dict:
     from tune_jobs.config import SpaceConfig
     from tune_jobs.trial.replay import config_key, config_keys, drawn_row
     from tune_jobs.trial.space import define_by_run
@@ -60,38 +82,60 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
     classes = meta.get("classes") or [f"class{i}" for i in range(6)]
     keys = config_keys(space, len(classes))
     max_epochs, column = meta["max_epochs"], REPORTED[metric]
+    rungs = (Rungs(grace, eta, max_epochs, progressive=RUNG_RULES[pruner])
+             if pruner in RUNG_RULES else None)
     lock = threading.Lock()
-    ended: list[tuple[float, int, float | None, str]] = []  # (when, epochs, final, cell key)
+    curves: dict[str, tuple[str, list]] = {}  # trial number -> (cell key, the curve it saw)
+    # per ended trial, in the order they ended: (its cell key, epochs, complete, the best
+    # score so far, the incumbent's cell key)
+    ended: list[tuple[str, int, bool, float | None, str | None]] = []
+    best: list = [None, None]  # the best finished trial: [score, cell key]
+
+    def end(epochs: int, final: float | None, key: str) -> None:
+        with lock:
+            if final is not None and (best[0] is None or final < best[0]):
+                best[:] = [final, key]
+            incumbent = best
+            if rungs is not None:  # the best trial of the highest rung reached
+                found = rungs.incumbent()
+                if found is not None:
+                    ikey, icurve = curves[found[0]]
+                    incumbent = [icurve[found[1] - 1][4], ikey]
+            ended.append((key, epochs, final is not None, *incumbent))
 
     def objective(trial: optuna.Trial) -> float:
         define_by_run(space, len(classes))(trial)
         key = keys[config_key(trial.params)]
         curve = drawn_row(key, table[key], seed)["curve"][:max_epochs]
+        curves[str(trial.number)] = (key, curve)
         for point in curve:  # a training loop: report each epoch, stop when told to
-            trial.report(point[column], int(point[0]))
-            if trial.should_prune():
-                with lock:
-                    ended.append((time.monotonic(), int(point[0]), None, key))
+            epoch = int(point[0])
+            trial.report(point[column], epoch)
+            # a rung rule stops every trial at its maximum: at the budget that is the end
+            if trial.should_prune() and (rungs is None or epoch < max_epochs):
+                end(epoch, None, key)
                 raise optuna.TrialPruned()
-        with lock:
-            ended.append((time.monotonic(), len(curve), curve[-1][4], key))
+        end(len(curve), curve[-1][4], key)
         return curve[-1][4]
 
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed),
-                                pruner=PRUNERS[pruner](max_epochs))
+    study = optuna.create_study(
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=RungPruner(rungs) if rungs is not None else PRUNERS[pruner](max_epochs))
     study.optimize(objective, n_trials=num_samples, n_jobs=workers)
-    return _trajectory(sorted(ended, key=lambda e: e[0]), table)
+    out = _trajectory(ended, table)
+    if rungs is not None:
+        out["budget"] = rungs.budget  # PASHA's maximum resource at the end
+    return out
 
 
-def _trajectory(ended: list[tuple[float, int, float | None, str]],
+def _trajectory(ended: list[tuple[str, int, bool, float | None, str | None]],
                 table: dict[str, list[dict]]) -> dict:
-    cost, seconds, best, incumbent, points = 0, 0.0, None, None, []
-    for _, epochs, final, key in ended:
+    cost, seconds, points = 0, 0.0, []
+    for key, epochs, _, best, incumbent in ended:
         cost += epochs
         seconds += epochs * float(table[key][0].get("epoch_seconds") or 0.0)
-        if final is not None and (best is None or final < best):
-            best, incumbent = final, key
         points.append([cost, seconds, best, incumbent])
-    return {"points": points, "trial_epochs": cost, "table_seconds": seconds, "best": best,
-            "complete": sum(final is not None for _, _, final, _ in ended),
+    return {"points": points, "trial_epochs": cost, "table_seconds": seconds,
+            "best": points[-1][2] if points else None,
+            "complete": sum(complete for _, _, complete, _, _ in ended),
             "trials": len(ended), "duplicates": 0}

@@ -312,8 +312,8 @@ def test_plain_optuna_replays_a_table_with_its_pruners() -> None:
     # worse than the median of those before it: of 25 later trials, some draw a worse cell
     pruned, = replay_optuna("median", "score", meta, table, [0], 30)
     assert pruned["complete"] < 30 and pruned["trial_epochs"] < 30 * 9
-    with pytest.raises(ValueError, match="pruner 'asha'"):
-        replay_optuna("asha", "score", meta, table, [0], 4)
+    with pytest.raises(ValueError, match="pruner 'bohb'"):
+        replay_optuna("bohb", "score", meta, table, [0], 4)
 
 
 @pytest.mark.slow
