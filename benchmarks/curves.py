@@ -372,7 +372,7 @@ class Arm:
     """One search strategy: searcher, scheduler, and the scheduler's rung settings."""
 
     searcher: str = "tpe"
-    scheduler: str = "fifo"  # fifo (every trial to the full budget) or asha
+    scheduler: str = "fifo"  # fifo (every trial to the full budget), asha or pasha
     metric: str = "score"  # what ASHA's rungs rank by
     grace: int = 1
     eta: float = 3
@@ -387,12 +387,14 @@ class Arm:
             return f"plain optuna tpe + {self.scheduler} pruner ({self.metric}{rungs})"
         if self.scheduler == "fifo":
             return f"{self.searcher} + fifo{more}"
-        return (f"{self.searcher} + asha({self.metric}, grace {self.grace}, eta "
+        return (f"{self.searcher} + {self.scheduler}({self.metric}, grace {self.grace}, eta "
                 f"{self.eta:g}){more}")
 
     def overrides(self) -> list[str]:
+        stops = self.scheduler != "fifo"
         return [*self.extra, f"search.algorithm={self.searcher}",
-                f"scheduler.early_stopping={str(self.scheduler == 'asha').lower()}",
+                f"scheduler.early_stopping={str(stops).lower()}",
+                *([f"scheduler.algorithm={self.scheduler}"] if stops else []),
                 f"scheduler.metric={self.metric}", f"scheduler.grace_period={self.grace}",
                 f"scheduler.reduction_factor={self.eta}"]
 
@@ -405,7 +407,7 @@ def default_arm() -> Arm:
     from tune_jobs.config import load_config
 
     s = load_config("demo").scheduler
-    return Arm("tpe", "asha" if s.early_stopping else "fifo", s.metric, s.grace_period,
+    return Arm("tpe", s.algorithm if s.early_stopping else "fifo", s.metric, s.grace_period,
                s.reduction_factor)
 
 
@@ -422,7 +424,8 @@ def replay_config(meta: dict, base: str, overrides: list[str]):
 def trajectory(study, key_of: Callable[[dict], str]) -> dict:
     """Trials in the order they ended: cumulative trial-epochs, table seconds, the best final
     score of a COMPLETE trial so far and that trial's cell key (the incumbent; `key_of`: a
-    trial's drawn values -> its cell key). A reused duplicate costs nothing."""
+    trial's drawn values -> its cell key). A reused duplicate costs nothing. Under PASHA the
+    incumbent is the best of the trials COMPLETE at the most epochs (as `study.ranking`)."""
     from optuna.trial import TrialState
 
     from tune_jobs.study.trials import study_trials
@@ -434,11 +437,12 @@ def trajectory(study, key_of: Callable[[dict], str]) -> dict:
         cost += t.epochs_done
         seconds += t.wall_seconds
         if t.state == TrialState.COMPLETE and t.score is not None and (
-                best is None or t.score < best):
-            best, incumbent = t.score, key_of(t.params)
-        points.append([cost, seconds, best, incumbent])
+                best is None or (-t.level, t.score) < best):
+            best, incumbent = (-t.level, t.score), key_of(t.params)
+        points.append([cost, seconds, None if best is None else best[1], incumbent])
     trained = [t for t in ended if t.trained]
-    return {"points": points, "trial_epochs": cost, "table_seconds": seconds, "best": best,
+    return {"points": points, "trial_epochs": cost, "table_seconds": seconds,
+            "best": points[-1][2] if points else None,
             "complete": sum(t.state == TrialState.COMPLETE for t in trained),
             "trials": len(trained), "duplicates": len(ended) - len(trained)}
 

@@ -11,8 +11,8 @@ at the last epoch (lower is better), and a repeated proposal trains again: plain
 no duplicate reuse, so it pays for it.
 
 Two more rules run as pruners in the same loop, for a side-by-side on one implementation
-(`pasha.py`): `asha` (litesearch's stopping ASHA, grace and eta from the arm) and `pasha`
-(PASHA: the maximum resource grows only while the top two rungs disagree). A PASHA search
+(`tune_jobs/pasha.py`): `asha` (litesearch's stopping ASHA, grace and eta from the arm) and
+`pasha` (PASHA: the maximum resource grows only while the top two rungs disagree). A PASHA search
 hands back the best trial of the highest rung reached, not the best finished one.
 """
 
@@ -30,7 +30,7 @@ from optuna.pruners import (
     SuccessiveHalvingPruner,
 )
 
-from pasha import Rungs
+from tune_jobs.pasha import Rungs
 
 # Optuna's pruners by name, each with its defaults, given the table's epochs
 PRUNERS: dict[str, Callable[[int], BasePruner]] = {
@@ -39,21 +39,24 @@ PRUNERS: dict[str, Callable[[int], BasePruner]] = {
     "sha": lambda max_epochs: SuccessiveHalvingPruner(),
     "hyperband": lambda max_epochs: HyperbandPruner(min_resource=1, max_resource=max_epochs),
 }
-# Rung rules of pasha.py by name: progressive (PASHA) or not (ASHA)
+# Rung rules of tune_jobs/pasha.py by name: progressive (PASHA) or not (ASHA)
 RUNG_RULES = {"asha": False, "pasha": True}
 # What a trial reports per epoch for the pruner to judge (a curve point's column)
 REPORTED = {"score": 4, "val_loss": 2}
 
 
 class RungPruner(BasePruner):
-    """A `pasha.Rungs` rule as an Optuna pruner: every reported value goes to the rungs."""
+    """A `tune_jobs.pasha.Rungs` rule as an Optuna pruner: every reported value goes to the
+    rungs, one worker at a time."""
 
     def __init__(self, rungs: Rungs) -> None:
-        self.rungs = rungs
+        self.rungs, self.lock = rungs, threading.Lock()
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step
-        return self.rungs.on_result(str(trial.number), step, trial.intermediate_values[step])
+        with self.lock:
+            return self.rungs.on_result(str(trial.number), step,
+                                        trial.intermediate_values[step])
 
 
 def replay_optuna(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]],
@@ -82,8 +85,8 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
     classes = meta.get("classes") or [f"class{i}" for i in range(6)]
     keys = config_keys(space, len(classes))
     max_epochs, column = meta["max_epochs"], REPORTED[metric]
-    rungs = (Rungs(grace, eta, max_epochs, progressive=RUNG_RULES[pruner])
-             if pruner in RUNG_RULES else None)
+    rule = (RungPruner(Rungs(grace, eta, max_epochs, progressive=RUNG_RULES[pruner]))
+               if pruner in RUNG_RULES else None)
     lock = threading.Lock()
     curves: dict[str, tuple[str, list]] = {}  # trial number -> (cell key, the curve it saw)
     # per ended trial, in the order they ended: (its cell key, epochs, complete, the best
@@ -96,8 +99,9 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
             if final is not None and (best[0] is None or final < best[0]):
                 best[:] = [final, key]
             incumbent = best
-            if rungs is not None:  # the best trial of the highest rung reached
-                found = rungs.incumbent()
+            if rule is not None:  # the best trial of the highest rung reached
+                with rule.lock:
+                    found = rule.rungs.incumbent()
                 if found is not None:
                     ikey, icurve = curves[found[0]]
                     incumbent = [icurve[found[1] - 1][4], ikey]
@@ -112,7 +116,7 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
             epoch = int(point[0])
             trial.report(point[column], epoch)
             # a rung rule stops every trial at its maximum: at the budget that is the end
-            if trial.should_prune() and (rungs is None or epoch < max_epochs):
+            if trial.should_prune() and (rule is None or epoch < max_epochs):
                 end(epoch, None, key)
                 raise optuna.TrialPruned()
         end(len(curve), curve[-1][4], key)
@@ -120,11 +124,11 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
 
     study = optuna.create_study(
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=RungPruner(rungs) if rungs is not None else PRUNERS[pruner](max_epochs))
+        pruner=rule if rule is not None else PRUNERS[pruner](max_epochs))
     study.optimize(objective, n_trials=num_samples, n_jobs=workers)
     out = _trajectory(ended, table)
-    if rungs is not None:
-        out["budget"] = rungs.budget  # PASHA's maximum resource at the end
+    if rule is not None:
+        out["budget"] = rule.rungs.budget  # PASHA's maximum resource at the end
     return out
 
 

@@ -276,7 +276,7 @@ def test_search_submitted_as_a_job_to_a_two_node_cluster(two_node_cluster, tmp_p
 
     # the job's logs show the trials, and never the database password
     assert "Number of trials: 6/6 (6 TERMINATED)" in logs and "train_candidate_" in logs
-    assert "(COMPLETE first, by score; lower is better)" in logs  # the console summary
+    assert "(COMPLETE first, the most epochs first, by score; lower is better)" in logs
     password = re.search(r"://[^:]+:([^@]+)@", postgres_url).group(1)
     assert password not in logs
 

@@ -321,7 +321,9 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
     """A hand-made table of four candidates (the tiny grid, 3 epochs): replayed without early
     stopping every trial costs the full budget and ends COMPLETE; with ASHA ranking its rungs
     by F1, or by TSE-EMA of the training loss, some trials stop early, and the study still
-    records the objective (the score)."""
+    records the objective (the score). PASHA on F1, which ranks the candidates alike at every
+    epoch, keeps its maximum at epoch 2: trials stopped there are COMPLETE at that budget and
+    the incumbent is the best of them."""
     from curves import REFERENCE, Arm, replay_arm
 
     from replay_metrics import summarize_arms
@@ -336,8 +338,9 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
     meta = {"max_epochs": 3, "space": cfg.space.model_dump(mode="json"), "data": "",
             "classes": [f"c{i}" for i in range(6)]}
     arm, tse = Arm("tpe", "asha", "f1", 1, 2), Arm("tpe", "asha", "tse_ema", 1, 2)
+    pasha = Arm("tpe", "pasha", "f1", 1, 2)
     results = {a.name: replay_arm(a, meta, rows, [0, 1], "ci.yaml", 4, 2)
-               for a in (REFERENCE, arm, tse)}
+               for a in (REFERENCE, arm, tse, pasha)}
     from tune_jobs.trial.score import score
 
     finals = [score(0.6 + 0.05 * i, 0.5, cfg.objective.f1_ref) for i in range(4)]
@@ -348,6 +351,10 @@ def test_replay_runs_the_real_search_path_over_a_table(tmp_path, ray_local) -> N
     for a in (arm, tse):
         stopped = [t for t in results[a.name] if t["trial_epochs"] < 12]
         assert stopped, f"{a.name} stopped no trial"
+    at_budget = [score(0.4 + 0.05 * i, 0.5, cfg.objective.f1_ref) for i in range(4)]
+    for t in results[pasha.name]:
+        assert t["trial_epochs"] <= t["trials"] * 2 and t["complete"] >= 1
+        assert any(t["best"] == pytest.approx(f) for f in at_budget), (t["best"], at_budget)
     quality = {r["key"]: f for r, f in zip(rows, finals, strict=True)}
     summary = {r["arm"]: r for r in summarize_arms(results, quality, REFERENCE.name)}
     assert summary[REFERENCE.name]["epochs_to_top_ratio"] == pytest.approx(1.0)

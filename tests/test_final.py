@@ -204,16 +204,29 @@ def test_predict_classifies_a_folder_and_skips_a_corrupt_image(finished_run, tmp
     assert lean.returncode == 0, lean.stderr[-2000:]
 
 
-def _study_with(trials: list[tuple[TrialState, float, float, float]]) -> optuna.Study:
-    """(state, score, f1, latency ratio) per trial, recorded as the mirror records them."""
+def _study_with(trials: list[tuple[TrialState, float, float, float]],
+                epochs: list[int] | None = None) -> optuna.Study:
+    """(state, score, f1, latency ratio) per trial, recorded as the mirror records them;
+    `epochs`: each trial's epochs done."""
     study = optuna.create_study(direction="minimize")
-    for state, score, f1, ratio in trials:
+    for i, (state, score, f1, ratio) in enumerate(trials):
         study.add_trial(create_trial(
             state=state, value=score, params={"x": 0.5},
             distributions={"x": FloatDistribution(0, 1)},
             intermediate_values={1: score},
-            user_attrs={"score": score, "f1": f1, "latency_ratio": ratio, "spec": "x"}))
+            user_attrs={"score": score, "f1": f1, "latency_ratio": ratio, "spec": "x",
+                        "epoch": epochs[i] if epochs else 9,
+                        "epochs_done": epochs[i] if epochs else 9}))
     return study
+
+
+def test_the_best_is_of_the_highest_budget_a_complete_trial_reached() -> None:
+    """Under PASHA trials are COMPLETE at the budget they were given: the best is the best of
+    those trained the most epochs (a 3-epoch score is not comparable to a 9-epoch one)."""
+    study = _study_with([(TrialState.COMPLETE, 0.2, 0.9, 0.1),
+                         (TrialState.COMPLETE, 0.9, 0.6, 0.5),
+                         (TrialState.COMPLETE, 0.7, 0.7, 0.8)], epochs=[3, 9, 9])
+    assert best_complete(study).number == 2
 
 
 def test_choice_prefers_complete_over_a_lucky_pruned_trial() -> None:

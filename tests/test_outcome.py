@@ -4,7 +4,7 @@ live metrics."""
 import pytest
 from optuna.trial import TrialState
 
-from tune_jobs.outcome import Outcome, epochs_done, outcome_of, trial_state
+from tune_jobs.outcome import BUDGET, Outcome, budget_of, epochs_done, outcome_of, trial_state
 from tune_jobs.study.live import final_state
 from tune_jobs.study.mirror import RecordContext, record_for
 
@@ -60,3 +60,16 @@ def test_outcome_parsing() -> None:
     assert epochs_done({"epoch": -1}) == 0 and epochs_done({"epoch": float("nan")}) == 0
     assert epochs_done({"epoch": 4.0}) == 4 and epochs_done(None) == 0
     assert str(Outcome.TRAINED) == "trained" and Outcome.TRAINED == "trained"
+
+
+def test_a_trial_stopped_at_the_budget_pasha_gave_it_is_complete() -> None:
+    """PASHA writes the epochs it gave a trial into its last result: trained that far, the
+    trial is COMPLETE at them (with its values); without that word, 3 of 9 epochs is PRUNED."""
+    last = {"outcome": "trained", "epoch": 3, "score": 0.4, BUDGET: 3}
+    assert budget_of(last, 9) == 3 and budget_of(None, 9) == 9
+    record = record_for(last, False, CTX)
+    assert record.state == TrialState.COMPLETE and record.values == [0.4]
+    assert record.user_attrs[BUDGET] == 3
+    assert final_state(last, 9) == "completed"
+    del last[BUDGET]
+    assert record_for(last, False, CTX).state == TrialState.PRUNED

@@ -1,4 +1,4 @@
-"""PASHA and ASHA's stop rule (benchmarks/pasha.py) on synthetic curves whose right answer is
+"""PASHA and ASHA's stop rule (tune_jobs/pasha.py) on synthetic curves whose right answer is
 known: rankings that never change keep PASHA's maximum at the second rung; rankings that
 flip beyond the noise raise it; flips within the noise the curves show do not."""
 
@@ -12,7 +12,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from pasha import Rungs, rung_levels
+from tune_jobs.pasha import Rungs, rung_levels
 
 
 def feed(rungs: Rungs, curves: dict[str, list[float]]) -> dict[str, int]:

@@ -1,10 +1,11 @@
-"""ASHA's rungs survive a driver restart (ray issue 30838: `Tuner.restore` brings back the
-scheduler as it was at the run's start)."""
+"""ASHA's and PASHA's rungs survive a driver restart (ray issue 30838: `Tuner.restore`
+brings back the scheduler as it was at the run's start)."""
 
 import pickle
 from types import SimpleNamespace
 
-from tune_jobs.schedulers import ResumableASHA
+from tune_jobs.outcome import BUDGET
+from tune_jobs.schedulers import ResumableASHA, ResumablePASHA
 
 
 def _results():
@@ -70,3 +71,40 @@ def test_state_is_written_when_a_rung_records_not_between_rungs(tmp_path) -> Non
     _feed(sched, [(alive, 4, 0.9)], stopped, added)  # epoch 4: rung 4 records it
     assert state_file.read_bytes() != saved
     assert pickle.loads(state_file.read_bytes())["_num_stopped"] == sched._num_stopped
+
+
+def _pasha(tmp_path):
+    return ResumablePASHA(state_file=str(tmp_path / "pasha.pkl"), metric="f1", mode="max",
+                          max_t=6, grace_period=1, reduction_factor=2)
+
+
+def test_a_restored_pasha_stops_what_an_uninterrupted_one_stops(tmp_path) -> None:
+    """F1 (maximised) ranks the trials alike at every epoch: PASHA's maximum stays at its
+    second rung, epoch 2, before and after a restore."""
+    whole_sched = _pasha(tmp_path / "a")
+    whole = _feed(whole_sched, _results(), set(), set())
+    assert whole_sched.rungs.budget == 2 and not any(a.startswith(("t0@3", "t7@3"))
+                                                     for a in whole)
+    (tmp_path / "b").mkdir()
+    first = _pasha(tmp_path / "b")
+    at_start = pickle.dumps(first)
+    results, stopped = _results(), set()
+    before = _feed(first, results[:12], stopped, set())
+    restored = pickle.loads(at_start)
+    assert before + _feed(restored, results[12:], stopped, set()) == whole
+    assert restored.rungs.budget == 2 and "maximum 2 of 6 epochs" in restored.debug_string()
+
+
+def test_pasha_tells_the_study_the_budget_a_trial_was_given(tmp_path) -> None:
+    """The trial it stopped at the maximum carries that budget in its last result, which Tune
+    hands to the searcher right after; a trial stopped at a rung's cutoff does not."""
+    sched, stopped = _pasha(tmp_path), set()
+    best_first = [(f"t{i}", epoch, 0.1 * i) for epoch in (1, 2) for i in range(7, -1, -1)]
+    _feed(sched, best_first, stopped, set())  # t6 is worse than t7 at rung 1: cut there
+    done_at_budget, cut = "t7", "t6"
+    assert {done_at_budget, cut} <= stopped
+    for trial_id in (done_at_budget, cut):
+        trial = SimpleNamespace(trial_id=trial_id, last_result={"epoch": 2})
+        sched.on_trial_complete(None, trial, {})
+        assert (BUDGET in trial.last_result) == (trial_id == done_at_budget)
+    assert sched.rungs.done_at[done_at_budget] == 2

@@ -194,6 +194,10 @@ class SchedulerConfig(Strict):
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3, gt=1)
     early_stopping: bool = True  # False: every trial trains to max_epochs (FIFO)
+    # asha: every trial may run to max_epochs. pasha (Bohdal et al. 2023): the maximum starts
+    # at the second rung and rises a rung at a time only while the top two rungs rank their
+    # trials differently; a trial stopped at the maximum of its time is COMPLETE at it.
+    algorithm: Literal["asha", "pasha"] = "asha"
     # The rungs' ranking. Validation loss by default: early in training the score is the
     # latency ratio in disguise (its F1 term is flat below f1_ref) and F1 at argmax barely
     # moves, while the loss already orders the candidates that learn; latency, params and

@@ -46,9 +46,21 @@ def outcome_of(result: Mapping[str, Any] | None, error: bool = False) -> Outcome
         return Outcome.UNKNOWN
 
 
+# The epochs the scheduler gave a trial when that was less than max_epochs (PASHA writes it
+# into the trial's last result when it stops a trial at the maximum of its time)
+BUDGET = "budget_epochs"
+
+
+def budget_of(result: Mapping[str, Any] | None, max_epochs: int) -> int:
+    """The epochs a trial was to train: what its scheduler gave it, else `max_epochs`."""
+    given = result.get(BUDGET) if result is not None else None
+    return int(given) if given else max_epochs
+
+
 def trial_state(outcome: Outcome, epochs_done: int, max_epochs: int) -> TrialState:
-    """COMPLETE only when trained to the full budget; FAIL when it broke; PRUNED otherwise
-    (stopped by the scheduler, over a budget, or of unknown outcome: never a full result)."""
+    """COMPLETE only when trained to its full budget (`max_epochs`: `budget_of` the result);
+    FAIL when it broke; PRUNED otherwise (stopped by the scheduler, over a budget, or of
+    unknown outcome: never a full result)."""
     if outcome in FAILED:
         return TrialState.FAIL
     if outcome == Outcome.TRAINED and epochs_done >= max_epochs:
@@ -62,4 +74,5 @@ def epochs_done(result: Mapping[str, Any] | None) -> int:
     return max(0, int(epoch)) if epoch is not None and epoch == epoch else 0  # NaN: none
 
 
-__all__ = ["FAILED", "Outcome", "StrEnum", "epochs_done", "outcome_of", "trial_state"]
+__all__ = ["BUDGET", "FAILED", "Outcome", "StrEnum", "budget_of", "epochs_done", "outcome_of",
+           "trial_state"]

@@ -1,18 +1,26 @@
-"""The search's trial scheduler (`make_scheduler`): ASHA whose rungs survive a driver restart,
-or none (FIFO) without early stopping.
+"""The search's trial scheduler (`make_scheduler`, by `scheduler.algorithm`): ASHA, or PASHA
+(`pasha.py`: ASHA whose maximum resource grows only while its top rungs disagree), both with
+rungs that survive a driver restart; or none (FIFO) without early stopping.
 
 `Tuner.restore` does not restore the scheduler (ray issue 30838): it unpickles the scheduler
 as it was when the run started, so after `--resume` every rung is empty and the next trials
-at each rung pass unjudged. `ResumableASHA` writes its state (rungs, the trials' brackets,
-counts) to a file in the run folder whenever it changed (a rung recorded a result, a trial
-started or ended; not on the results between rungs), and reloads it when
-Tune unpickles it at restore: a resumed search stops the trials an uninterrupted one would.
+at each rung pass unjudged. Each scheduler here writes its state (ASHA: rungs, the trials'
+brackets, counts; PASHA: its `Rungs`) to a file in the run folder whenever it changed, and
+reloads it when Tune unpickles it at restore: a resumed search stops the trials an
+uninterrupted one would.
+
+PASHA stops a trial at the maximum of its time as done: in `on_trial_complete`, which Tune
+calls before it hands the trial's last result to the searcher and the callbacks, it writes
+the epochs that trial was given into that result (`outcome.BUDGET`), so the study records
+it COMPLETE at its budget instead of PRUNED (`outcome.trial_state`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +28,17 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from tune_jobs.config import RUNG_METRICS, Config
 from tune_jobs.internals import restore_scheduler_state, scheduler_state
+from tune_jobs.outcome import BUDGET
+from tune_jobs.pasha import Rungs
+
+STEP = "training_iteration"
 
 
-class ResumableASHA(ASHAScheduler):
-    def __init__(self, *args: Any, state_file: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+class _Persisted:
+    """A scheduler whose `__dict__` is written to `state_file` when it changed and read back
+    when Tune unpickles the scheduler of the run's start."""
+
+    def _start_state(self, state_file: str) -> None:
         self._state_file = state_file
         Path(state_file).parent.mkdir(parents=True, exist_ok=True)
         Path(state_file).unlink(missing_ok=True)  # a new run starts with empty rungs
@@ -32,7 +46,7 @@ class ResumableASHA(ASHAScheduler):
 
     def _persist(self) -> None:
         # a few kB, compared before written: a rung's record is never lost to a kill, and
-        # the many results between rungs cost no write
+        # ASHA's many results between rungs cost no write
         state = pickle.dumps(scheduler_state(self, leave_out=("_saved",)))
         if state == self._saved:
             return
@@ -41,6 +55,20 @@ class ResumableASHA(ASHAScheduler):
             f.write(state)
         os.replace(tmp, self._state_file)  # atomic: a kill never leaves half a state
         self._saved = state
+
+    def __setstate__(self, state: dict) -> None:
+        # Tune unpickles the scheduler of the run's start: take the last saved state instead
+        restore_scheduler_state(self, state)
+        self._saved = b""
+        if os.path.isfile(self._state_file):
+            with open(self._state_file, "rb") as f:
+                restore_scheduler_state(self, pickle.load(f))
+
+
+class ResumableASHA(_Persisted, ASHAScheduler):
+    def __init__(self, *args: Any, state_file: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._start_state(state_file)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
@@ -51,25 +79,57 @@ class ResumableASHA(ASHAScheduler):
         super().on_trial_complete(tune_controller, trial, result)
         self._persist()
 
-    def __setstate__(self, state: dict) -> None:
-        # Tune unpickles the scheduler of the run's start: take the last saved rungs instead
-        restore_scheduler_state(self, state)
-        self._saved = b""
-        if os.path.isfile(self._state_file):
-            with open(self._state_file, "rb") as f:
-                restore_scheduler_state(self, pickle.load(f))
+
+class ResumablePASHA(_Persisted, FIFOScheduler):
+    """PASHA's stop rule (`pasha.Rungs`) on `metric` per training iteration (epoch)."""
+
+    def __init__(self, *, state_file: str, metric: str, mode: str, max_t: int,
+                 grace_period: int, reduction_factor: float) -> None:
+        super().__init__()
+        self._metric, self._sign = metric, 1.0 if mode == "min" else -1.0
+        self.rungs = Rungs(grace_period, reduction_factor, max_t)
+        self._start_state(state_file)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        value = result.get(self._metric)
+        if STEP not in result or value is None or not math.isfinite(float(value)):
+            return TrialScheduler.CONTINUE  # a failing trial ends by its own outcome
+        stop = self.rungs.on_result(trial.trial_id, int(result[STEP]), self._sign * float(value))
+        self._persist()
+        return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        budget = self.rungs.done_at.get(trial.trial_id)
+        if budget is not None and trial.last_result is not None:
+            trial.last_result[BUDGET] = budget  # read by the searcher and callbacks next
+
+    def debug_string(self) -> str:
+        return (f"Using PASHA: maximum {self.rungs.budget} of {self.rungs.levels[-1]} epochs, "
+                f"epsilon {self.rungs.epsilon:.4g}")
+
+
+# scheduler.algorithm -> its Tune scheduler, given the config and the state file
+SCHEDULERS: dict[str, Callable[[Config, str], TrialScheduler]] = {
+    "asha": lambda cfg, state_file: ResumableASHA(
+        state_file=state_file, time_attr=STEP, metric=cfg.scheduler.metric,
+        mode=RUNG_METRICS[cfg.scheduler.metric], max_t=cfg.scheduler.max_epochs,
+        grace_period=cfg.scheduler.grace_period,
+        reduction_factor=cfg.scheduler.reduction_factor),
+    "pasha": lambda cfg, state_file: ResumablePASHA(
+        state_file=state_file, metric=cfg.scheduler.metric,
+        mode=RUNG_METRICS[cfg.scheduler.metric], max_t=cfg.scheduler.max_epochs,
+        grace_period=cfg.scheduler.grace_period,
+        reduction_factor=cfg.scheduler.reduction_factor),
+}
 
 
 def make_scheduler(cfg: Config, output: Path) -> TrialScheduler:
-    """`scheduler.*` of the config: ResumableASHA on `scheduler.metric` (its state in the run
-    folder), or FIFO when `scheduler.early_stopping` is off."""
+    """`scheduler.*` of the config: `scheduler.algorithm` on `scheduler.metric` (its state in
+    the run folder), or FIFO when `scheduler.early_stopping` is off."""
     s = cfg.scheduler
     if not s.early_stopping:
         return FIFOScheduler()
-    return ResumableASHA(state_file=str(output / f"asha-{cfg.search.study}.pkl"),
-                         time_attr="training_iteration", metric=s.metric,
-                         mode=RUNG_METRICS[s.metric], max_t=s.max_epochs,
-                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+    return SCHEDULERS[s.algorithm](cfg, str(output / f"{s.algorithm}-{cfg.search.study}.pkl"))
 
 
-__all__ = ["ResumableASHA", "make_scheduler"]
+__all__ = ["SCHEDULERS", "ResumableASHA", "ResumablePASHA", "make_scheduler"]

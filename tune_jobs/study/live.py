@@ -16,7 +16,7 @@ from collections import defaultdict, deque
 from optuna.trial import TrialState
 from ray.tune import Callback
 
-from tune_jobs.outcome import Outcome, epochs_done, outcome_of, trial_state
+from tune_jobs.outcome import Outcome, budget_of, epochs_done, outcome_of, trial_state
 
 STATES = ("running", "completed", "pruned", "failed")
 _STATE_NAMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
@@ -26,7 +26,7 @@ WINDOW_S = 60.0  # epochs per second over the last minute: what the cluster does
 
 def final_state(result: dict | None, max_epochs: int) -> str:
     """How a trial ended, from its last result: the study mirror's rule (`trial_state`)."""
-    state = trial_state(outcome_of(result), epochs_done(result), max_epochs)
+    state = trial_state(outcome_of(result), epochs_done(result), budget_of(result, max_epochs))
     return _STATE_NAMES[state]
 
 

@@ -1,13 +1,13 @@
 """The study mirror: every trial lands in the Optuna study in one honest shape, whichever
 searcher drew it.
 
-- state: COMPLETE only when trained to the full epoch budget; PRUNED when ASHA stopped it or
-  it was over budget; FAIL (with the reason) when it diverged, ran out of memory, raised, or
-  its worker died;
+- state: COMPLETE only when trained to the full epoch budget (under PASHA: the budget the
+  scheduler gave it then); PRUNED when ASHA stopped it or it was over budget; FAIL (with
+  the reason) when it diverged, ran out of memory, raised, or its worker died;
 - intermediate values: every reported score, including the one that made ASHA stop it;
 - user attributes: outcome, reason, spec (YAML), last metrics, epochs, params, MACs, latency
   ratio, node, trial folder (checkpoints), wall time, and the learning curve (`curve`: per
-  trained epoch, [epoch, f1, val_loss, accuracy, score]).
+  trained epoch, [epoch, f1, val_loss, accuracy, score, loss, lr]).
 
 Out of the box OptunaSearch tells an ASHA-stopped trial COMPLETE with its short-budget value
 and drops the stopping result; `MirroredOptunaSearch` fixes both. Other searchers (hyperopt)
@@ -39,7 +39,7 @@ from tune_jobs.internals import (
     searcher_trials,
     storage_id,
 )
-from tune_jobs.outcome import Outcome, epochs_done, outcome_of, trial_state
+from tune_jobs.outcome import Outcome, budget_of, epochs_done, outcome_of, trial_state
 from tune_jobs.study.trials import REPORTED, Attr, StudyTrial
 from tune_jobs.study.writes import DB_DOWN, Write, WriteQueue, register
 from tune_jobs.trial.data import flatten
@@ -128,7 +128,7 @@ def record_for(last: dict | None, error: bool, ctx: RecordContext) -> TrialRecor
         except Exception as err:  # a config the space cannot rebuild is still recorded
             attrs[Attr.SPEC_ERROR] = str(err)
     outcome = outcome_of(last, error)
-    state = trial_state(outcome, done, ctx.max_epochs)
+    state = trial_state(outcome, done, budget_of(last, ctx.max_epochs))
     values = ([float(last[m]) for m in ctx.metrics] if all(m in last for m in ctx.metrics)
               else None)
     reason = str(last.get("reason", ""))

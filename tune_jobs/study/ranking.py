@@ -46,9 +46,11 @@ class Ranking(StrEnum):
 
 
 def ranked(trials: list[StudyTrial], ranking: Ranking) -> list[StudyTrial]:
-    """The COMPLETE trials with a result of their own, best first."""
+    """The COMPLETE trials with a result of their own, best first: those trained the most
+    epochs first (PASHA's answer is the best of its highest rung; under ASHA or FIFO every
+    COMPLETE trial trained max_epochs), then by the objective."""
     done = [t for t in trials if t.complete and ranking.key(t) is not None]
-    return sorted(done, key=ranking.key)  # type: ignore[arg-type]
+    return sorted(done, key=lambda t: (-t.level, ranking.key(t)))
 
 
 def best_complete(study: optuna.Study) -> StudyTrial:

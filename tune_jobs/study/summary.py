@@ -103,9 +103,10 @@ def console_summary(study: optuna.Study, summary: dict, top: int = 5) -> str:
     ranking = Ranking.of(study)
     ranked = sorted((t for t in trials if ranking.key(t) is not None
                      and t.state != TrialState.FAIL and t.trained),
-                    key=lambda t: (t.state != TrialState.COMPLETE, ranking.key(t)))[:top]
-    lines.append(f"top {len(ranked)} (COMPLETE first, by {ranking}; {ranking.order} is "
-                 "better):")
+                    key=lambda t: (t.state != TrialState.COMPLETE, -t.level, ranking.key(t))
+                    )[:top]
+    lines.append(f"top {len(ranked)} (COMPLETE first, the most epochs first, by {ranking}; "
+                 f"{ranking.order} is better):")
     lines.append("  " + " | ".join(cols))
     lines += ["  " + " | ".join(_fmt(_row(t).get(c)) for c in cols) for t in ranked]
     front = pareto_front(trials)

@@ -19,7 +19,7 @@ from tune_jobs.outcome import Outcome, StrEnum
 # What a trial's last report (trial/report.py) carries that the study keeps, by the same name
 REPORTED = ("score", "f1", "accuracy", "loss", "val_loss", "epoch", "params", "macs",
             "latency_ratio", "latency_ms", "reference_ms", "image_size", "node", "node_id",
-            "trial_dir", "wall_seconds", "images_per_second")
+            "trial_dir", "wall_seconds", "images_per_second", "budget_epochs")
 
 
 class Attr(StrEnum):
@@ -103,6 +103,14 @@ class StudyTrial:
         """Not a reused copy of another trial's result: rankings, counts and the ledger count
         each training once."""
         return self.duplicate_of is None
+
+    @property
+    def level(self) -> int:
+        """The epochs its result is at: those it trained, or for a reused copy those of the
+        training it copies. Under PASHA COMPLETE trials differ in it; ranked first by it."""
+        if self.trained:
+            return self.epochs_done
+        return int(self.curve[-1][0]) if self.curve else 0
 
     @property
     def complete(self) -> bool:

@@ -14,13 +14,16 @@ with Ray's cutoff (a trial continues past a rung when its value is within the be
 those recorded there before it), so the two are compared on one implementation.
 
 What a PASHA search hands back is the best trial of the highest rung any trial reached
-(`Rungs.incumbent`). Lower values are better (a loss, or the score).
+(`Rungs.incumbent`); a trial stopped at the maximum of its time finished the budget it was
+given (`Rungs.done_at`), so the study records it COMPLETE at that many epochs, and the study
+ranks COMPLETE trials by epochs first (`study.ranking`). Lower values are better (a loss, or
+the score): `schedulers.ResumablePASHA` turns a maximised metric around. Not thread-safe:
+Tune calls its scheduler from one thread; the plain-Optuna replay serializes its workers.
 """
 
 from __future__ import annotations
 
 import itertools
-import threading
 
 import numpy as np
 
@@ -35,8 +38,7 @@ def rung_levels(grace: int, eta: float, max_t: int) -> list[int]:
 
 
 class Rungs:
-    """The stop rule of ASHA, or of PASHA when `progressive`; thread-safe (trials of several
-    workers report into it)."""
+    """The stop rule of ASHA, or of PASHA when `progressive`."""
 
     def __init__(self, grace: int, eta: float, max_t: int, progressive: bool = True) -> None:
         self.levels = rung_levels(grace, eta, max_t)
@@ -47,9 +49,9 @@ class Rungs:
         self.rungs: list[dict[str, float]] = [{} for _ in self.levels]
         self.curves: dict[str, dict[int, float]] = {}
         self.epsilon = 0.0
+        self.done_at: dict[str, int] = {}  # trials stopped at the maximum: the budget then
         self.raised_at: list[int] = []  # results seen when the maximum rose (for the report)
         self._results = 0
-        self._lock = threading.Lock()
 
     @property
     def budget(self) -> int:
@@ -58,28 +60,29 @@ class Rungs:
 
     def on_result(self, trial: str, epoch: int, value: float) -> bool:
         """Record `trial`'s value after `epoch` epochs; True: stop it now."""
-        with self._lock:
-            self._results += 1
-            self.curves.setdefault(trial, {})[epoch] = value
-            stop = False
-            if epoch in self.levels:
-                rung = self.rungs[self.levels.index(epoch)]
-                if rung and trial not in rung:
-                    cutoff = float(np.nanpercentile(list(rung.values()), 100 / self.eta))
-                    stop = value > cutoff
-                rung.setdefault(trial, value)
-                if self.progressive and self.top < len(self.levels) - 1 and self._disagree():
-                    self.top += 1
-                    self.raised_at.append(self._results)
-            return stop or epoch >= self.budget
+        self._results += 1
+        self.curves.setdefault(trial, {})[epoch] = value
+        stop = False
+        if epoch in self.levels:
+            rung = self.rungs[self.levels.index(epoch)]
+            if rung and trial not in rung:
+                cutoff = float(np.nanpercentile(list(rung.values()), 100 / self.eta))
+                stop = value > cutoff
+            rung.setdefault(trial, value)
+            if self.progressive and self.top < len(self.levels) - 1 and self._disagree():
+                self.top += 1
+                self.raised_at.append(self._results)
+        if not stop and epoch >= self.budget:
+            self.done_at[trial] = epoch
+            return True
+        return stop
 
     def incumbent(self) -> tuple[str, int, float] | None:
         """(trial, level, value): the best trial of the highest rung any trial reached."""
-        with self._lock:
-            for level, rung in reversed(list(zip(self.levels, self.rungs, strict=True))):
-                if rung:
-                    trial = min(rung, key=rung.__getitem__)
-                    return trial, level, rung[trial]
+        for level, rung in reversed(list(zip(self.levels, self.rungs, strict=True))):
+            if rung:
+                trial = min(rung, key=rung.__getitem__)
+                return trial, level, rung[trial]
         return None
 
     def _disagree(self) -> bool:
