@@ -21,6 +21,10 @@ so an upgrade that breaks one fails there, not in the middle of a search.
 - `ASHAScheduler.__dict__` (its rungs `_brackets`, the trials' `_trial_info`, `_counter`):
   `ResumableASHA` saves and reloads the whole state, since `Tuner.restore` brings back the
   scheduler of the run's start (`tune_jobs/schedulers.py`).
+- `TuneController.stop_trial`'s order: the scheduler's `on_trial_complete` runs before the
+  searcher's and the callbacks', which read `trial.last_result` after it: `ResumablePASHA`
+  writes the budget it gave a trial there (not a private name, an order; the PASHA arm of
+  `tests/test_curves.py`'s replay through the real search path fails if it changes).
 - `RDBStorage.__getstate__` / `__setstate__` and its `url` key: the study storage's pickles
   (Tune's searcher state) hold the URL without its password (`tune_jobs/study/storage.py`).
 - `ray.autoscaler._private.util.prepare_config` / `validate_config`: Ray's own offline check
