@@ -422,29 +422,20 @@ def replay_config(meta: dict, base: str, overrides: list[str]):
 
 
 def trajectory(study, key_of: Callable[[dict], str]) -> dict:
-    """Trials in the order they ended: cumulative trial-epochs, table seconds, the best final
-    score of a COMPLETE trial so far and that trial's cell key (the incumbent; `key_of`: a
-    trial's drawn values -> its cell key). A reused duplicate costs nothing. Under PASHA the
-    incumbent is the best of the trials COMPLETE at the most epochs (as `study.ranking`)."""
+    """A replayed study's trajectory (`replay_metrics.trajectory`): its trials in the order
+    they ended (`key_of`: a trial's drawn values -> its cell key). A reused duplicate costs
+    nothing; its result counts at the epochs of the training it copies."""
     from optuna.trial import TrialState
 
+    from replay_metrics import Ended
+    from replay_metrics import trajectory as fold
     from tune_jobs.study.trials import study_trials
 
     ended = sorted((t for t in study_trials(study) if t.completed_at),
                    key=lambda t: (t.completed_at, t.number))
-    cost, seconds, best, incumbent, points = 0, 0.0, None, None, []
-    for t in ended:
-        cost += t.epochs_done
-        seconds += t.wall_seconds
-        if t.state == TrialState.COMPLETE and t.score is not None and (
-                best is None or (-t.level, t.score) < best):
-            best, incumbent = (-t.level, t.score), key_of(t.params)
-        points.append([cost, seconds, None if best is None else best[1], incumbent])
-    trained = [t for t in ended if t.trained]
-    return {"points": points, "trial_epochs": cost, "table_seconds": seconds,
-            "best": points[-1][2] if points else None,
-            "complete": sum(t.state == TrialState.COMPLETE for t in trained),
-            "trials": len(trained), "duplicates": len(ended) - len(trained)}
+    finished = [t.score if t.state == TrialState.COMPLETE else None for t in ended]
+    return fold(Ended(t.epochs_done, t.wall_seconds, key_of(t.params) if s is not None else "",
+                      s, t.level, t.trained) for t, s in zip(ended, finished, strict=True))
 
 
 # Which of a candidate's trainings a replayed trial reports: one drawn per (candidate, replay

@@ -1,7 +1,14 @@
 """The peer a user would pick instead of litesearch, replayed on the same learning-curve
-tables: plain Optuna, `study.optimize` with its TPE sampler and one of its pruners, two
-workers (threads) on one in-memory storage, each trial reporting the table's curve of the
-candidate it drew, epoch by epoch, and asking `should_prune()` as a training loop would.
+tables: plain Optuna, its TPE sampler and one of its pruners, two workers on one in-memory
+storage, each trial reporting the table's curve of the candidate it drew, epoch by epoch,
+and asking `should_prune()` as a training loop would.
+
+The two workers are simulated, not threads: each trial's epochs take the time its table row
+took, and every epoch of every running trial is reported in the order those times say (a
+worker asks for its next trial when its last one ends). Threads (`study.optimize(n_jobs=2)`)
+interleave the two workers' draws from one sampler as the OS schedules them, so a seed did
+not give the same search twice; the simulation does (the replays before 2026-12-04 ran
+threads).
 
 No Ray and no mirror: this is what a user's 20-line Optuna script does. Optuna's defaults
 are kept (`TPESampler(seed=...)`; each pruner with its own defaults, Hyperband's resource
@@ -12,14 +19,17 @@ no duplicate reuse, so it pays for it.
 
 Two more rules run as pruners in the same loop, for a side-by-side on one implementation
 (`tune_jobs/pasha.py`): `asha` (litesearch's stopping ASHA, grace and eta from the arm) and
-`pasha` (PASHA: the maximum resource grows only while the top two rungs disagree). A PASHA search
-hands back the best trial of the highest rung reached, not the best finished one.
+`pasha` (PASHA: the maximum resource grows only while the top two rungs disagree). A trial
+a rung rule stops at the maximum of its time has finished (as in litesearch's study), and
+the incumbent is the finished trial trained the most epochs, the best among those.
 """
 
 from __future__ import annotations
 
-import threading
+import heapq
+import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import optuna
 from optuna.pruners import (
@@ -30,6 +40,7 @@ from optuna.pruners import (
     SuccessiveHalvingPruner,
 )
 
+from replay_metrics import Ended, trajectory
 from tune_jobs.pasha import Rungs
 
 # Optuna's pruners by name, each with its defaults, given the table's epochs
@@ -47,16 +58,14 @@ REPORTED = {"score": 4, "val_loss": 2}
 
 class RungPruner(BasePruner):
     """A `tune_jobs.pasha.Rungs` rule as an Optuna pruner: every reported value goes to the
-    rungs, one worker at a time."""
+    rungs."""
 
     def __init__(self, rungs: Rungs) -> None:
-        self.rungs, self.lock = rungs, threading.Lock()
+        self.rungs = rungs
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         step = trial.last_step
-        with self.lock:
-            return self.rungs.on_result(str(trial.number), step,
-                                        trial.intermediate_values[step])
+        return self.rungs.on_result(str(trial.number), step, trial.intermediate_values[step])
 
 
 def replay_optuna(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]],
@@ -86,60 +95,67 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
     keys = config_keys(space, len(classes))
     max_epochs, column = meta["max_epochs"], REPORTED[metric]
     rule = (RungPruner(Rungs(grace, eta, max_epochs, progressive=RUNG_RULES[pruner]))
-               if pruner in RUNG_RULES else None)
-    lock = threading.Lock()
-    curves: dict[str, tuple[str, list]] = {}  # trial number -> (cell key, the curve it saw)
-    # per ended trial, in the order they ended: (its cell key, epochs, complete, the best
-    # score so far, the incumbent's cell key)
-    ended: list[tuple[str, int, bool, float | None, str | None]] = []
-    best: list = [None, None]  # the best finished trial: [score, cell key]
+            if pruner in RUNG_RULES else None)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=rule if rule is not None else PRUNERS[pruner](max_epochs))
+    ended: list[Ended] = []  # in the order the trials ended
+    events: list[tuple[float, int, int]] = []  # (when its next epoch ends, tie-break, worker)
+    running: dict[int, _Running] = {}
+    order = itertools.count()
 
-    def end(epochs: int, final: float | None, key: str) -> None:
-        with lock:
-            if final is not None and (best[0] is None or final < best[0]):
-                best[:] = [final, key]
-            incumbent = best
-            if rule is not None:  # the best trial of the highest rung reached
-                with rule.lock:
-                    found = rule.rungs.incumbent()
-                if found is not None:
-                    ikey, icurve = curves[found[0]]
-                    incumbent = [icurve[found[1] - 1][4], ikey]
-            ended.append((key, epochs, final is not None, *incumbent))
-
-    def objective(trial: optuna.Trial) -> float:
+    def start(worker: int, now: float) -> None:
+        if next(asked) >= num_samples:
+            return
+        trial = study.ask()
         define_by_run(space, len(classes))(trial)
         key = keys[config_key(trial.params)]
-        curve = drawn_row(key, table[key], seed)["curve"][:max_epochs]
-        curves[str(trial.number)] = (key, curve)
-        for point in curve:  # a training loop: report each epoch, stop when told to
-            epoch = int(point[0])
-            trial.report(point[column], epoch)
-            # a rung rule stops every trial at its maximum: at the budget that is the end
-            if trial.should_prune() and (rule is None or epoch < max_epochs):
-                end(epoch, None, key)
-                raise optuna.TrialPruned()
-        end(len(curve), curve[-1][4], key)
-        return curve[-1][4]
+        row = drawn_row(key, table[key], seed)
+        running[worker] = _Running(trial, key, row["curve"][:max_epochs],
+                                   float(row.get("epoch_seconds") or 0.0))
+        heapq.heappush(events, (now + running[worker].seconds, next(order), worker))
 
-    study = optuna.create_study(
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=rule if rule is not None else PRUNERS[pruner](max_epochs))
-    study.optimize(objective, n_trials=num_samples, n_jobs=workers)
-    out = _trajectory(ended, table)
+    def finish(run: _Running, epochs: int, now: float, done: bool, worker: int) -> None:
+        # done: trained its curve to the end, or stopped by a rung rule at its maximum (as
+        # litesearch's study records it: COMPLETE at the budget it was given)
+        score = run.curve[epochs - 1][4]
+        if done:
+            study.tell(run.trial, score)
+        else:
+            study.tell(run.trial, state=optuna.trial.TrialState.PRUNED)
+        ended.append(Ended(epochs, epochs * run.seconds, run.key, score if done else None,
+                           epochs))
+        start(worker, now)
+
+    asked = itertools.count()
+    for worker in range(workers):
+        start(worker, 0.0)
+    while events:  # the epochs of all running trials in the order they end
+        now, _, worker = heapq.heappop(events)
+        run = running[worker]
+        point = run.curve[run.epochs]
+        run.epochs += 1
+        run.trial.report(point[column], int(point[0]))
+        # a training loop asks after every epoch; a rung rule stops every trial at its
+        # maximum, and at the full budget that is the end
+        if run.trial.should_prune() and (rule is None or run.epochs < max_epochs):
+            finish(run, run.epochs, now, rule is not None
+                   and str(run.trial.number) in rule.rungs.done_at, worker)
+        elif run.epochs == len(run.curve):
+            finish(run, run.epochs, now, True, worker)
+        else:
+            heapq.heappush(events, (now + run.seconds, next(order), worker))
+    out = trajectory(ended)
     if rule is not None:
         out["budget"] = rule.rungs.budget  # PASHA's maximum resource at the end
     return out
 
 
-def _trajectory(ended: list[tuple[str, int, bool, float | None, str | None]],
-                table: dict[str, list[dict]]) -> dict:
-    cost, seconds, points = 0, 0.0, []
-    for key, epochs, _, best, incumbent in ended:
-        cost += epochs
-        seconds += epochs * float(table[key][0].get("epoch_seconds") or 0.0)
-        points.append([cost, seconds, best, incumbent])
-    return {"points": points, "trial_epochs": cost, "table_seconds": seconds,
-            "best": points[-1][2] if points else None,
-            "complete": sum(complete for _, _, complete, _, _ in ended),
-            "trials": len(ended), "duplicates": 0}
+@dataclass
+class _Running:
+    """A trial on a simulated worker."""
+
+    trial: optuna.Trial
+    key: str
+    curve: list
+    seconds: float  # per epoch, as the table's training took
+    epochs: int = 0  # reported so far

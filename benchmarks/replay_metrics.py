@@ -22,12 +22,45 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 TOP_SHARE = 0.025  # the fixed quality to reach: the table's best 2.5 % of candidates
 RESAMPLES = 4000
+
+
+@dataclass(frozen=True)
+class Ended:
+    """One trial of a replayed search as its trajectory counts it."""
+
+    epochs: int  # the trial-epochs it cost (a reused copy of another trial's result: 0)
+    seconds: float  # what those epochs took when the table was built
+    key: str  # its candidate's cell
+    score: float | None  # its objective when it finished its budget (COMPLETE), else None
+    level: int  # the epochs its result is at (under PASHA, budgets differ)
+    trained: bool = True  # False: a reused copy
+
+
+def trajectory(ended: Iterable[Ended]) -> dict:
+    """Trials in the order they ended, folded into the points `[trial-epochs, table seconds,
+    the incumbent's score, the incumbent's cell key]`: the incumbent is the finished trial
+    trained the most epochs, the best score among those (as `tune_jobs.study.ranking`
+    ranks), so an arm is read at what it would hand back."""
+    cost, seconds, best, incumbent, points = 0, 0.0, None, None, []
+    trials = complete = duplicates = 0
+    for t in ended:
+        cost, seconds = cost + t.epochs, seconds + t.seconds
+        if t.score is not None and (best is None or (-t.level, t.score) < best):
+            best, incumbent = (-t.level, t.score), t.key
+        points.append([cost, seconds, None if best is None else best[1], incumbent])
+        trials, duplicates = trials + t.trained, duplicates + (not t.trained)
+        complete += t.trained and t.score is not None
+    return {"points": points, "trial_epochs": cost, "table_seconds": seconds,
+            "best": None if best is None else best[1], "complete": complete, "trials": trials,
+            "duplicates": duplicates}
 
 
 def cell_quality(rows: list[dict], max_epochs: int) -> dict[str, float]:

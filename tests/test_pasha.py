@@ -43,12 +43,12 @@ def test_rankings_that_never_change_keep_the_maximum_at_the_second_rung() -> Non
     trained = feed(pasha, curves)
     assert pasha.budget == 9 and pasha.raised_at == []
     assert max(trained.values()) == 9 and sum(trained.values()) < 10 * 9
-    assert pasha.incumbent()[:2] == ("t3", 9)  # a = 1.0, the lowest curve
+    assert pasha.done_at["t3"] == 9  # a = 1.0, the lowest curve, finished at the maximum
     asha = Rungs(3, 3, 27, progressive=False)
     trained_asha = feed(asha, curves)
     assert asha.budget == 27 and max(trained_asha.values()) == 27
     assert sum(trained.values()) < sum(trained_asha.values())
-    assert asha.incumbent()[:2] == ("t3", 27)
+    assert "t3" in asha.done_at and trained_asha["t3"] == 27
 
 
 def test_a_ranking_that_flips_between_rungs_raises_the_maximum() -> None:
@@ -105,8 +105,8 @@ def test_asha_stops_a_trial_outside_the_best_third_of_a_rung() -> None:
 
 def test_plain_optuna_runs_pasha_and_asha_as_pruners() -> None:
     """The rung rules in the plain-Optuna replay: on curves that never cross, PASHA stops
-    every trial at the second rung and hands back the best of that rung; ASHA trains some to
-    the end and costs more."""
+    every trial by the second rung (those it stops there have finished their budget) and
+    hands back the best of them; ASHA trains some to the end and costs more."""
     from curves import cell_key, replayed_trainings
 
     from optuna_replay import replay_optuna
@@ -126,7 +126,7 @@ def test_plain_optuna_runs_pasha_and_asha_as_pruners() -> None:
     table = replayed_trainings(rows)
     pasha, = replay_optuna("pasha", "val_loss", meta, table, [0], 12, grace=3, eta=3)
     asha, = replay_optuna("asha", "val_loss", meta, table, [0], 12, grace=3, eta=3)
-    assert pasha["budget"] == 9 and pasha["complete"] == 0
+    assert pasha["budget"] == 9 and pasha["complete"] >= 1
     assert pasha["trial_epochs"] <= 12 * 9 < asha["trial_epochs"]
     assert asha["budget"] == 27 and asha["complete"] >= 1
     best_cell = cell_key(cands[0].params)  # the lowest curves

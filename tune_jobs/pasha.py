@@ -13,10 +13,10 @@ With `progressive=False` the maximum is the full budget from the start: plain st
 with Ray's cutoff (a trial continues past a rung when its value is within the best 1/eta of
 those recorded there before it), so the two are compared on one implementation.
 
-What a PASHA search hands back is the best trial of the highest rung any trial reached
-(`Rungs.incumbent`); a trial stopped at the maximum of its time finished the budget it was
-given (`Rungs.done_at`), so the study records it COMPLETE at that many epochs, and the study
-ranks COMPLETE trials by epochs first (`study.ranking`). Lower values are better (a loss, or
+A trial stopped at the maximum of its time finished the budget it was given
+(`Rungs.done_at`): the study records it COMPLETE at that many epochs and ranks COMPLETE
+trials by epochs first (`study.ranking`), so what a PASHA search hands back is the best of
+the highest budget reached. Lower values are better (a loss, or
 the score): `schedulers.ResumablePASHA` turns a maximised metric around. Not thread-safe:
 Tune calls its scheduler from one thread; the plain-Optuna replay serializes its workers.
 """
@@ -76,14 +76,6 @@ class Rungs:
             self.done_at[trial] = epoch
             return True
         return stop
-
-    def incumbent(self) -> tuple[str, int, float] | None:
-        """(trial, level, value): the best trial of the highest rung any trial reached."""
-        for level, rung in reversed(list(zip(self.levels, self.rungs, strict=True))):
-            if rung:
-                trial = min(rung, key=rung.__getitem__)
-                return trial, level, rung[trial]
-        return None
 
     def _disagree(self) -> bool:
         """Do the two highest rungs up to the current maximum rank the trials of the higher
