@@ -312,6 +312,8 @@ def test_plain_optuna_replays_a_table_with_its_pruners() -> None:
     # worse than the median of those before it: of 25 later trials, some draw a worse cell
     pruned, = replay_optuna("median", "score", meta, table, [0], 30)
     assert pruned["complete"] < 30 and pruned["trial_epochs"] < 30 * 9
+    # the two workers are simulated, so a seed gives the same search every time
+    assert replay_optuna("median", "score", meta, table, [0], 30) == [pruned]
     with pytest.raises(ValueError, match="pruner 'bohb'"):
         replay_optuna("bohb", "score", meta, table, [0], 4)
 
