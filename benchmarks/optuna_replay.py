@@ -42,6 +42,7 @@ from optuna.pruners import (
 
 from replay_metrics import Ended, trajectory
 from tune_jobs.pasha import Rungs
+from tune_jobs.trial.report import next_tse_ema
 
 # Optuna's pruners by name, each with its defaults, given the table's epochs
 PRUNERS: dict[str, Callable[[int], BasePruner]] = {
@@ -52,8 +53,14 @@ PRUNERS: dict[str, Callable[[int], BasePruner]] = {
 }
 # Rung rules of tune_jobs/pasha.py by name: progressive (PASHA) or not (ASHA)
 RUNG_RULES = {"asha": False, "pasha": True}
-# What a trial reports per epoch for the pruner to judge (a curve point's column)
-REPORTED = {"score": 4, "val_loss": 2}
+# What a trial reports per epoch for the pruner to judge, from its curve: a column, or
+# TSE-EMA folded over the training loss (column 5) as the trainable folds it
+REPORTED: dict[str, Callable[[list], list[float]]] = {
+    "score": lambda curve: [p[4] for p in curve],
+    "val_loss": lambda curve: [p[2] for p in curve],
+    "tse_ema": lambda curve: list(itertools.accumulate((p[5] for p in curve), next_tse_ema,
+                                                       initial=0.0))[1:],
+}
 
 
 class RungPruner(BasePruner):
@@ -78,6 +85,11 @@ def replay_optuna(pruner: str, metric: str, meta: dict, table: dict[str, list[di
     if pruner not in known or metric not in REPORTED:
         raise ValueError(f"optuna arm: pruner {pruner!r} (known: {', '.join(known)}), "
                          f"reported {metric!r} (known: {', '.join(REPORTED)})")
+    if metric == "tse_ema" and not all(len(p) > 5 and p[5] is not None for rows in
+                                       table.values() for r in rows for p in r["curve"]):
+        raise ValueError("optuna arm: reporting tse_ema needs the training loss per epoch, "
+                         "which tables built before 2026-12-03 lack: rebuild the table, or "
+                         "report score or val_loss")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return [{"seed": seed} | _search(pruner, metric, meta, table, seed, num_samples, workers,
                                      grace, eta)
@@ -93,7 +105,7 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
     space = SpaceConfig.model_validate(meta["space"])
     classes = meta.get("classes") or [f"class{i}" for i in range(6)]
     keys = config_keys(space, len(classes))
-    max_epochs, column = meta["max_epochs"], REPORTED[metric]
+    max_epochs, reported = meta["max_epochs"], REPORTED[metric]
     rule = (RungPruner(Rungs(grace, eta, max_epochs, progressive=RUNG_RULES[pruner]))
             if pruner in RUNG_RULES else None)
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed),
@@ -110,7 +122,8 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
         define_by_run(space, len(classes))(trial)
         key = keys[config_key(trial.params)]
         row = drawn_row(key, table[key], seed)
-        running[worker] = _Running(trial, key, row["curve"][:max_epochs],
+        curve = row["curve"][:max_epochs]
+        running[worker] = _Running(trial, key, curve, reported(curve),
                                    float(row.get("epoch_seconds") or 0.0))
         heapq.heappush(events, (now + running[worker].seconds, next(order), worker))
 
@@ -132,9 +145,9 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
     while events:  # the epochs of all running trials in the order they end
         now, _, worker = heapq.heappop(events)
         run = running[worker]
-        point = run.curve[run.epochs]
+        point, value = run.curve[run.epochs], run.reported[run.epochs]
         run.epochs += 1
-        run.trial.report(point[column], int(point[0]))
+        run.trial.report(value, int(point[0]))
         # a training loop asks after every epoch; a rung rule stops every trial at its
         # maximum, and at the full budget that is the end
         if run.trial.should_prune() and (rule is None or run.epochs < max_epochs):
@@ -157,5 +170,6 @@ class _Running:
     trial: optuna.Trial
     key: str
     curve: list
+    reported: list[float]  # per epoch, what it reports
     seconds: float  # per epoch, as the table's training took
     epochs: int = 0  # reported so far

@@ -316,6 +316,8 @@ def test_plain_optuna_replays_a_table_with_its_pruners() -> None:
     assert replay_optuna("median", "score", meta, table, [0], 30) == [pruned]
     with pytest.raises(ValueError, match="pruner 'bohb'"):
         replay_optuna("bohb", "score", meta, table, [0], 4)
+    with pytest.raises(ValueError, match="tse_ema needs the training loss"):
+        replay_optuna("asha", "tse_ema", meta, table, [0], 4)  # 5 columns: no loss
 
 
 @pytest.mark.slow

@@ -132,3 +132,9 @@ def test_plain_optuna_runs_pasha_and_asha_as_pruners() -> None:
     best_cell = cell_key(cands[0].params)  # the lowest curves
     assert pasha["points"][-1][3] == asha["points"][-1][3] == best_cell
     assert pasha["points"][-1][2] == pytest.approx(2 / 9)  # its score at the rung it reached
+    # TSE-EMA of the training loss (column 5), folded as the trainable folds it
+    rows = [{**r, "curve": [[*p, (1.0 + i) / p[0], 0.01] for p in r["curve"]]}
+            for i, r in enumerate(rows)]
+    tse, = replay_optuna("pasha", "tse_ema", meta, replayed_trainings(rows), [0], 12, grace=3,
+                         eta=3)
+    assert tse["budget"] == 9 and tse["points"][-1][3] == best_cell
