@@ -52,7 +52,7 @@ from replay_metrics import (
     summarize_arms,
 )
 from tune_jobs.trial.replay import cell_key
-from tune_jobs.trial.report import next_tse_ema
+from tune_jobs.trial.report import COLUMN, has_training_loss, next_tse_ema
 
 DEFAULT_TABLE = REPO / "benchmarks" / "results" / "curves" / "demo-grid.jsonl"
 
@@ -89,7 +89,7 @@ def append_rows(path: Path, items: list[dict]) -> None:
 
 
 def header(args: argparse.Namespace, cfg, data: str, source: str) -> dict:
-    from tune_jobs.study.mirror import CURVE_METRICS  # a row's curve: one list per epoch
+    from tune_jobs.trial.report import CURVE_METRICS  # a row's curve: one list per epoch
 
     return {"kind": "meta", "command": " ".join(["python", *sys.argv]),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -243,21 +243,22 @@ def build_from_study(study, table: Path, args: argparse.Namespace) -> int:
 # (points [epoch, f1, val_loss, accuracy, score, loss, lr]). Params, MACs and latency are
 # known before training: budgets checked at epoch 0, not something a rung should re-rank.
 RUNG_METRICS: dict[str, Callable[[list[list], int], float]] = {
-    "score": lambda c, rung: -c[rung - 1][4],
-    "f1": lambda c, rung: c[rung - 1][1],
-    "val_loss": lambda c, rung: -c[rung - 1][2],
-    "accuracy": lambda c, rung: c[rung - 1][3],
+    "score": lambda c, rung: -c[rung - 1][COLUMN["score"]],
+    "f1": lambda c, rung: c[rung - 1][COLUMN["f1"]],
+    "val_loss": lambda c, rung: -c[rung - 1][COLUMN["val_loss"]],
+    "accuracy": lambda c, rung: c[rung - 1][COLUMN["accuracy"]],
     # training-speed estimation (Ru et al. 2021): the epochs' training losses summed (TSE),
     # or folded as a trial reports them, recent epochs weighted most (TSE-EMA)
-    "tse": lambda c, rung: -sum(p[5] for p in c[:rung]),
-    "tse_ema": lambda c, rung: -reduce(next_tse_ema, (p[5] for p in c[:rung]), 0.0),
+    "tse": lambda c, rung: -sum(p[COLUMN["loss"]] for p in c[:rung]),
+    "tse_ema": lambda c, rung: -reduce(next_tse_ema, (p[COLUMN["loss"]] for p in c[:rung]),
+                                       0.0),
 }
 NEEDS_TRAINING_LOSS = ("tse", "tse_ema")  # not in a table built before 2026-12-03
 
 
 def rung_metrics(rows: list[dict]) -> list[str]:
     """The rung metrics every row's curve can give."""
-    has_loss = all(len(p) > 5 and p[5] is not None for r in rows for p in r["curve"])
+    has_loss = all(has_training_loss(r["curve"]) for r in rows)
     return [m for m in RUNG_METRICS if has_loss or m not in NEEDS_TRAINING_LOSS]
 
 
@@ -330,11 +331,12 @@ def seed_noise(rows: list[dict], max_epochs: int) -> dict:
     pairs = [(v[min(v)], v[max(v)]) for v in by.values() if len(v) == 2]
     if len(pairs) < 3:
         return {"pairs": len(pairs)}
+    F1, SCORE = COLUMN["f1"], COLUMN["score"]
     return {"pairs": len(pairs),
-            "f1_mean_abs_diff": statistics.mean(abs(a[1] - b[1]) for a, b in pairs),
-            "score_mean_abs_diff": statistics.mean(abs(a[4] - b[4]) for a, b in pairs),
-            "spearman_final_score": float(spearmanr([a[4] for a, _ in pairs],
-                                                    [b[4] for _, b in pairs]).statistic)}
+            "f1_mean_abs_diff": statistics.mean(abs(a[F1] - b[F1]) for a, b in pairs),
+            "score_mean_abs_diff": statistics.mean(abs(a[SCORE] - b[SCORE]) for a, b in pairs),
+            "spearman_final_score": float(spearmanr([a[SCORE] for a, _ in pairs],
+                                                    [b[SCORE] for _, b in pairs]).statistic)}
 
 
 def rungs_markdown(corr: list[dict], noise: dict) -> str:

@@ -42,7 +42,7 @@ from optuna.pruners import (
 
 from replay_metrics import Ended, trajectory
 from tune_jobs.pasha import Rungs
-from tune_jobs.trial.report import next_tse_ema
+from tune_jobs.trial.report import COLUMN, has_training_loss, next_tse_ema
 
 # Optuna's pruners by name, each with its defaults, given the table's epochs
 PRUNERS: dict[str, Callable[[int], BasePruner]] = {
@@ -54,12 +54,12 @@ PRUNERS: dict[str, Callable[[int], BasePruner]] = {
 # Rung rules of tune_jobs/pasha.py by name: progressive (PASHA) or not (ASHA)
 RUNG_RULES = {"asha": False, "pasha": True}
 # What a trial reports per epoch for the pruner to judge, from its curve: a column, or
-# TSE-EMA folded over the training loss (column 5) as the trainable folds it
+# TSE-EMA folded over the training loss as the trainable folds it
 REPORTED: dict[str, Callable[[list], list[float]]] = {
-    "score": lambda curve: [p[4] for p in curve],
-    "val_loss": lambda curve: [p[2] for p in curve],
-    "tse_ema": lambda curve: list(itertools.accumulate((p[5] for p in curve), next_tse_ema,
-                                                       initial=0.0))[1:],
+    "score": lambda curve: [p[COLUMN["score"]] for p in curve],
+    "val_loss": lambda curve: [p[COLUMN["val_loss"]] for p in curve],
+    "tse_ema": lambda curve: list(itertools.accumulate(
+        (p[COLUMN["loss"]] for p in curve), next_tse_ema, initial=0.0))[1:],
 }
 
 
@@ -85,8 +85,8 @@ def replay_optuna(pruner: str, metric: str, meta: dict, table: dict[str, list[di
     if pruner not in known or metric not in REPORTED:
         raise ValueError(f"optuna arm: pruner {pruner!r} (known: {', '.join(known)}), "
                          f"reported {metric!r} (known: {', '.join(REPORTED)})")
-    if metric == "tse_ema" and not all(len(p) > 5 and p[5] is not None for rows in
-                                       table.values() for r in rows for p in r["curve"]):
+    if metric == "tse_ema" and not all(has_training_loss(r["curve"]) for rows in
+                                       table.values() for r in rows):
         raise ValueError("optuna arm: reporting tse_ema needs the training loss per epoch, "
                          "which tables built before 2026-12-03 lack: rebuild the table, or "
                          "report score or val_loss")
@@ -130,7 +130,7 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
     def finish(run: _Running, epochs: int, now: float, done: bool, worker: int) -> None:
         # done: trained its curve to the end, or stopped by a rung rule at its maximum (as
         # litesearch's study records it: COMPLETE at the budget it was given)
-        score = run.curve[epochs - 1][4]
+        score = run.curve[epochs - 1][COLUMN["score"]]
         if done:
             study.tell(run.trial, score)
         else:

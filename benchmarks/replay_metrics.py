@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tune_jobs.trial.report import COLUMN
+
+SCORE = COLUMN["score"]  # a curve point's score
 TOP_SHARE = 0.025  # the fixed quality to reach: the table's best 2.5 % of candidates
 RESAMPLES = 4000
 
@@ -69,7 +72,7 @@ def cell_quality(rows: list[dict], max_epochs: int) -> dict[str, float]:
     finals: dict[str, list[float]] = {}
     for r in rows:
         if r.get("outcome", "trained") == "trained" and len(r["curve"]) >= max_epochs:
-            finals.setdefault(r["key"], []).append(r["curve"][max_epochs - 1][4])
+            finals.setdefault(r["key"], []).append(r["curve"][max_epochs - 1][SCORE])
     return {key: statistics.mean(v) for key, v in finals.items()}
 
 

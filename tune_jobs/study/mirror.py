@@ -43,6 +43,7 @@ from tune_jobs.outcome import Outcome, budget_of, epochs_done, outcome_of, trial
 from tune_jobs.study.trials import REPORTED, Attr, StudyTrial
 from tune_jobs.study.writes import DB_DOWN, Write, WriteQueue, register
 from tune_jobs.trial.data import flatten
+from tune_jobs.trial.report import CURVE_METRICS
 from tune_jobs.trial.space import candidate_from_config, optuna_distributions
 
 log = logging.getLogger(__name__)
@@ -71,13 +72,6 @@ class RecordContext:
     max_epochs: int
     space: SpaceConfig | None  # None: trials carry no spec to rebuild (benchmarks)
     num_classes: int
-
-
-# Per epoch, the learning curve a trial leaves in the study (user attribute `curve`): what
-# the learning-curve table (benchmarks/curves.py) and the reports read, whatever the objective.
-# The training loss and learning rate come last: tables built before they were recorded
-# hold the first four only, and every reader indexes the columns in this order.
-CURVE_METRICS = ("f1", "val_loss", "accuracy", "score", "loss", "lr")
 
 
 class CurveLog:

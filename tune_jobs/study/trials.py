@@ -31,7 +31,7 @@ class Attr(StrEnum):
     SPEC = "spec"  # the candidate's ModelSpec as YAML (what the final job rebuilds)
     SPEC_ERROR = "spec_error"  # why a config could not be rebuilt into a spec
     EPOCHS_DONE = "epochs_done"
-    CURVE = "curve"  # per trained epoch [epoch, *mirror.CURVE_METRICS]
+    CURVE = "curve"  # per trained epoch [epoch, *report.CURVE_METRICS]
     # set on a proposal that repeated a finished trial's values: that trial's number; the
     # proposal trained nothing and carries the earlier result (the mirror's dedupe)
     DUPLICATE_OF = "duplicate_of"

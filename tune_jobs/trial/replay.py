@@ -19,7 +19,7 @@ from typing import Any
 
 from tune_jobs.outcome import Outcome
 from tune_jobs.trial.data import TrialData, flatten
-from tune_jobs.trial.report import TrialReport, Where, next_tse_ema
+from tune_jobs.trial.report import COLUMN, TrialReport, Where, next_tse_ema
 from tune_jobs.trial.score import over_budget
 
 TABLE_KEY = "replay_table"  # TrialData.extra[TABLE_KEY]: cell key -> its rows (seeds)
@@ -89,9 +89,11 @@ def replay_trial(config: dict, data: TrialData) -> None:
         return
     seconds, tse_ema = float(row.get("epoch_seconds") or 0.0), 0.0
     for point in curve[:cfg.scheduler.max_epochs]:
-        epoch, f1, val_loss, accuracy = point[:4]
+        epoch, f1, val_loss, accuracy = (point[COLUMN[m]]
+                                          for m in ("epoch", "f1", "val_loss", "accuracy"))
         # an older table keeps no training loss or learning rate: the validation loss stands in
-        loss, lr = (point[5], point[6]) if len(point) > 6 else (val_loss, None)
+        loss, lr = ((point[COLUMN["loss"]], point[COLUMN["lr"]]) if len(point) > COLUMN["lr"]
+                    else (val_loss, None))
         tse_ema = next_tse_ema(tse_ema, loss)
         tune.report(TrialReport.trained(where, int(epoch), f1, accuracy, val_loss, loss, f1_ref,
                                         lr=lr, tse_ema=tse_ema, epoch_seconds=seconds,

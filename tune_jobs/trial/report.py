@@ -16,6 +16,18 @@ from typing import Any
 from tune_jobs.outcome import Outcome
 from tune_jobs.trial.score import failure_score, score
 
+# Per epoch, the learning curve a trial leaves in the study (user attribute `curve`) and a
+# row of a learning-curve table keeps (benchmarks/curves.py): `[epoch, *CURVE_METRICS]`,
+# whatever the objective. The training loss and learning rate come last: tables built
+# before they were recorded hold the first four only. `COLUMN`: a name's index in a point.
+CURVE_METRICS = ("f1", "val_loss", "accuracy", "score", "loss", "lr")
+COLUMN = {name: i for i, name in enumerate(("epoch", *CURVE_METRICS))}
+
+
+def has_training_loss(curve: list[list]) -> bool:
+    """Does every point of a curve hold the training loss (tables since 2026-12-03)?"""
+    return all(len(p) > COLUMN["loss"] and p[COLUMN["loss"]] is not None for p in curve)
+
 # Training-speed estimation (Ru et al., NeurIPS 2021) as a rung metric: the mean training
 # losses of the epochs so far, each weighted by TSE_EMA_DECAY ** its age in epochs, summed.
 TSE_EMA_DECAY = 0.9
