@@ -276,29 +276,62 @@ def _finals(rows: list[dict], max_epochs: int) -> tuple[list[dict], list[float],
     def end(rs: list[dict], column: int) -> float:
         return statistics.mean(r["curve"][max_epochs - 1][column] for r in rs)
 
+    score, f1 = COLUMN["score"], COLUMN["f1"]
     if full and all(len(rs) >= 2 for rs in cells.values()):
         others = [[o for o in cells[r["key"]] if o is not r] for r in full]
-        return (full, [-end(o, 4) for o in others], [end(o, 1) for o in others],
+        return (full, [-end(o, score) for o in others], [end(o, f1) for o in others],
                 "held-out seed")
     first = [r for r in full if r["seed"] == min(x["seed"] for x in full)]
-    return first, [-end([r], 4) for r in first], [end([r], 1) for r in first], "own final"
+    return (first, [-end([r], score) for r in first], [end([r], f1) for r in first],
+            "own final")
 
 
-def rung_correlations(rows: list[dict], max_epochs: int, rungs: list[int]) -> list[dict]:
+def _projection_features(curve: list[list], rung: int, with_loss: bool) -> list[float]:
+    """What a learning-curve projection sees at a rung: the last epoch's F1, val loss,
+    accuracy and score, how much the val loss fell over the last two epochs, and TSE-EMA
+    (`with_loss`: the tables have the training loss); with a constant for the intercept."""
+    point, before = curve[rung - 1], curve[max(0, rung - 3)]
+    names = ("f1", "val_loss", "accuracy", "score")
+    features = [1.0, *(point[COLUMN[n]] for n in names),
+                before[COLUMN["val_loss"]] - point[COLUMN["val_loss"]]]
+    return [*features, RUNG_METRICS["tse_ema"](curve, rung)] if with_loss else features
+
+
+def fit_projection(rows: list[dict], max_epochs: int, rungs: list[int], with_loss: bool
+                   ) -> Callable[[list[list], int], float]:
+    """A rung metric fitted on one table (#22 item 3): per rung, least squares from
+    `_projection_features` to the final score each training should predict (`_finals`),
+    so the metric is the projected final score, higher is better. Fit it on one table and
+    rank another with it: the projection is then tested out of sample."""
+    import numpy as np
+
+    full, final_score, _, _ = _finals(rows, max_epochs)
+    coef = {rung: np.linalg.lstsq(np.array([_projection_features(r["curve"], rung, with_loss)
+                                            for r in full]), np.array(final_score),
+                                  rcond=None)[0] for rung in rungs}
+    return lambda curve, rung: float(coef[rung] @ np.array(
+        _projection_features(curve, rung, with_loss)))
+
+
+def rung_correlations(rows: list[dict], max_epochs: int, rungs: list[int],
+                      extra: dict[str, Callable[[list[list], int], float]] | None = None
+                      ) -> list[dict]:
     """Per rung and candidate metric: Spearman's rank correlation, over the trainings that
     reached the full budget, between the metric at the rung and the final score (and final
     F1) the training should predict (`_finals`); and what a rung ranking by that metric
     keeps: of the best 2.5 % by that final score, how many are in the metric's top third at
-    the rung (what ASHA with eta 3 lets go on)."""
+    the rung (what ASHA with eta 3 lets go on). `extra`: more metrics by name (a fitted
+    projection)."""
     from scipy.stats import spearmanr
 
     full, final_score, final_f1, target = _finals(rows, max_epochs)
     top_k, third = max(1, round(0.025 * len(full))), max(1, len(full) // 3)
     best = set(sorted(range(len(full)), key=lambda i: -final_score[i])[:top_k])
     out = []
+    metrics = {name: RUNG_METRICS[name] for name in rung_metrics(full)} | (extra or {})
     for rung in rungs:
-        for name in rung_metrics(full):
-            at = [RUNG_METRICS[name](r["curve"], rung) for r in full]
+        for name, metric in metrics.items():
+            at = [metric(r["curve"], rung) for r in full]
             kept = set(sorted(range(len(full)), key=lambda i: -at[i])[:third])
             out.append({"rung": rung, "metric": name, "n": len(full), "target": target,
                         "spearman_final_score": float(spearmanr(at, final_score).statistic),
@@ -594,6 +627,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     r.add_argument("--only", action="append", default=[], metavar="NAME=VALUE",
                    help="only the candidates that drew VALUE for NAME, e.g. "
                    "train/schedule=cosine (repeatable)")
+    r.add_argument("--fit", type=Path, metavar="TABLE",
+                   help="also rank by a learning-curve projection fitted on TABLE (another "
+                   "table: tested out of sample; the same: in-sample)")
     r.add_argument("--json", type=Path)
     return p
 
@@ -663,10 +699,21 @@ def main(args: argparse.Namespace) -> int:
     if args.command == "rungs":
         meta, rows = read_table(args.table)
         rows = only_drawn(rows, args.only)
-        corr = rung_correlations(rows, meta["max_epochs"], args.rungs)
+        extra = {}
+        if args.fit:
+            fit_meta, fit_rows = read_table(args.fit)
+            if fit_meta["max_epochs"] != meta["max_epochs"]:
+                raise SystemExit(f"--fit {args.fit}: {fit_meta['max_epochs']} epochs, the "
+                                 f"table {meta['max_epochs']}: a projection needs the same")
+            # TSE-EMA among its inputs only where both tables have the training loss
+            with_loss = all(has_training_loss(r["curve"]) for r in [*rows, *fit_rows])
+            extra["projection"] = fit_projection(fit_rows, meta["max_epochs"], args.rungs,
+                                                 with_loss)
+        corr = rung_correlations(rows, meta["max_epochs"], args.rungs, extra)
         noise = seed_noise(rows, meta["max_epochs"])
         emit("curves_rungs", rungs_markdown(corr, noise), corr, args.json,
-             table=str(args.table), only=args.only, noise=noise)
+             table=str(args.table), only=args.only, noise=noise,
+             fit=str(args.fit) if args.fit else None)
         return 0
     if args.study:
         import optuna

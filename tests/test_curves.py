@@ -399,3 +399,35 @@ def test_pairs_count_wins_ties_and_losses_seed_by_seed() -> None:
     assert row["mean_difference"] == pytest.approx(0.0)
     low, high = row["difference_ci95"]
     assert low < 0 < high
+
+
+def _linear_table(path, slopes: list[float], max_epochs: int = 5) -> None:
+    """One training per candidate whose F1 rises linearly at its own slope; the final score
+    is 1 - final F1, so the end follows from any early epoch."""
+    rows = [{"key": f"c{i}", "seed": 0, "params": {}, "curve": [
+        [e, a * e / max_epochs, 2 - a * e / max_epochs, a * e / max_epochs,
+         1 - a * e / max_epochs, 1 - a * e / max_epochs, 0.1] for e in range(1, max_epochs + 1)]}
+        for i, a in enumerate(slopes)]
+    path.write_text("\n".join(json.dumps(r) for r in
+                              [{"kind": "meta", "max_epochs": max_epochs}, *rows]) + "\n")
+
+
+def test_a_projection_fitted_on_one_table_ranks_another(tmp_path) -> None:
+    """The learning-curve projection (`rungs --fit`): fitted on table A, it ranks table B's
+    trainings at epoch 2 in the order of their finals (Spearman 1); a fit table of another
+    budget is refused."""
+    from curves import get_args_parser, main
+
+    _linear_table(tmp_path / "a.jsonl", [0.2 + 0.03 * i for i in range(20)])
+    _linear_table(tmp_path / "b.jsonl", [0.9 - 0.04 * i for i in range(15)])
+    args = get_args_parser().parse_args(["rungs", "--table", str(tmp_path / "b.jsonl"), "--fit",
+                                         str(tmp_path / "a.jsonl"), "--rungs", "2", "--json",
+                                         str(tmp_path / "r.json")])
+    assert main(args) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["rows"]
+    projection, = (r for r in rows if r["metric"] == "projection")
+    assert projection["spearman_final_score"] == pytest.approx(1.0)
+    _linear_table(tmp_path / "c.jsonl", [0.5, 0.6, 0.7], max_epochs=4)
+    args.fit = tmp_path / "c.jsonl"
+    with pytest.raises(SystemExit, match=r"c\.jsonl: 4 epochs, the table 5"):
+        main(args)
