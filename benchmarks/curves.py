@@ -596,8 +596,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     rp.add_argument("--config", default="curves", help="base config (the table's space and "
                     "budget replace its own)")
     rp.add_argument("--arms", nargs="+", help="searcher:scheduler[:rung metric[:grace[:eta]]]"
-                    "[+key=value...] (default: TPE with the demo preset's scheduler); TPE "
-                    "without early stopping (tpe:fifo) always runs as the reference")
+                    "[+key=value...] (default: TPE with the demo preset's scheduler); the "
+                    "reference always runs too")
+    rp.add_argument("--reference", default="tpe:fifo", help="the arm every other is read "
+                    "against (default TPE without early stopping through Ray; optuna:none, "
+                    "plain Optuna's TPE without pruning, replays in seconds)")
     rp.add_argument("--seeds", type=int, default=30)
     rp.add_argument("--num-samples", type=int, default=40)
     rp.add_argument("--concurrency", type=int, default=2, help="trials at once")
@@ -654,7 +657,8 @@ def run_replay(args: argparse.Namespace) -> dict:
     meta, rows = read_table(args.table)
     seeds = list(range(8 if args.quick else args.seeds))
     chosen = [parse_arm(a) for a in args.arms] if args.arms else [default_arm()]
-    arms = [REFERENCE] + [a for a in chosen if a != REFERENCE]
+    reference = parse_arm(args.reference)
+    arms = [reference] + [a for a in chosen if a != reference]
     same = {"table": str(args.table), "seeds": seeds, "num_samples": args.num_samples,
             "trainings": args.trainings}
     results = _earlier_trajectories(args.reuse, same) or _earlier_trajectories(args.json, same)
@@ -667,12 +671,12 @@ def run_replay(args: argparse.Namespace) -> dict:
             args.json.write_text(json.dumps({**same, "partial": True,
                                              "trajectories": results}))
     quality = cell_quality(rows, meta["max_epochs"])
-    summary = summarize_arms(results, quality, REFERENCE.name)
+    summary = summarize_arms(results, quality, reference.name)
     if args.plot:
         plot_replay(results, quality, args.plot)
-    return emit("curves_replay", replay_markdown(summary, REFERENCE.name), summary, args.json,
+    return emit("curves_replay", replay_markdown(summary, reference.name), summary, args.json,
                 **same, concurrency=args.concurrency, max_epochs=meta["max_epochs"],
-                trajectories=results)
+                reference=reference.name, trajectories=results)
 
 
 def main(args: argparse.Namespace) -> int:

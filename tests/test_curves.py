@@ -431,3 +431,27 @@ def test_a_projection_fitted_on_one_table_ranks_another(tmp_path) -> None:
     args.fit = tmp_path / "c.jsonl"
     with pytest.raises(SystemExit, match=r"c\.jsonl: 4 epochs, the table 5"):
         main(args)
+
+
+def test_a_replay_can_be_read_against_plain_optuna_without_ray(tmp_path) -> None:
+    """`replay --reference optuna:none`: with plain-Optuna arms only the replay runs in
+    seconds without Ray, and reads each arm against that reference."""
+    from curves import get_args_parser, main
+
+    cfg = load_config("ci.yaml", TINY)
+    meta = {"kind": "meta", "max_epochs": 9, "space": cfg.space.model_dump(mode="json")}
+    rows = [{"key": cell_key(c.params), "seed": 0, "params": c.params, "epoch_seconds": 0.5,
+             "curve": [[e, 0.1, (1 + i) / e, 0.1, (2 + i) / e] for e in range(1, 10)]}
+            for i, c in enumerate(enumerate_space(cfg.space, 6))]
+    table = tmp_path / "t.jsonl"
+    table.write_text("\n".join(json.dumps(r) for r in [meta, *rows]) + "\n")
+    args = get_args_parser().parse_args(
+        ["replay", "--table", str(table), "--reference", "optuna:none", "--arms",
+         "optuna:asha:val_loss:3:3", "--seeds", "3", "--num-samples", "8", "--json",
+         str(tmp_path / "r.json")])
+    assert main(args) == 0
+    out = json.loads((tmp_path / "r.json").read_text())
+    asha = "plain optuna tpe + asha pruner (val_loss, grace 3, eta 3)"
+    assert out["reference"] == "plain optuna tpe + none pruner (score)"
+    assert set(out["trajectories"]) == {out["reference"], asha}
+    assert {r["arm"] for r in out["rows"]} == {out["reference"], asha}
