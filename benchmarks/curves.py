@@ -417,8 +417,10 @@ class Arm:
     def name(self) -> str:
         more = "".join(f" +{e}" for e in self.extra)
         if self.searcher == "optuna":  # plain Optuna (optuna_replay.py): scheduler = pruner
+            from optuna_replay import RUNG_RULES
+
             rungs = (f", grace {self.grace}, eta {self.eta:g}"
-                     if self.scheduler in ("asha", "pasha") else "")
+                     if self.scheduler in RUNG_RULES else "")
             return f"plain optuna tpe + {self.scheduler} pruner ({self.metric}{rungs})"
         if self.scheduler == "fifo":
             return f"{self.searcher} + fifo{more}"
@@ -468,9 +470,12 @@ def trajectory(study, key_of: Callable[[dict], str]) -> dict:
 
     ended = sorted((t for t in study_trials(study) if t.completed_at),
                    key=lambda t: (t.completed_at, t.number))
-    finished = [t.score if t.state == TrialState.COMPLETE else None for t in ended]
-    return fold(Ended(t.epochs_done, t.wall_seconds, key_of(t.params) if s is not None else "",
-                      s, t.level, t.trained) for t, s in zip(ended, finished, strict=True))
+    def counted(t) -> Ended:
+        score = t.score if t.state == TrialState.COMPLETE else None
+        return Ended(t.epochs_done, t.wall_seconds, "" if score is None else key_of(t.params),
+                     score, t.level, t.trained)
+
+    return fold(map(counted, ended))
 
 
 # Which of a candidate's trainings a replayed trial reports: one drawn per (candidate, replay

@@ -113,7 +113,7 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
     ended: list[Ended] = []  # in the order the trials ended
     events: list[tuple[float, int, int]] = []  # (when its next epoch ends, tie-break, worker)
     running: dict[int, _Running] = {}
-    order = itertools.count()
+    order, asked = itertools.count(), itertools.count()
 
     def start(worker: int, now: float) -> None:
         if next(asked) >= num_samples:
@@ -139,7 +139,6 @@ def _search(pruner: str, metric: str, meta: dict, table: dict[str, list[dict]], 
                            epochs))
         start(worker, now)
 
-    asked = itertools.count()
     for worker in range(workers):
         start(worker, 0.0)
     while events:  # the epochs of all running trials in the order they end

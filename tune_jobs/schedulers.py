@@ -108,18 +108,10 @@ class ResumablePASHA(_Persisted, FIFOScheduler):
                 f"epsilon {self.rungs.epsilon:.4g}")
 
 
-# scheduler.algorithm -> its Tune scheduler, given the config and the state file
-SCHEDULERS: dict[str, Callable[[Config, str], TrialScheduler]] = {
-    "asha": lambda cfg, state_file: ResumableASHA(
-        state_file=state_file, time_attr=STEP, metric=cfg.scheduler.metric,
-        mode=RUNG_METRICS[cfg.scheduler.metric], max_t=cfg.scheduler.max_epochs,
-        grace_period=cfg.scheduler.grace_period,
-        reduction_factor=cfg.scheduler.reduction_factor),
-    "pasha": lambda cfg, state_file: ResumablePASHA(
-        state_file=state_file, metric=cfg.scheduler.metric,
-        mode=RUNG_METRICS[cfg.scheduler.metric], max_t=cfg.scheduler.max_epochs,
-        grace_period=cfg.scheduler.grace_period,
-        reduction_factor=cfg.scheduler.reduction_factor),
+# scheduler.algorithm -> its Tune scheduler, given the state file and the rung settings
+SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {
+    "asha": lambda **kwargs: ResumableASHA(time_attr=STEP, **kwargs),
+    "pasha": ResumablePASHA,
 }
 
 
@@ -129,7 +121,10 @@ def make_scheduler(cfg: Config, output: Path) -> TrialScheduler:
     s = cfg.scheduler
     if not s.early_stopping:
         return FIFOScheduler()
-    return SCHEDULERS[s.algorithm](cfg, str(output / f"{s.algorithm}-{cfg.search.study}.pkl"))
+    return SCHEDULERS[s.algorithm](
+        state_file=str(output / f"{s.algorithm}-{cfg.search.study}.pkl"), metric=s.metric,
+        mode=RUNG_METRICS[s.metric], max_t=s.max_epochs, grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor)
 
 
 __all__ = ["SCHEDULERS", "ResumableASHA", "ResumablePASHA", "make_scheduler"]

@@ -14,12 +14,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tune_jobs.outcome import Outcome, StrEnum
+from tune_jobs.outcome import BUDGET, Outcome, StrEnum
 
 # What a trial's last report (trial/report.py) carries that the study keeps, by the same name
 REPORTED = ("score", "f1", "accuracy", "loss", "val_loss", "epoch", "params", "macs",
             "latency_ratio", "latency_ms", "reference_ms", "image_size", "node", "node_id",
-            "trial_dir", "wall_seconds", "images_per_second", "budget_epochs")
+            "trial_dir", "wall_seconds", "images_per_second", BUDGET)
 
 
 class Attr(StrEnum):

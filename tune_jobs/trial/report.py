@@ -28,6 +28,7 @@ def has_training_loss(curve: list[list]) -> bool:
     """Does every point of a curve hold the training loss (tables since 2026-12-03)?"""
     return all(len(p) > COLUMN["loss"] and p[COLUMN["loss"]] is not None for p in curve)
 
+
 # Training-speed estimation (Ru et al., NeurIPS 2021) as a rung metric: the mean training
 # losses of the epochs so far, each weighted by TSE_EMA_DECAY ** its age in epochs, summed.
 TSE_EMA_DECAY = 0.9
