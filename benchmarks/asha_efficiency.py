@@ -9,7 +9,11 @@ finds a score at least as good as the best of TPE without early stopping, divide
 trial-epochs TPE without early stopping spent to find that score (target: at most 0.25).
 
     python benchmarks/asha_efficiency.py [--quick] [--data DIR] [--seeds 0 1 2] [--json FILE]
-        [--plot FILE]
+        [--plot FILE] [--set scheduler.metric=val_loss ...]
+
+Paired over seeds at equal trial-epochs (the budget TPE without early stopping spent): TPE +
+ASHA's best within that budget against TPE without early stopping's best, strictly better /
+tied / worse, and the mean difference with a bootstrap 95 % interval.
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from common import REPO, emit
+from replay_metrics import binomial_ci, bootstrap_ci
 from tune_jobs.config import load_config
 from tune_jobs.outcome import Outcome, epochs_done, outcome_of
 from tune_jobs.searchjob import run_search
@@ -77,8 +84,13 @@ def epochs_to_reach(curve: list[tuple[int, float]], target: float) -> int | None
     return next((n for n, best in curve if best <= target), None)
 
 
+def best_within(curve: list[tuple[int, float]], trial_epochs: int) -> float | None:
+    """The best finished score after at most `trial_epochs` trial-epochs (None: none yet)."""
+    return next((best for n, best in reversed(curve) if n <= trial_epochs), None)
+
+
 def run_arm(algorithm: str, early: bool, seed: int, budget: Budget, data: Path,
-            root: Path, trials: int) -> dict:
+            root: Path, trials: int, overrides: list[str]) -> dict:
     study = f"asha-{algorithm}-{'asha' if early else 'fifo'}-{seed}-{time.time_ns()}"
     out = root / study
     cfg = load_config("demo.yaml", [
@@ -88,13 +100,14 @@ def run_arm(algorithm: str, early: bool, seed: int, budget: Budget, data: Path,
         f"scheduler.max_epochs={budget.max_epochs}",
         f"scheduler.grace_period={budget.grace_period}",
         "scheduler.reduction_factor=3", f"scheduler.early_stopping={str(early).lower()}",
-        f"space.train.image_size=[{budget.image_size}]"])
+        f"space.train.image_size=[{budget.image_size}]", *overrides])
     start = time.perf_counter()
     grid, _ = run_search(cfg)
     events = epoch_events(grid, budget.max_epochs)
     curve = best_curve(events)
     return {"arm": arm_name(algorithm, early), "algorithm": algorithm, "early_stopping": early,
             "seed": seed, "trials": trials, "trial_epochs": len(events),
+            "rung_metric": cfg.scheduler.metric if early else None, "overrides": overrides,
             "wall_s": time.perf_counter() - start,
             "best": curve[-1][1] if curve else None, "curve": curve}
 
@@ -118,7 +131,31 @@ def summarize(runs: list[dict], seeds: list[int]) -> dict:
     reached = [x for x in headline if x is not None]
     return {"per_seed": per_seed, "tpe_asha_ratio": headline,
             "tpe_asha_ratio_median": statistics.median(reached) if reached else None,
-            "reached_in": f"{len(reached)} of {len(headline)} seeds"}
+            "reached_in": f"{len(reached)} of {len(headline)} seeds",
+            "equal_epochs": equal_epochs(runs, seeds)}
+
+
+def equal_epochs(runs: list[dict], seeds: list[int]) -> dict:
+    """TPE + ASHA against TPE without early stopping, seed by seed, at the trial-epochs the
+    latter spent: ASHA's best within them minus its best (lower is better; a seed where ASHA
+    finished nothing within them counts as worse and is left out of the difference)."""
+    diffs, signs = [], []
+    for seed in seeds:
+        arms = {r["arm"]: r for r in runs if r["seed"] == seed}
+        fifo, asha = arms[arm_name("tpe", False)], arms.get(arm_name("tpe", True))
+        if asha is None or fifo["best"] is None:
+            continue
+        mine = best_within(asha["curve"], fifo["trial_epochs"])
+        if mine is None:
+            signs.append(-1)
+            continue
+        diffs.append(mine - fifo["best"])
+        signs.append(0 if abs(diffs[-1]) <= 1e-12 else (1 if diffs[-1] < 0 else -1))
+    better, column = signs.count(1), np.array(diffs)
+    return {"seeds": len(signs), "better": better, "tied": signs.count(0),
+            "worse": signs.count(-1), "better_share_ci95": list(binomial_ci(better, len(signs))),
+            "mean_difference": float(column.mean()) if diffs else None,
+            "difference_ci95": list(bootstrap_ci(np.mean, column)) if len(diffs) > 1 else None}
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -167,6 +204,14 @@ def to_markdown(runs: list[dict], summary: dict, budget: Budget, asha_trials: in
     lines += ["", f"TPE + ASHA / TPE without early stopping, trial-epochs to the latter's best: "
               f"{ratios} (median {'-' if med is None else f'{med:.2f}'}; reached in "
               f"{summary['reached_in']}; target <= 0.25)."]
+    eq = summary["equal_epochs"]
+    if eq["seeds"]:
+        ci = eq["difference_ci95"]
+        interval = "" if ci is None else f" [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+        mean = "-" if eq["mean_difference"] is None else f"{eq['mean_difference']:+.4f}"
+        lines += ["", f"At TPE without early stopping's trial-epochs, TPE + ASHA is strictly "
+                  f"better / tied / worse in {eq['better']} / {eq['tied']} / {eq['worse']} of "
+                  f"{eq['seeds']} seeds; best score difference (ASHA - none) {mean}{interval}."]
     return "\n".join(lines)
 
 
@@ -185,6 +230,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    "nothing is run")
     p.add_argument("--algorithms", nargs="+", default=["tpe", "random"],
                    choices=["tpe", "random"], help="searchers to run (tpe is the reference)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every arm (e.g. scheduler.metric=val_loss)")
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path, help="PNG of best score vs trial-epochs")
     return p
@@ -200,6 +247,9 @@ def main(args: argparse.Namespace) -> dict:
         if any(part["budget"] != budget.__dict__ for part in parts):
             raise SystemExit(f"--merge: every file must have the budget {budget.__dict__}")
         runs = [r for part in parts for r in part["rows"]]
+        metrics = {r.get("rung_metric") for r in runs if r["early_stopping"]}
+        if len(metrics) > 1:  # (files written before rows recorded it have None)
+            raise SystemExit(f"--merge: the ASHA arms ranked by different metrics {metrics}")
         seeds = sorted({r["seed"] for r in runs})
         asha_trials = max(r["trials"] for r in runs if r["early_stopping"])
         return _report(runs, seeds, budget, asha_trials, args, merged=[str(f) for f in args.merge])
@@ -213,7 +263,7 @@ def main(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         runs = reused + [
             run_arm(a, e, seed, budget, args.data.resolve(), Path(tmp),
-                    asha_trials if e else budget.trials)
+                    asha_trials if e else budget.trials, args.overrides)
             for seed in seeds for a, e in ARMS
             if a in args.algorithms and (e or (a, seed) not in have)]
     return _report(runs, seeds, budget, asha_trials, args,

@@ -99,7 +99,7 @@ def epochs_to_quality(traj: dict, quality: dict[str, float], threshold: float) -
                  if key is not None and quality[key] <= threshold), math.inf)
 
 
-def _bootstrap(stat, *columns: np.ndarray, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(stat, *columns: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """A paired bootstrap 95 % interval of `stat(*columns)` over resampled seeds (rows);
     resamples where the statistic is undefined (nan) are left out."""
     rng = np.random.default_rng(seed)
@@ -160,14 +160,14 @@ def summarize_arms(results: dict[str, list[dict]], quality: dict[str, float],
             "reached": int((need <= cap).sum()), "budget": cap,
             "epochs_to_top_restricted_mean": float(capped.mean()),
             "epochs_to_top_ratio": _mean_ratio(capped, ref_capped),
-            "epochs_to_top_ratio_ci95": list(_bootstrap(_mean_ratio, capped, ref_capped)),
+            "epochs_to_top_ratio_ci95": list(bootstrap_ci(_mean_ratio, capped, ref_capped)),
             "equal_epochs": {"better": better, "tied": signs.count(0), "worse": signs.count(-1)},
             "better_share": better / len(signs) if signs else math.nan,
             "better_share_ci95": list(binomial_ci(better, len(signs))),
             "final_quality_median": float(np.median(final)),
-            "final_quality_ci95": list(_bootstrap(np.median, final)),
+            "final_quality_ci95": list(bootstrap_ci(np.median, final)),
             "final_difference_mean": float(diff.mean()),
-            "final_difference_ci95": list(_bootstrap(np.mean, diff)),
+            "final_difference_ci95": list(bootstrap_ci(np.mean, diff)),
             "median_trial_epochs": statistics.median(t["trial_epochs"] for t in trajs),
             "median_table_seconds": statistics.median(t["table_seconds"] for t in trajs)})
     return rows
@@ -238,7 +238,7 @@ def paired_finals(results: dict[str, list[dict]], arm: str, other: str) -> dict:
     seeds = sorted(s for s in set(mine) & set(theirs)
                    if mine[s] is not None and theirs[s] is not None)
     diffs = np.array([mine[s] - theirs[s] for s in seeds])
-    low, high = _bootstrap(np.mean, diffs)
+    low, high = bootstrap_ci(np.mean, diffs)
     return {"arm": arm, "against": other, "seeds": len(seeds),
             "better": int((diffs < -1e-12).sum()), "worse": int((diffs > 1e-12).sum()),
             "tied": int((abs(diffs) <= 1e-12).sum()), "mean_difference": float(diffs.mean()),

@@ -41,6 +41,22 @@ def test_the_headline_ratio_is_against_tpe_without_early_stopping() -> None:
     assert seed[arm_name("random", False)]["ratio"] == pytest.approx(90 / 80)
 
 
+def test_equal_epochs_pairs_asha_within_the_budget_no_early_stopping_spent() -> None:
+    fifo = {"arm": arm_name("tpe", False), "best": 0.5, "trial_epochs": 100,
+            "curve": [(40, 0.8), (80, 0.5)]}
+    asha = {"arm": arm_name("tpe", True), "trial_epochs": 150}
+    runs = [{**fifo, "seed": 0}, {**asha, "seed": 0, "best": 0.3, "curve": [(60, 0.4), (120, 0.3)]},
+            {**fifo, "seed": 1}, {**asha, "seed": 1, "best": 0.6, "curve": [(30, 0.6)]},
+            {**fifo, "seed": 2}, {**asha, "seed": 2, "best": 0.2, "curve": [(130, 0.2)]},
+            {**fifo, "seed": 3}, {**asha, "seed": 3, "best": 0.5, "curve": [(90, 0.5)]}]
+    eq = summarize(runs, [0, 1, 2, 3])["equal_epochs"]
+    # seed 0: 0.4 within 100 (0.3 came after); 1: 0.6 worse; 2: nothing within 100; 3: tied
+    assert (eq["better"], eq["tied"], eq["worse"], eq["seeds"]) == (1, 1, 2, 4)
+    assert eq["mean_difference"] == pytest.approx((-0.1 + 0.1 + 0.0) / 3)
+    low, high = eq["difference_ci95"]
+    assert low <= eq["mean_difference"] <= high
+
+
 def _model(name: str, f1s: list[float], ratio: float, trained: bool = True):
     from tune_jobs.finaljob.assess import TrainingCheck
     from tune_jobs.finaljob.recipes import Recipe
@@ -97,6 +113,10 @@ def test_runs_of_one_seed_each_merge_into_one_summary(tmp_path) -> None:
     assert result["seeds"] == [0, 1] and result["asha_trials"] == 40
     assert result["summary"]["tpe_asha_ratio"] == [pytest.approx(20 / 80), None]
     assert json.loads(out.read_text())["merged"] == [str(f) for f in files]
+    rows[1]["rung_metric"] = "tse_ema"  # one file ranked its rungs otherwise: not merged
+    files[1].write_text(json.dumps({"budget": FULL.__dict__, "rows": rows}))
+    with pytest.raises(SystemExit, match="different metrics"):
+        main(get_args_parser().parse_args(["--merge", *map(str, files)]))
     files[1].write_text(json.dumps({"budget": {"trials": 8}, "rows": []}))
     with pytest.raises(SystemExit, match="budget"):
         main(get_args_parser().parse_args(["--merge", *map(str, files)]))
