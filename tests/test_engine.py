@@ -29,7 +29,7 @@ def test_score_formula() -> None:
     assert failure_score(1.0) == pytest.approx(0.5 + 1 / (1 + np.exp(-14)))
 
 
-@pytest.mark.parametrize("name", ["cosine", "onecycle", "constant"])
+@pytest.mark.parametrize("name", ["cosine", "onecycle", "onecycle_2ep", "constant"])
 def test_schedules_stay_positive_and_bounded(name: str) -> None:
     model = torch.nn.Linear(2, 2)
     opt = make_optimizer("sgd", model, 0.1, 0.0)
@@ -44,6 +44,25 @@ def test_schedules_stay_positive_and_bounded(name: str) -> None:
         make_schedule("sawtooth", opt, 10, 5)
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer("lion", model, 0.1, 0.0)
+
+
+def test_one_cycle_peaks_at_30_percent_or_after_two_epochs() -> None:
+    def peak(name: str, epochs: int) -> int:
+        opt = make_optimizer("sgd", torch.nn.Linear(2, 2), 0.1, 0.0)
+        sched = make_schedule(name, opt, steps_per_epoch=10, epochs=epochs)
+        lrs = []
+        for _ in range(10 * epochs):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert lrs[0] == pytest.approx(0.004)  # from 4 % of the peak
+        top = int(np.argmax(lrs))
+        assert top == len(lrs) - 1 or lrs[-1] < 0.01  # down to near zero after the peak
+        return top
+
+    assert (peak("onecycle", 30), peak("onecycle", 10)) == (90, 30)
+    assert (peak("onecycle_2ep", 30), peak("onecycle_2ep", 10)) == (20, 20)
+    assert peak("onecycle_2ep", 1) == 9  # a run shorter than the warm-up only warms up
 
 
 def test_weight_decay_skips_norms_and_biases() -> None:

@@ -60,20 +60,29 @@ def _cosine(total: int, warmup: int) -> Callable[[int], float]:
     return factor
 
 
-def _onecycle(total: int, warmup: int) -> Callable[[int], float]:
-    peak = max(1, int(0.3 * total))
+def _onecycle(peak_of: Callable[[int, int], int]) -> Callable[[int, int], Callable[[int], float]]:
+    """Linear up from 4 % to the peak learning rate, then linear down to 0.1 % at the end;
+    `peak_of(total steps, steps per epoch)` is where the peak is."""
 
-    def factor(step: int) -> float:
-        if step < peak:
-            return 0.04 + 0.96 * step / peak
-        return max(1e-3, (total - step) / max(1, total - peak))
+    def shape(total: int, steps_per_epoch: int) -> Callable[[int], float]:
+        peak = max(1, min(total, peak_of(total, steps_per_epoch)))
 
-    return factor
+        def factor(step: int) -> float:
+            if step < peak:
+                return 0.04 + 0.96 * step / peak
+            return max(1e-3, (total - step) / max(1, total - peak))
+
+        return factor
+
+    return shape
 
 
 SCHEDULES: dict[str, Callable[[int, int], Callable[[int], float]]] = {
     "cosine": _cosine,  # linear warm-up over the first epoch, then cosine to zero
-    "onecycle": _onecycle,  # linear up for 30 %, linear down
+    "onecycle": _onecycle(lambda total, epoch: int(0.3 * total)),  # up for 30 %, then down
+    # The same with its warm-up fixed in epochs, not a share of the run: an early rung then
+    # sees nets that trained at their full learning rate (#22: the rungs and the warm-up)
+    "onecycle_2ep": _onecycle(lambda total, epoch: 2 * epoch),
     "constant": lambda total, warmup: (lambda step: 1.0),
 }
 
