@@ -11,6 +11,8 @@ instead of training (as NAS-Bench-201 and Syne Tune's blackbox replays do).
         [--seeds 30] [--num-samples 40] [--trainings drawn|first] [--quick] [--json FILE]
         [--plot PNG]
     python benchmarks/curves.py pairs REPLAY.json --pairs "gp + fifo=tpe + fifo" ... [--quality]
+    python benchmarks/curves.py splice --table T --with T2 --replace NAME=VALUE --out T3
+    python benchmarks/curves.py finals --table T2 --against T --name NAME [--json FILE]
 
 `build` with a config trains every candidate of its space (all values lists of choices)
 through the real trainable and recipe, no early stopping, in parallel over Ray workers, and
@@ -639,6 +641,21 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="also rank by a learning-curve projection fitted on TABLE (another "
                    "table: tested out of sample; the same: in-sample)")
     r.add_argument("--json", type=Path)
+    sp = sub.add_parser("splice", help="a table with one value's candidates taken from another "
+                        "table of the same grid (table_ops.py)")
+    sp.add_argument("--table", type=Path, required=True)
+    sp.add_argument("--with", dest="other", type=Path, required=True,
+                    help="the table whose rows replace them (built with another value there)")
+    sp.add_argument("--replace", required=True, metavar="NAME=VALUE",
+                    help="the drawn value whose candidates are replaced, e.g. "
+                    "train/schedule=onecycle")
+    sp.add_argument("--out", type=Path, required=True)
+    fi = sub.add_parser("finals", help="each candidate against its twin in another table "
+                        "(the same but one drawn value), on its final score and F1")
+    fi.add_argument("--table", type=Path, required=True)
+    fi.add_argument("--against", type=Path, required=True)
+    fi.add_argument("--name", required=True, help="the drawn name the twins differ in")
+    fi.add_argument("--json", type=Path)
     return p
 
 
@@ -704,6 +721,27 @@ def main(args: argparse.Namespace) -> int:
             return 0
         rows = [paired_finals(results, *pair.split("=", 1)) for pair in args.pairs]
         emit("curves_pairs", pairs_markdown(rows), rows, args.json, replay=str(args.replay))
+        return 0
+    if args.command == "splice":
+        from table_ops import splice
+
+        name, value = args.replace.split("=", 1)
+        meta, rows = splice(*read_table(args.table), *read_table(args.other), name, value)
+        if args.out.exists():
+            raise SystemExit(f"--out {args.out}: exists; a splice writes a new table")
+        append_rows(args.out, [meta, *rows])
+        print(f"{len(rows)} rows in {args.out}")
+        return 0
+    if args.command == "finals":
+        from table_ops import compare_finals, finals_markdown
+
+        meta, rows = read_table(args.table)
+        other_meta, other = read_table(args.against)
+        if meta["max_epochs"] != other_meta["max_epochs"]:
+            raise SystemExit("finals: the tables train for different numbers of epochs")
+        result = compare_finals(rows, other, args.name, meta["max_epochs"])
+        emit("curves_finals", finals_markdown(result, str(args.table), str(args.against)),
+             [result], args.json, table=str(args.table), against=str(args.against))
         return 0
     if args.command == "rungs":
         meta, rows = read_table(args.table)

@@ -455,3 +455,48 @@ def test_a_replay_can_be_read_against_plain_optuna_without_ray(tmp_path) -> None
     assert out["reference"] == "plain optuna tpe + none pruner (score)"
     assert set(out["trajectories"]) == {out["reference"], asha}
     assert {r["arm"] for r in out["rows"]} == {out["reference"], asha}
+
+
+def test_a_splice_swaps_one_values_candidates_and_finals_pairs_the_twins() -> None:
+    """Two tables of one grid that differ in the schedule: the splice keeps the other
+    schedules' rows and takes the new one's, with the header's space to match; `finals` pairs
+    each candidate with its twin (the same values but the schedule)."""
+    from table_ops import compare_finals, splice
+
+    from tune_jobs.trial.report import COLUMN
+
+    def table(schedules: list[str], shift: float) -> tuple[dict, list[dict]]:
+        meta = {"data": "d", "max_epochs": 2, "metrics": ["epoch"],
+                "space": {"width": [0.5, 1.0], "train": {"lr": [0.1], "schedule": schedules}}}
+        rows = []
+        for s, w, seed in itertools.product(schedules, (0.5, 1.0), (0, 1)):
+            point = [0.0] * len(COLUMN)
+            point[COLUMN["score"]], point[COLUMN["f1"]] = w + shift + seed / 100, 1 - w - shift
+            rows.append({"params": {"width": w, "train/lr": 0.1, "train/schedule": s},
+                         "seed": seed, "curve": [point, point]})
+        return meta, rows
+
+    meta, rows = table(["cosine", "onecycle"], 0.0)
+    short_meta, short = table(["onecycle_2ep"], -0.1)
+    new_meta, new_rows = splice(meta, rows, short_meta, short, "train/schedule", "onecycle")
+    assert new_meta["space"]["train"]["schedule"] == ["cosine", "onecycle_2ep"]
+    assert sorted({r["params"]["train/schedule"] for r in new_rows}) == ["cosine",
+                                                                       "onecycle_2ep"]
+    assert len(new_rows) == 8 and meta["space"]["train"]["schedule"] == ["cosine", "onecycle"]
+    with pytest.raises(SystemExit, match="choices there are"):
+        splice(meta, rows, short_meta, short, "train/schedule", "constant")
+    with pytest.raises(SystemExit, match="only a whole-network, stem, head or train"):
+        splice(meta, rows, short_meta, short, "s2/kernel", "3")
+    other_lr = {**short_meta, "space": {**short_meta["space"],
+                                        "train": {"lr": [0.2], "schedule": ["onecycle_2ep"]}}}
+    with pytest.raises(SystemExit, match="space differs from the table's elsewhere"):
+        splice(meta, rows, other_lr, short, "train/schedule", "onecycle")
+
+    onecycle = [r for r in rows if r["params"]["train/schedule"] == "onecycle"]
+    result = compare_finals(short, onecycle, "train/schedule", 2)
+    assert result["candidates"] == 2
+    assert result["score"]["mean_difference"] == pytest.approx(-0.1)
+    assert result["score"]["better"] == 2 and result["f1"]["better"] == 2
+    assert result["top"] == {"size": 1, "table": 1, "against": 0}
+    with pytest.raises(SystemExit, match="nothing to compare"):
+        compare_finals(short, onecycle, "width", 2)
