@@ -12,7 +12,8 @@ instead of training (as NAS-Bench-201 and Syne Tune's blackbox replays do).
         [--plot PNG]
     python benchmarks/curves.py pairs REPLAY.json --pairs "gp + fifo=tpe + fifo" ... [--quality]
     python benchmarks/curves.py splice --table T --with T2 --replace NAME=VALUE --out T3
-    python benchmarks/curves.py finals --table T2 --against T --name NAME [--json FILE]
+    python benchmarks/curves.py finals --table T2 --against T --name NAME [--only NAME=VALUE]
+        [--against-only NAME=VALUE] [--json FILE]
 
 `build` with a config trains every candidate of its space (all values lists of choices)
 through the real trainable and recipe, no early stopping, in parallel over Ray workers, and
@@ -655,6 +656,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     fi.add_argument("--table", type=Path, required=True)
     fi.add_argument("--against", type=Path, required=True)
     fi.add_argument("--name", required=True, help="the drawn name the twins differ in")
+    fi.add_argument("--only", action="append", default=[], metavar="NAME=VALUE",
+                    help="only the table's candidates that drew VALUE for NAME")
+    fi.add_argument("--against-only", action="append", default=[], metavar="NAME=VALUE",
+                    help="the same for the other table (both may be one table: "
+                    "--only train/schedule=cosine --against-only train/schedule=onecycle)")
     fi.add_argument("--json", type=Path)
     return p
 
@@ -739,9 +745,12 @@ def main(args: argparse.Namespace) -> int:
         other_meta, other = read_table(args.against)
         if meta["max_epochs"] != other_meta["max_epochs"]:
             raise SystemExit("finals: the tables train for different numbers of epochs")
-        result = compare_finals(rows, other, args.name, meta["max_epochs"])
+        result = compare_finals(only_drawn(rows, args.only),
+                                only_drawn(other, args.against_only), args.name,
+                                meta["max_epochs"])
         emit("curves_finals", finals_markdown(result, str(args.table), str(args.against)),
-             [result], args.json, table=str(args.table), against=str(args.against))
+             [result], args.json, table=str(args.table), against=str(args.against),
+             only=args.only, against_only=args.against_only)
         return 0
     if args.command == "rungs":
         meta, rows = read_table(args.table)
