@@ -9,9 +9,12 @@ stop` (every worker start begins with one) cannot touch the head. A copy of
 `ray up -y` syncs the tree and runs the real setup on the head (the project installed into
 ~/venv as the README says, PostgreSQL from Debian's packages by `head_postgres.sh`, without
 systemd here) and starts Ray from the config's own command (head with no CPU); the head's
-autoscaler then sets the worker up the same way and starts its Ray. The worker boots after the
-head's `ray up`, from an image with the head's dependencies baked in (its venv hard-linked from
-the head's), as a cluster's worker image would: its setup still runs, in seconds. A search
+autoscaler then sets the worker up the same way and starts its Ray. Both machines boot from an
+image with the project's dependencies baked into ~/venv (hard links to this test's own
+environment), as a cluster's machine image would: their setup still runs the README's install,
+which finds every dependency there and installs the project alone, in seconds. (The install
+from nothing is .ci/run's own first step; a third one here cost 150 s of every CI run.) The
+worker boots after the head's `ray up`. A search
 submitted with `ray job submit` through `ray dashboard`'s port forward runs its trials on the
 worker and writes its study to the head's PostgreSQL; `ray exec` reads the study back;
 Chromium (Debian's, headless) opens the job's page on Ray's dashboard, token typed in as a user
@@ -31,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -155,6 +159,40 @@ def _home(home: Path, public_key: Path) -> None:
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(home)], check=True)
 
 
+def _image_venv(venv: Path) -> None:
+    """The machine image's ~/venv: a venv made by the node's own python3, holding this test's
+    installed packages (hard links: instant on one file system; the project itself left out,
+    node.sh installs it) and their commands in bin/ (shebangs to this venv). What a cluster's
+    image with the dependencies baked in has. Where it cannot be made (another Python minor
+    version, another file system), no image: node.sh installs everything, ~150 s more."""
+    python3 = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")  # the node user's
+    ours = Path(sysconfig.get_paths()["purelib"])
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if python3 is None or Path(python3).resolve().name != version:
+        return
+    subprocess.run(["runuser", "-u", USER, "--", python3, "-m", "venv", "--without-pip",
+                    str(venv)], check=True)
+    site = venv / "lib" / version / "site-packages"
+    # not the project, nor the bytecode cache of the top-level modules (which holds the
+    # project's too: a node's reinstall deletes it, and these links keep this host's owner)
+    entries = [p for p in ours.iterdir() if "litesearch" not in p.name
+               and p.name != "__pycache__"]
+    linked = subprocess.run(["cp", "-al", *map(str, entries), str(site)], capture_output=True)
+    if linked.returncode:  # (EXDEV: another file system)
+        shutil.rmtree(venv)
+        return
+    ours_bin, bin_dir = Path(sys.executable).parent, venv / "bin"
+    for script in ours_bin.iterdir():
+        if script.name.startswith(("python", "activate", "litesearch")) or not script.is_file():
+            continue
+        first, _, rest = script.read_bytes().partition(b"\n")
+        if first.startswith(b"#!") and b"python" in first:  # a console script
+            target = bin_dir / script.name
+            target.write_bytes(b"#!" + str(bin_dir / "python3").encode() + b"\n" + rest)
+            target.chmod(0o755)
+            shutil.chown(target, USER, USER)
+
+
 class Machines(NamedTuple):
     local: Path  # this host's HOME for `ray`: the SSH key and Ray's token
     node: Path  # the node user's home (the head's; the worker's is the same path)
@@ -196,18 +234,18 @@ def machines(tmp_path_factory):
                        check=True)
     for home in (node, worker_disk):
         _home(home, key.with_suffix(".pub"))
+    _image_venv(node / "venv")
     subprocess.run(["chown", f"{USER}:{USER}", str(shared)], check=True)
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
     ip_forward = _private_network()
     sshds: list[subprocess.Popen] = []
 
     def start_worker() -> None:
-        """The worker machine, booted from an image that has the head's dependencies baked
-        in: the head's ~/venv laid into the worker's disk with hard links (the same path on
-        both machines, so its scripts' shebangs hold; instant on one file system), then its
-        sshd. Its setup (node.sh) then runs `pip install -e` over a venv that has the
-        dependencies, in seconds, instead of a second install of the 6.7 GB CUDA torch
-        (100-200 s of this test). The head's install is the README's, from nothing."""
+        """The worker machine, booted from the same image as the head: the head's ~/venv
+        laid into the worker's disk with hard links (the same path on both machines, so its
+        scripts' shebangs hold; instant on one file system), then its sshd. Its setup
+        (node.sh) then runs `pip install -e` over a venv that has the dependencies, in
+        seconds, instead of an install of the 6.7 GB CUDA torch (100-200 s)."""
         venv = node / "venv"
         if venv.is_dir():  # (cp -a keeps the owner; a second file system makes a full copy)
             subprocess.run(["cp", "-al", str(venv), str(worker_disk / "venv")], check=True)
@@ -262,6 +300,10 @@ def _cluster_config(local: Path, shared: Path, path: Path) -> Path:
         c.replace("--num-cpus=0", f"--num-cpus=0 --node-ip-address={HEAD_IP} "
                   f"--dashboard-agent-listen-port={free_ports()[0]}")
         for c in config["head_start_ray_commands"]]
+    # The worker's raylet gives a lost head 15 s instead of Ray's 60 before it exits: the
+    # local provider's `ray down` leaves the worker to that timeout, which the test waits out.
+    config["worker_start_ray_commands"] = [f"RAY_gcs_rpc_server_reconnect_timeout_s=15 {c}"
+                                           for c in config["worker_start_ray_commands"]]
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
@@ -385,7 +427,7 @@ def test_ray_up_worker_job_exec_dashboards_and_down(machines, tmp_path) -> None:
     up = _ray(env, "up", "-y", "--no-config-cache", str(config))
     timings["first ray up"] = time.monotonic() - start
     assert "up-to-date" in up.stdout + up.stderr
-    assert (node / "venv" / "bin" / "ray").exists()  # node.sh setup: the README's install
+    assert (node / "venv" / "bin" / "litesearch").exists()  # node.sh setup installed it
     # the head's autoscaler is trying to reach the worker, every 5 s, until it boots
     start_worker()
     secrets = node / ".litesearch"
@@ -461,7 +503,7 @@ def test_ray_up_worker_job_exec_dashboards_and_down(machines, tmp_path) -> None:
     timings["ray down"] = time.monotonic() - start
     assert _ray_processes()["head"] == 0, "Ray still runs on the head after `ray down`"
     # The local provider's `ray down` stops Ray on the head only; the worker's raylet exits
-    # once it has lost the head (Ray's GCS reconnect timeout, 60 s)
+    # once it has lost the head (its GCS reconnect timeout, 15 s here)
     deadline = time.monotonic() + 90
     while _ray_processes()["worker"] and time.monotonic() < deadline:
         time.sleep(2)
