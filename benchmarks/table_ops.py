@@ -63,6 +63,14 @@ def splice(meta: dict, rows: list[dict], other_meta: dict, other_rows: list[dict
         raise SystemExit(f"--with: its space differs from the table's elsewhere than {name}")
     if any(str(r["params"][name]) == value for r in other_rows):
         raise SystemExit(f"--with: it has rows with {name}={value} too")
+    def twin(r: dict) -> str:  # a candidate's drawn values but `name`, and its seed
+        return repr((sorted((k, v) for k, v in r["params"].items() if k != name), r["seed"]))
+
+    replaced = {twin(r) for r in rows if str(r["params"][name]) == value}
+    missing = replaced - {twin(r) for r in other_rows}
+    if missing:  # a replay over the spliced table would lack those trainings
+        raise SystemExit(f"--with: {len(missing)} of the {len(replaced)} trainings with "
+                         f"{name}={value} have no twin there (a build still running?)")
     choices = [v for v in ours if str(v) != value] + [v for v in theirs if v not in ours]
     spliced = {**meta, "space": _with(meta["space"], path, choices),
                "spliced": {"replaced": f"{name}={value}", "by": other_meta.get("command"),

@@ -492,6 +492,9 @@ def test_a_splice_swaps_one_values_candidates_and_finals_pairs_the_twins() -> No
     with pytest.raises(SystemExit, match="space differs from the table's elsewhere"):
         splice(meta, rows, other_lr, short, "train/schedule", "onecycle")
 
+    with pytest.raises(SystemExit, match=r"1 of the 4 trainings .* have no twin there"):
+        splice(meta, rows, short_meta, short[:-1], "train/schedule", "onecycle")
+
     onecycle = [r for r in rows if r["params"]["train/schedule"] == "onecycle"]
     result = compare_finals(short, onecycle, "train/schedule", 2)
     assert result["candidates"] == 2
