@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from common import REPO, emit
-from replay_metrics import binomial_ci, bootstrap_ci
+from replay_metrics import binomial_ci, bootstrap_ci, strict_sign
 from tune_jobs.config import load_config
 from tune_jobs.outcome import Outcome, epochs_done, outcome_of
 from tune_jobs.searchjob import run_search
@@ -146,11 +146,9 @@ def equal_epochs(runs: list[dict], seeds: list[int]) -> dict:
         if asha is None or fifo["best"] is None:
             continue
         mine = best_within(asha["curve"], fifo["trial_epochs"])
-        if mine is None:
-            signs.append(-1)
-            continue
-        diffs.append(mine - fifo["best"])
-        signs.append(0 if abs(diffs[-1]) <= 1e-12 else (1 if diffs[-1] < 0 else -1))
+        signs.append(strict_sign(mine, fifo["best"]))  # nothing finished within it: worse
+        if mine is not None:
+            diffs.append(mine - fifo["best"])
     better, column = signs.count(1), np.array(diffs)
     return {"seeds": len(signs), "better": better, "tied": signs.count(0),
             "worse": signs.count(-1), "better_share_ci95": list(binomial_ci(better, len(signs))),

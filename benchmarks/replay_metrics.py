@@ -127,7 +127,7 @@ def binomial_ci(successes: int, trials: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def _sign(mine: float | None, theirs: float | None) -> int:
+def strict_sign(mine: float | None, theirs: float | None) -> int:
     """+1: mine strictly better (lower), -1: strictly worse, 0: tied (or neither found)."""
     if mine is None or theirs is None:
         return 0 if mine is theirs else (1 if theirs is None else -1)
@@ -147,7 +147,7 @@ def summarize_arms(results: dict[str, list[dict]], quality: dict[str, float],
         need = np.array([epochs_to_quality(t, quality, threshold) for t in trajs])
         capped = np.minimum(need, cap)
         ref_capped = np.minimum([epochs_to_quality(t, quality, threshold) for t in theirs], cap)
-        signs = [_sign(incumbent_within(t, b, quality), incumbent_within(r, b, quality))
+        signs = [strict_sign(incumbent_within(t, b, quality), incumbent_within(r, b, quality))
                  for t, r in zip(trajs, theirs, strict=True)
                  for b in [min(t["trial_epochs"], r["trial_epochs"])]]
         better = signs.count(1)

@@ -33,6 +33,11 @@ def _space_path(name: str) -> tuple[str, ...]:
     return path
 
 
+def _twin_key(params: dict, name: str) -> str:
+    """A candidate's identity but for `name`: its twin in the other table has the same."""
+    return repr(sorted((k, v) for k, v in params.items() if k != name))
+
+
 def _get(space: dict, path: tuple[str, ...]) -> list:
     for part in path[:-1]:
         space = space[part]
@@ -63,11 +68,9 @@ def splice(meta: dict, rows: list[dict], other_meta: dict, other_rows: list[dict
         raise SystemExit(f"--with: its space differs from the table's elsewhere than {name}")
     if any(str(r["params"][name]) == value for r in other_rows):
         raise SystemExit(f"--with: it has rows with {name}={value} too")
-    def twin(r: dict) -> str:  # a candidate's drawn values but `name`, and its seed
-        return repr((sorted((k, v) for k, v in r["params"].items() if k != name), r["seed"]))
-
-    replaced = {twin(r) for r in rows if str(r["params"][name]) == value}
-    missing = replaced - {twin(r) for r in other_rows}
+    replaced = {(_twin_key(r["params"], name), r["seed"]) for r in rows
+                if str(r["params"][name]) == value}
+    missing = replaced - {(_twin_key(r["params"], name), r["seed"]) for r in other_rows}
     if missing:  # a replay over the spliced table would lack those trainings
         raise SystemExit(f"--with: {len(missing)} of the {len(replaced)} trainings with "
                          f"{name}={value} have no twin there (a build still running?)")
@@ -85,8 +88,7 @@ def _finals(rows: list[dict], name: str, max_epochs: int) -> dict[str, dict[str,
     by: dict[str, list[list]] = {}
     for r in rows:
         if r.get("outcome", "trained") == "trained" and len(r["curve"]) >= max_epochs:
-            twin = repr(sorted((k, v) for k, v in r["params"].items() if k != name))
-            by.setdefault(twin, []).append(r["curve"][max_epochs - 1])
+            by.setdefault(_twin_key(r["params"], name), []).append(r["curve"][max_epochs - 1])
     return {k: {m: statistics.mean(p[COLUMN[m]] for p in ps) for m in ("score", "f1")}
             for k, ps in by.items()}
 

@@ -79,10 +79,10 @@ def _onecycle(peak_of: Callable[[int, int], int]) -> Callable[[int, int], Callab
 
 SCHEDULES: dict[str, Callable[[int, int], Callable[[int], float]]] = {
     "cosine": _cosine,  # linear warm-up over the first epoch, then cosine to zero
-    "onecycle": _onecycle(lambda total, epoch: int(0.3 * total)),  # up for 30 %, then down
+    "onecycle": _onecycle(lambda total, per_epoch: int(0.3 * total)),  # up for 30 %, then down
     # The same with its warm-up fixed in epochs, not a share of the run: an early rung then
     # sees nets that trained at their full learning rate (#22: the rungs and the warm-up)
-    "onecycle_2ep": _onecycle(lambda total, epoch: 2 * epoch),
+    "onecycle_2ep": _onecycle(lambda total, per_epoch: 2 * per_epoch),
     "constant": lambda total, warmup: (lambda step: 1.0),
 }
 
