@@ -219,6 +219,11 @@ class ResourcesConfig(Strict):
     cpus_per_trial: float = Field(1, gt=0)
     gpus_per_trial: float = Field(0, ge=0)
     num_cpus: int | None = Field(None, ge=1, description="for a local Ray only")
+    # Tune's reuse_actors: a new trial takes a finished trial's worker process (no process
+    # start, torch import or data fetch per trial). false: every trial starts its own, so
+    # trials shorter than a node's worker start-up still spread over every node instead of
+    # all going to the first node's warm workers (and a trial never inherits another's memory)
+    reuse_actors: bool = True
 
 
 class TrackingConfig(Strict):

@@ -273,9 +273,7 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
                 search_alg=searcher, scheduler=make_scheduler(cfg, output),
                 num_samples=cfg.search.num_samples,
                 max_concurrent_trials=cfg.search.max_concurrent,
-                # a new trial reuses a finished trial's worker: no process start, no torch
-                # import, no fetch of the shared data per trial
-                reuse_actors=True),
+                reuse_actors=cfg.resources.reuse_actors),
             run_config=tune.RunConfig(
                 name=cfg.search.study, storage_path=ray_dir,
                 failure_config=tune.FailureConfig(max_failures=cfg.search.max_failures),
