@@ -60,7 +60,8 @@ def verdict(result: FinalResult) -> dict:
 
 
 def rows_of(result: FinalResult) -> list[dict]:
-    return [{"model": m.name, "recipe": m.recipe, "seeds": m.seeds, "trained": m.trained,
+    return [{"model": m.name, "recipe": m.recipe, "image_size": m.image_size, "seeds": m.seeds,
+             "trained": m.trained,
              "f1_mean": m.f1.mean, "f1_std": m.f1.std, "f1_ci95": m.f1.ci95,
              "accuracy_mean": m.accuracy.mean, "latency_ratio": m.latency_ratio,
              "onnxruntime_ms": m.onnxruntime_ms, "params": m.params, "macs": m.macs,
@@ -70,10 +71,11 @@ def rows_of(result: FinalResult) -> list[dict]:
 def to_markdown(result: FinalResult, check: dict) -> str:
     lines = [f"{result.seeds} seed(s) per model, {result.epochs} epochs on train + validation, "
              f"tested on the {result.test_source} test split; CPU, batch 1, one thread.", "",
-             "| model | recipe | seeds | macro-F1 mean ± sd [95 % CI] | latency ratio | ORT ms "
-             "| params |", "|---|---|---:|---|---:|---:|---:|"]
-    lines += [f"| {m.name} | {m.recipe} | {m.seeds} | {m.f1.text()} | {m.latency_ratio:.3f} | "
-              f"{m.onnxruntime_ms:.3f} | {m.params:,} |" for m in result.models]
+             "| model | recipe | px | seeds | macro-F1 mean ± sd [95 % CI] | latency ratio "
+             "| ORT ms | params |", "|---|---|---:|---:|---|---:|---:|---:|"]
+    lines += [f"| {m.name} | {m.recipe} | {m.image_size} | {m.seeds} | {m.f1.text()} | "
+              f"{m.latency_ratio:.3f} | {m.onnxruntime_ms:.3f} | {m.params:,} |"
+              for m in result.models]
     lines.append("")
     lines += [f"- vs {c.baseline}: F1 difference {c.f1_difference.text()}, latency ratio "
               f"{c.latency_ratio:.3f}: {c.verdict}" for c in result.comparisons]

@@ -174,10 +174,24 @@ def latency_ratio(
                           per_round=per_round)[0]
 
 
+def per_candidate(input_size: int | Sequence[int], n: int,
+                  reference_size: int | None) -> tuple[list[int], int]:
+    """Each of `n` candidates' input size (one for all, or one each) and the reference's
+    (default: the one shared size)."""
+    if isinstance(input_size, int):
+        return [input_size] * n, reference_size or input_size
+    sizes = list(input_size)
+    if len(sizes) != n:
+        raise ValueError(f"{len(sizes)} input sizes for {n} candidates")
+    if reference_size is None:
+        raise ValueError("candidates of different input sizes need a reference_size")
+    return sizes, reference_size
+
+
 def latency_ratios(
     candidates: Sequence[nn.Module],
     reference: nn.Module,
-    input_size: int,
+    input_size: int | Sequence[int],
     *,
     reference_size: int | None = None,
     threads: int = 1,
@@ -186,14 +200,17 @@ def latency_ratios(
     per_round: int = 3,
 ) -> list[LatencyRatio]:
     """`latency_ratio` of each candidate, all timed interleaved with the reference in one
-    process (a candidate and a latency budget's net measured alike)."""
+    process (a candidate and a latency budget's net measured alike); `input_size` is one
+    size for all or one per candidate (a baseline at its own size beside the searched net)."""
     device = _device_of(reference)
+    sizes, reference_size = per_candidate(input_size, len(candidates), reference_size)
     with contextlib.ExitStack() as stack:
         for m in (reference, *candidates):
             stack.enter_context(_eval_mode(m))
         stack.enter_context(fixed_threads(threads))
-        timers = [_timer(_torch_runner(reference, reference_size or input_size, 1), device)]
-        timers += [_timer(_torch_runner(m, input_size, 1), device) for m in candidates]
+        timers = [_timer(_torch_runner(reference, reference_size, 1), device)]
+        timers += [_timer(_torch_runner(m, size, 1), device)
+                   for m, size in zip(candidates, sizes, strict=True)]
         best = _interleaved(timers, warmup, rounds, per_round)
     return [_paired_ratio(b, best[0]) for b in best[1:]]
 
@@ -274,7 +291,7 @@ def _onnx_timer(path: str | Path, input_size: int, batch: int,
 def onnx_latency_ratios(
     candidates: Sequence[str | Path],
     reference: str | Path,
-    input_size: int,
+    input_size: int | Sequence[int],
     *,
     reference_size: int | None = None,
     batch: int = 1,
@@ -285,9 +302,11 @@ def onnx_latency_ratios(
 ) -> list[LatencyRatio]:
     """ONNX Runtime latency of each candidate file over the reference file's (an int8 model
     over its fp32 one), all timed interleaved in one process as `latency_ratio` does. The
-    reference runs at `reference_size` (default: `input_size`)."""
-    timers = [_onnx_timer(reference, reference_size or input_size, batch, threads)]
-    timers += [_onnx_timer(p, input_size, batch, threads) for p in candidates]
+    reference runs at `reference_size` (default: `input_size`, when it is one for all)."""
+    sizes, reference_size = per_candidate(input_size, len(candidates), reference_size)
+    timers = [_onnx_timer(reference, reference_size, batch, threads)]
+    timers += [_onnx_timer(p, size, batch, threads)
+               for p, size in zip(candidates, sizes, strict=True)]
     best = _interleaved(timers, warmup, rounds, per_round)
     return [_paired_ratio(b, best[0]) for b in best[1:]]
 

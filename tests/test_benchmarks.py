@@ -67,7 +67,8 @@ def _model(name: str, f1s: list[float], ratio: float, trained: bool = True):
     e = estimate(f1s)
     runs = [Run(i, "trainval", f, f, {}, TrainingCheck(1.8, 0.9, trained), [])
             for i, f in enumerate(f1s)]
-    return ModelResult(name, Recipe.SEARCHED, e, e, {}, trained, 0, ratio, 0.1, 1, 1, runs, [])
+    return ModelResult(name, Recipe.SEARCHED, e, e, {}, trained, 0, ratio, 0.1, 1, 1, runs, [],
+                       48)
 
 
 def _result(*baselines):

@@ -8,6 +8,7 @@ from models.cost import (
     count_params,
     export_onnx,
     latency_ratio,
+    latency_ratios,
     measure_latency,
     measure_onnx_latency,
     onnx_session,
@@ -48,6 +49,21 @@ def test_latency_ratio_orders_small_and_large_nets() -> None:
     assert result.ratio == pytest.approx(result.candidate_ms / result.reference_ms, rel=0.15)
     same = models.build("baseline")
     assert latency_ratio(same, same, 64, rounds=6).ratio == pytest.approx(1.0, rel=0.2)
+
+
+def test_latency_ratios_time_each_candidate_at_its_own_size() -> None:
+    net, reference = models.build("mobilenet_v2"), models.build("baseline")
+    # one net at 32 and at 224 px (49x the pixels; 4.5x the time here) against one reference
+    # at 32: the larger input is clearly slower. One size for all needs no reference size,
+    # several do
+    at32, at224 = latency_ratios([net, net], reference, [32, 224], reference_size=32,
+                                 rounds=4)
+    assert at224.ratio > 2 * at32.ratio
+    assert at32.reference_ms == at224.reference_ms  # one reference, timed once
+    with pytest.raises(ValueError, match="need a reference_size"):
+        latency_ratios([net, net], reference, [32, 96])
+    with pytest.raises(ValueError, match="2 input sizes for 1 candidates"):
+        latency_ratios([net], reference, [32, 96], reference_size=32)
 
 
 @pytest.mark.parametrize("name", models.list_presets())

@@ -44,8 +44,9 @@ def finished_run(tmp_path_factory, cache_dir, ray_local):
         mp.delenv("LITESEARCH_STORAGE", raising=False)
         _, url = run_search(cfg)
     study = optuna.load_study(study_name=cfg.search.study, storage=open_storage(url))
+    # the baselines are also tried at 24 px beside the searched 16 px (each at its own size)
     metrics = run_final(study, out, FinalOptions(baselines=BASELINES, progress=False, seeds=2,
-                                                 top_k=2))
+                                                 top_k=2, baseline_sizes=(24,)))
     return out, study, metrics
 
 
@@ -112,8 +113,17 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     shipped = on_disk["models"][0]
     assert on_disk["model"]["test"]["f1"] == pytest.approx(
         next(r["f1"] for r in shipped["runs"] if r["seed"] == shipped["shipped_seed"]))
-    for m in on_disk["models"][1:]:  # each baseline tried both recipes on validation
-        assert [t["recipe"] for t in m["recipe_trials"]] == ["searched", "standard"]
+    assert on_disk["models"][0]["image_size"] == on_disk["input_size"] == 16
+    for m in on_disk["models"][1:]:  # each baseline tried both recipes at both sizes
+        trials = m["recipe_trials"]
+        assert [(t["recipe"], t["params"]["image_size"]) for t in trials] == [
+            ("searched", 16), ("standard", 16), ("searched", 24), ("standard", 24)]
+        pool = [t for t in trials if t["training"]["trained"]] or trials
+        best = max(pool, key=lambda t: t["val_f1"])  # on validation, and then used throughout
+        assert (m["recipe"], m["image_size"]) == (best["recipe"], best["params"]["image_size"])
+        from models.cost import onnx_session
+        onnx = onnx_session(out / "final" / "baselines" / f"{m['name']}.onnx")
+        assert onnx.get_inputs()[0].shape[2:] == [m["image_size"]] * 2
     assert [c["baseline"] for c in on_disk["comparisons"]] == list(BASELINES)
     # the fast point's claim (ci.yaml scores): each baseline read against -margin, the
     # latency against a third of the fastest baseline's, all timed together
@@ -161,7 +171,8 @@ def test_report_has_the_tables(finished_run) -> None:
                     "## Chosen trial", "### Top-k re-evaluation",
                     "## Test metrics, searched model against baselines",
                     "### Searched model against each baseline",
-                    "### Baseline recipes, chosen on validation", "### The median runs",
+                    "### Baseline recipes and input sizes, chosen on validation",
+                    "### The median runs",
                     "## int8 beside fp32", "## Per class (test)", "## Search summary"):
         assert heading in report
     assert "trial-epochs of the" in report  # the compute ledger
@@ -328,7 +339,6 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
 
     from data_utils.augment import prepare_eval
     from tune_jobs.finaljob.job import choose_recipes
-    from tune_jobs.finaljob.recipes import standard_recipe
     from tune_jobs.finaljob.runs import Bench, Job, Net, select_recipe
     from tune_jobs.trial.space import TrainParams
 
@@ -350,16 +360,14 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
     bench, trials, picked = choice(tmp_path / "a")
     loser = next(t for t in trials if t is not picked)
     # the loser's model (its finished checkpoint: not trained again), labelling the test split
-    loser_params = (params if loser.recipe == "searched"
-                    else standard_recipe(name).apply(params))
-    model, _ = bench.run(Job(f"{name}-{loser.recipe}", net, loser_params, 1, "train"))
+    model, _ = bench.run(Job(f"{name}-{loser.label}", net, TrainParams(**loser.params), 1,
+                             "train"))
     data = bench.prepared(32)
     with torch.inference_mode():
         predicted = model.eval()(prepare_eval(torch.from_numpy(data.test.images.copy()))).argmax(1)
     rigged = dataclasses.replace(data.test, labels=predicted.numpy().astype(data.test.labels.dtype))
-    winner_params = (params if picked.recipe == "searched"
-                     else standard_recipe(name).apply(params))
-    winner, _ = bench.run(Job(f"{name}-{picked.recipe}", net, winner_params, 1, "train"))
+    winner, _ = bench.run(Job(f"{name}-{picked.label}", net, TrainParams(**picked.params), 1,
+                              "train"))
     with torch.inference_mode():
         on_rigged = winner.eval()(prepare_eval(torch.from_numpy(data.test.images.copy()))).argmax(1)
     # the rigged test split would choose the loser (F1 1.0) over the winner

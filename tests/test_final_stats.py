@@ -16,7 +16,7 @@ from tune_jobs.config import ObjectiveConfig
 from tune_jobs.finaljob.assess import TrainingCheck
 from tune_jobs.finaljob.candidates import top_k
 from tune_jobs.finaljob.job import compare
-from tune_jobs.finaljob.recipes import STANDARD_RECIPES, Recipe, standard_recipe
+from tune_jobs.finaljob.recipes import STANDARD_RECIPES, Recipe, recipes_for, standard_recipe
 from tune_jobs.finaljob.results import ModelResult
 from tune_jobs.finaljob.runs import RecipeTrial, Run, select_recipe
 from tune_jobs.finaljob.stats import Verdict, difference, estimate, median_index, verdict
@@ -72,7 +72,7 @@ def _model(name: str, f1s: list[float], trained: bool = True, ratio: float = 1.0
     runs = [_run(i, f, trained) for i, f in enumerate(f1s)]
     e = estimate(f1s)
     return ModelResult(name, Recipe.SEARCHED, e, e, {"a": e}, trained, 0, ratio, 1.0, 10, 10,
-                       runs, [])
+                       runs, [], 48)
 
 
 def test_a_flagged_model_is_never_better_or_worse() -> None:
@@ -118,6 +118,34 @@ def test_standard_recipes_follow_the_family_and_scale_the_lr_to_the_batch() -> N
     from tune_jobs.trial.engine import OPTIMIZERS
 
     assert all(r.optimizer in OPTIMIZERS for r in STANDARD_RECIPES.values())
+
+
+def test_a_baseline_is_tried_with_each_recipe_at_each_size() -> None:
+    choices = recipes_for("mobilenet_v3_small", SEARCHED, [96, 48, 224])
+    # the searched size first, each size once, both recipes at each; only the size differs
+    assert [c.label for c in choices] == ["searched-48px", "standard-48px", "searched-96px",
+                                          "standard-96px", "searched-224px", "standard-224px"]
+    assert choices[2].params == dataclasses.replace(SEARCHED, image_size=96)
+    assert choices[3].params == dataclasses.replace(choices[1].params, image_size=96)
+    assert [c.label for c in recipes_for("mobilenet_v3_small", SEARCHED)] == [
+        "searched-48px", "standard-48px"]
+
+
+def test_baseline_sizes_flag_parses_and_names_a_bad_value(capsys) -> None:
+    import argparse
+
+    from tune_jobs.finaljob.options import FinalOptions, add_final_flags
+
+    p = argparse.ArgumentParser()
+    add_final_flags(p)
+    assert FinalOptions.from_args(p.parse_args(["--baseline-sizes", "96,224"])
+                                  ).baseline_sizes == (96, 224)
+    assert FinalOptions.from_args(p.parse_args([])).baseline_sizes is None  # the config's
+    for bad, why in (("96,big", "comma-separated pixel sizes"), ("4", "8 to 1024 pixels")):
+        with pytest.raises(SystemExit):
+            p.parse_args(["--baseline-sizes", bad])
+        err = capsys.readouterr().err
+        assert "--baseline-sizes" in err and why in err
 
 
 def _spec_yaml(width: float, size: int = 48) -> str:

@@ -6,7 +6,7 @@ Errors name the key and the file: an unknown key, a wrong type, an impossible ra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -257,6 +257,12 @@ class FinalConfig(Strict):
     # latency of objective.max_latency_of
     margin: float = Field(0.02, ge=0)
     latency_fraction: float = Field(1 / 3, gt=0, le=1)
+    # Input sizes each baseline is also tried at, beside the searched one (every size with
+    # each recipe, once on the training split; the best on validation is the baseline, timed
+    # and judged at its size). torchvision trains these nets at 224: a net that downsamples
+    # 32x sees a 2x2 map at 48 px, so it may need a larger input to be at its best.
+    baseline_image_sizes: list[Annotated[int, Field(ge=8, le=1024)]] = Field(
+        default_factory=list)
 
 
 class Config(Strict):

@@ -2,8 +2,8 @@
 
     python tune_jobs/final.py --study NAME [--storage URL] [--output DIR]
         [--trial N | --pareto --max-latency-ratio X] [--epochs N]
-        [--baselines mobilenet_v3_small,shufflenet_v2_x0_5] [--seeds N] [--top-k K]
-        [--data PATH] [--gpus N] [--no-int8]
+        [--baselines mobilenet_v3_small,shufflenet_v2_x0_5] [--baseline-sizes 96,224]
+        [--seeds N] [--top-k K] [--data PATH] [--gpus N] [--no-int8]
 
 Writes OUTPUT/final/: spec.yaml, model.pt, model.ts, model.onnx, model.int8.onnx,
 metrics.json, report.md and pareto.png, learning_curves.png, retrain_curves.png,

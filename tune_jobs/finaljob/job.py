@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ from tune_jobs.finaljob.export import (
 )
 from tune_jobs.finaljob.int8 import Int8Result, assess_int8
 from tune_jobs.finaljob.options import FinalOptions
-from tune_jobs.finaljob.recipes import Recipe, recipes_for
+from tune_jobs.finaljob.recipes import Recipe, RecipeChoice, recipes_for
 from tune_jobs.finaljob.report import write_report_with_plots
 from tune_jobs.finaljob.results import (
     CandidateCheck,
@@ -132,39 +133,41 @@ def reevaluate(bench: Bench, ranking: Ranking, picks: list[Pick], seeds: list[in
     return sorted(checks, key=lambda c: c.rank_value)
 
 
-def recipe_jobs(name: str, net: Net, searched: TrainParams, seed: int) -> dict[Recipe, Job]:
-    """A baseline on the training split with each recipe of `recipes_for`, to be judged on
+def recipe_jobs(name: str, net: Net, choices: list[RecipeChoice], seed: int) -> list[Job]:
+    """A baseline on the training split in each way of `recipes_for`, to be judged on
     validation (`select_recipe` picks)."""
-    return {recipe: Job(f"{name}-{recipe}", net, params, seed, "train")
-            for recipe, (params, _) in recipes_for(name, searched).items()}
+    return [Job(f"{name}-{c.label}", net, c.params, seed, "train") for c in choices]
 
 
-def recipe_trials(name: str, searched: TrainParams, jobs: dict[Recipe, Job], runs: list[Run]
+def recipe_trials(name: str, choices: list[RecipeChoice], runs: list[Run]
                   ) -> list[RecipeTrial]:
-    sources = {recipe: source for recipe, (_, source) in recipes_for(name, searched).items()}
     trials = []
-    for (recipe, job), run in zip(jobs.items(), runs, strict=True):
-        trials.append(RecipeTrial(recipe, sources[recipe], dataclasses.asdict(job.params),
-                                  run.f1, run.training))
-        log.info("%s with the %s recipe: validation macro-F1 %.4f%s", name, recipe, run.f1,
+    for c, run in zip(choices, runs, strict=True):
+        trials.append(RecipeTrial(c.recipe, c.source, dataclasses.asdict(c.params), run.f1,
+                                  run.training))
+        log.info("%s with the %s recipe at %d px: validation macro-F1 %.4f%s", name, c.recipe,
+                 c.params.image_size, run.f1,
                  "" if run.training.trained else " (did not train)")
     return trials
 
 
 def choose_recipes(bench: Bench, nets: dict[str, Net], params: TrainParams, seed: int,
-                   alongside: list[Job] | None = None
+                   alongside: list[Job] | None = None, sizes: Sequence[int] = ()
                    ) -> tuple[Trained, dict[str, list[RecipeTrial]]]:
-    """Every baseline trained on the training split with each recipe and judged on
-    validation, in one batch with the independent trainings `alongside` (they share the
-    workers); returns those trainings and each baseline's recipe trials."""
+    """Every baseline trained on the training split with each recipe at the searched input
+    size and each of `sizes`, judged on validation, in one batch with the independent
+    trainings `alongside` (they share the workers); returns those trainings and each
+    baseline's recipe trials."""
     alongside = alongside or []
-    jobs = {name: recipe_jobs(name, net, params, seed) for name, net in nets.items()}
-    done = bench.run_all(alongside + [j for js in jobs.values() for j in js.values()])
+    choices = {name: recipes_for(name, params, sizes) for name in nets}
+    jobs = [j for name, net in nets.items()
+            for j in recipe_jobs(name, net, choices[name], seed)]
+    done = bench.run_all(alongside + jobs)
     runs = [run for _, run in done[len(alongside):]]
     trials, at = {}, 0
-    for name, js in jobs.items():
-        trials[name] = recipe_trials(name, params, js, runs[at:at + len(js)])
-        at += len(js)
+    for name, cs in choices.items():
+        trials[name] = recipe_trials(name, cs, runs[at:at + len(cs)])
+        at += len(cs)
     return done[:len(alongside)], trials
 
 
@@ -188,7 +191,7 @@ def int8_of(name: str, trained: Trained, data: PreparedData, meta: ModelMeta, cf
         max_f1_drop=cfg.final.int8_max_f1_drop)
 
 
-def summarize(name: str, recipe: Recipe, trained: Trained, shipped_run: Run,
+def summarize(name: str, recipe: Recipe, image_size: int, trained: Trained, shipped_run: Run,
               assessed: Assessment, recipe_trials: list[RecipeTrial]) -> ModelResult:
     """One model over its seeds; `shipped_run` is the one `assessed` in full."""
     runs = [r for _, r in trained]
@@ -201,7 +204,8 @@ def summarize(name: str, recipe: Recipe, trained: Trained, shipped_run: Run,
         per_class_f1={c: estimate([r.per_class_f1[c] for r in runs]) for c in classes},
         trained=ok, shipped_seed=shipped_run.seed, latency_ratio=assessed.ratio.latency_ratio,
         onnxruntime_ms=assessed.speed.cpu.onnxruntime_ms, params=assessed.costs.params,
-        macs=assessed.costs.macs, runs=runs, recipe_trials=recipe_trials)
+        macs=assessed.costs.macs, runs=runs, recipe_trials=recipe_trials,
+        image_size=image_size)
 
 
 def compare(searched: ModelResult, baseline: ModelResult) -> Comparison:
@@ -262,24 +266,30 @@ class Trainings:
     searched: Trained
     baselines: dict[str, Trained]
     recipe_trials: dict[str, list[RecipeTrial]]
-    recipes: dict[str, Recipe]
+    picked: dict[str, RecipeTrial]  # each baseline's recipe and input size
+
+    def size_of(self, name: str, searched: int) -> int:
+        """The input size model `name` trained at (`searched`: the searched model's)."""
+        return self.picked[name].image_size if name in self.picked else searched
 
 
 def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[str, Net]
                  ) -> Trainings:
     """Phase 2, in two batches of independent trainings: the searched model's seeds with
-    every baseline's recipe trials, then every baseline's seeds with its chosen recipe."""
+    every baseline's recipe trials, then every baseline's seeds with its chosen recipe and
+    input size."""
     n = len(s.seeds)
     searched_jobs = seed_jobs("searched", Net(spec, spec.num_classes), params, s.seeds)
-    searched, trials = choose_recipes(s.bench, nets, params, s.seeds[0], searched_jobs)
+    sizes = (s.cfg.final.baseline_image_sizes if s.opts.baseline_sizes is None
+             else s.opts.baseline_sizes)
+    searched, trials = choose_recipes(s.bench, nets, params, s.seeds[0], searched_jobs, sizes)
     picked = {name: select_recipe(t) for name, t in trials.items()}
-    baseline_jobs = {name: seed_jobs(f"{name}-{picked[name].recipe}", net,
+    baseline_jobs = {name: seed_jobs(f"{name}-{picked[name].label}", net,
                                      TrainParams(**picked[name].params), s.seeds)
                      for name, net in nets.items()}
     second = s.bench.run_all([j for jobs in baseline_jobs.values() for j in jobs])
     baselines = {name: second[i * n:(i + 1) * n] for i, name in enumerate(nets)}
-    return Trainings(searched, baselines, trials,
-                     {name: t.recipe for name, t in picked.items()})
+    return Trainings(searched, baselines, trials, picked)
 
 
 @dataclass
@@ -312,13 +322,17 @@ def assess_models(s: Setting, spec: ModelSpec, trainings: Trainings, data: Prepa
     results, int8 = [], []
     for name, trained, target, stem in outputs:
         net, median = shipped(trained)
+        size = trainings.size_of(name, meta.input_size)  # a baseline at its own size
+        at, meta_at = s.bench.prepared(size), dataclasses.replace(meta, input_size=size)
         assessed[name] = dataclasses.replace(
-            assess(net, data, meta, cfg, reference, target, stem, opts.threads,
+            assess(net, at, meta_at, cfg, reference, target, stem, opts.threads,
                    s.bench.device), training=median.training)
-        results.append(summarize(name, trainings.recipes.get(name, Recipe.SEARCHED), trained,
-                                 median, assessed[name], trainings.recipe_trials.get(name, [])))
+        picked = trainings.picked.get(name)
+        results.append(summarize(name, picked.recipe if picked else Recipe.SEARCHED, size,
+                                 trained, median, assessed[name],
+                                 trainings.recipe_trials.get(name, [])))
         if quantized:
-            int8.append(int8_of(name, trained, data, meta, cfg, target / f"{stem}.int8.onnx",
+            int8.append(int8_of(name, trained, at, meta_at, cfg, target / f"{stem}.int8.onnx",
                                 opts.threads))
     return Assessed(assessed.pop("searched"), assessed, results, int8, run.history)
 
@@ -335,8 +349,11 @@ def claim(cfg: Config, trainings: Trainings, results: list[ModelResult],
     if POINT_OF_KIND[cfg.objective.kind] == Point.ACCURATE and of and of not in nets:
         nets[of] = budget_net(cfg.objective, num_classes)
     reference = models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
+    # each at the size it trained at (a baseline may have won at its own); the budget's net
+    # at the searched size, as the search timed it
+    sizes = [trainings.size_of(name, size) for name in nets]
     timed = LATENCY[cfg.objective.latency]([n.cpu().eval() for n in nets.values()], reference,
-                                           size, cfg.objective)
+                                           sizes, cfg.objective)
     ratios = {name: r.ratio for name, r in zip(nets, timed, strict=True)}
     limit = latency_limit(cfg, {n: ratios[n] for n in trainings.baselines}, ratios.get(of or ""))
     searched = results[0]

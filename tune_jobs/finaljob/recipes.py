@@ -1,13 +1,15 @@
 """Standard training recipes for the baseline families: what torchvision's reference scripts
 (references/classification/README.md) train each family with, scaled to the final job's batch
 size and epochs. A baseline is trained with the searched recipe and with its family's standard
-one, and the better on validation is used: the searched recipe was tuned for the searched net,
+one (at the searched input size and at any of final.baseline_image_sizes), and the better on
+validation is used: the searched recipe was tuned for the searched net,
 and a comparison against a baseline the recipe cannot train says nothing about the baseline.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tune_jobs.outcome import StrEnum
@@ -65,11 +67,32 @@ def standard_recipe(name: str) -> StandardRecipe:
     return STANDARD_RECIPES[family]
 
 
-def recipes_for(name: str, searched: TrainParams) -> dict[Recipe, tuple[TrainParams, str]]:
-    """The recipes a baseline `name` is tried with: each one's parameters and source."""
+@dataclass(frozen=True)
+class RecipeChoice:
+    """One way a baseline is tried: a recipe at an input size (in `params.image_size`)."""
+
+    recipe: Recipe
+    params: TrainParams
+    source: str
+
+    @property
+    def label(self) -> str:
+        """A job name's suffix: 'standard-96px'."""
+        return f"{self.recipe}-{self.params.image_size}px"
+
+
+def recipes_for(name: str, searched: TrainParams, sizes: Sequence[int] = ()
+                ) -> list[RecipeChoice]:
+    """The ways a baseline `name` is tried: each recipe at the searched input size and at
+    each of `sizes` (the searched run's data pipeline otherwise)."""
     standard = standard_recipe(name)
-    return {Recipe.SEARCHED: (searched, "the searched trial's"),
-            Recipe.STANDARD: (standard.apply(searched), standard.source)}
+    choices = []
+    for size in dict.fromkeys([searched.image_size, *sizes]):  # in order, once each
+        at = dataclasses.replace(searched, image_size=size)
+        choices += [RecipeChoice(Recipe.SEARCHED, at, "the searched trial's"),
+                    RecipeChoice(Recipe.STANDARD, standard.apply(at), standard.source)]
+    return choices
 
 
-__all__ = ["STANDARD_RECIPES", "Recipe", "StandardRecipe", "recipes_for", "standard_recipe"]
+__all__ = ["STANDARD_RECIPES", "Recipe", "RecipeChoice", "StandardRecipe", "recipes_for",
+           "standard_recipe"]

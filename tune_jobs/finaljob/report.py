@@ -134,12 +134,13 @@ def model_row(name: str, m: Assessment) -> list:
             m.ratio.latency_ratio, m.costs.params, m.costs.macs, m.scores.score]
 
 
-SEEDS_HEADER = ["model", "recipe", "seeds", "macro-F1", "accuracy", "latency ratio",
-                "ORT ms", "params", "MACs", "score of the mean F1"]
+SEEDS_HEADER = ["model", "recipe", "input px", "seeds", "macro-F1", "accuracy",
+                "latency ratio", "ORT ms", "params", "MACs", "score of the mean F1"]
 
 
 def seeds_row(r: ModelResult, f1_ref: float) -> list:
-    return [r.name, r.recipe, r.seeds, r.f1.text(), r.accuracy.text(), r.latency_ratio,
+    return [r.name, r.recipe, r.image_size, r.seeds, r.f1.text(), r.accuracy.text(),
+            r.latency_ratio,
             r.onnxruntime_ms, r.params, r.macs, score(r.f1.mean, r.latency_ratio, f1_ref)]
 
 
@@ -181,18 +182,21 @@ def _claim_section(metrics: FinalResult) -> list[str]:
 
 
 def _recipe_section(metrics: FinalResult) -> list[str]:
-    rows = [[r.name, t.recipe + (" (used)" if t.recipe == r.recipe else ""), t.val_f1,
-             "yes" if t.training.trained else "no", t.source]
+    rows = [[r.name, t.recipe, t.image_size,
+             t.val_f1, "yes" if t.training.trained else "no",
+             "yes" if (t.recipe, t.image_size) == (r.recipe, r.image_size) else "", t.source]
             for r in metrics.models for t in r.recipe_trials]
     if not rows:
         return []
-    return ["### Baseline recipes, chosen on validation", "",
+    return ["### Baseline recipes and input sizes, chosen on validation", "",
             "Each baseline trained once on the training split with the searched recipe and "
             "with its family's standard one (torchvision's reference, warm-up + cosine over "
-            "the same epochs, learning rate scaled to the batch); the higher validation "
-            "macro-F1 among the recipes that trained is used. The test split plays no part.",
-            "", _table(["baseline", "recipe", "validation macro-F1", "trained", "recipe source"],
-                       rows), ""]
+            "the same epochs, learning rate scaled to the batch), at the searched input size "
+            "and at each of final.baseline_image_sizes; the higher validation macro-F1 among "
+            "those that trained is used, and the baseline is then trained, tested and timed "
+            "at its size. The test split plays no part in the choice.",
+            "", _table(["baseline", "recipe", "input px", "validation macro-F1", "trained",
+                        "used", "recipe source"], rows), ""]
 
 
 def _int8_section(metrics: FinalResult) -> list[str]:

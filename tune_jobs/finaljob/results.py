@@ -65,6 +65,7 @@ class ModelResult:
     macs: int
     runs: list[Run]
     recipe_trials: list[RecipeTrial]  # a baseline's recipe choice on validation
+    image_size: int  # what it trained, was tested and timed at
 
     @property
     def seeds(self) -> int:

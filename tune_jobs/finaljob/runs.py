@@ -280,13 +280,23 @@ def _run_in_worker(job: Job) -> tuple[dict, Run]:
 
 @dataclass(frozen=True)
 class RecipeTrial:
-    """A baseline trained with one recipe on the training split, judged on validation."""
+    """A baseline trained with one recipe at one input size on the training split, judged on
+    validation."""
 
     recipe: Recipe
     source: str
-    params: dict
+    params: dict  # TrainParams' fields, the input size among them
     val_f1: float
     training: TrainingCheck
+
+    @property
+    def image_size(self) -> int:
+        return int(self.params["image_size"])
+
+    @property
+    def label(self) -> str:
+        """As `RecipeChoice.label`: 'standard-96px'."""
+        return f"{self.recipe}-{self.image_size}px"
 
 
 def select_recipe(trials: list[RecipeTrial]) -> RecipeTrial:

@@ -16,7 +16,7 @@ moves with the machine and the image size exactly as the candidate's ratio does.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from models.cost import (
     export_onnx,
     latency_ratios,
     onnx_latency_ratios,
+    per_candidate,
 )
 from models.int8 import FASTEST, FORMATS, ArrayCalibration, preprocess, quantize_static
 from models.zoo import REFERENCE_PREFIX
@@ -61,33 +62,42 @@ class Costs:
 
 
 # How one mode times models against the reference: one ratio per model, all timed
-# interleaved in one process (a candidate and its latency budget's net measured alike).
-Timer = Callable[[list[nn.Module], nn.Module, int, ObjectiveConfig], list[LatencyRatio]]
+# interleaved in one process (a candidate and its latency budget's net measured alike), at
+# one input size for all or one per model.
+Timer = Callable[[list[nn.Module], nn.Module, int | Sequence[int], ObjectiveConfig],
+                 list[LatencyRatio]]
 
 
-def _torch(nets: list[nn.Module], reference: nn.Module, size: int, cfg: ObjectiveConfig
-           ) -> list[LatencyRatio]:
+def _torch(nets: list[nn.Module], reference: nn.Module, size: int | Sequence[int],
+           cfg: ObjectiveConfig) -> list[LatencyRatio]:
     return latency_ratios(nets, reference, size, reference_size=cfg.reference_size,
                           threads=cfg.latency_threads)
 
 
 def _ort(int8: bool) -> Timer:
-    def timed(nets: list[nn.Module], reference: nn.Module, size: int, cfg: ObjectiveConfig
-              ) -> list[LatencyRatio]:
+    def timed(nets: list[nn.Module], reference: nn.Module, size: int | Sequence[int],
+              cfg: ObjectiveConfig) -> list[LatencyRatio]:
+        sizes, _ = per_candidate(size, len(nets), cfg.reference_size)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             ref = export_onnx(reference, cfg.reference_size, folder / "reference.onnx")
-            files = [export_onnx(net, size, folder / f"net{i}.onnx")
-                     for i, net in enumerate(nets)]
+            files = [export_onnx(net, s, folder / f"net{i}.onnx")
+                     for i, (net, s) in enumerate(zip(nets, sizes, strict=True))]
             if int8:
-                images = np.random.default_rng(0).standard_normal(
-                    (CALIBRATION_IMAGES, 3, size, size)).astype(np.float32)
                 files = [quantize_static(preprocess(f, folder / f"pre{i}.onnx"),
-                                         folder / f"int8-{i}.onnx", ArrayCalibration(images),
-                                         FORMATS[FASTEST]) for i, f in enumerate(files)]
-            return onnx_latency_ratios(files, ref, size, reference_size=cfg.reference_size,
+                                         folder / f"int8-{i}.onnx",
+                                         ArrayCalibration(_noise_images(s)), FORMATS[FASTEST])
+                         for i, (f, s) in enumerate(zip(files, sizes, strict=True))]
+            return onnx_latency_ratios(files, ref, sizes, reference_size=cfg.reference_size,
                                        threads=cfg.latency_threads)
     return timed
+
+
+def _noise_images(size: int) -> np.ndarray:
+    """Calibration input for a model quantized only to be timed: its speed, not its
+    accuracy, counts."""
+    return np.random.default_rng(0).standard_normal(
+        (CALIBRATION_IMAGES, 3, size, size)).astype(np.float32)
 
 
 LATENCY: dict[str, Timer] = {"torch": _torch, "ort": _ort(int8=False),
