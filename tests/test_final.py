@@ -114,6 +114,8 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     assert on_disk["model"]["test"]["f1"] == pytest.approx(
         next(r["f1"] for r in shipped["runs"] if r["seed"] == shipped["shipped_seed"]))
     assert on_disk["models"][0]["image_size"] == on_disk["input_size"] == 16
+    from models.cost import onnx_session
+
     for m in on_disk["models"][1:]:  # each baseline tried both recipes at both sizes
         trials = m["recipe_trials"]
         assert [(t["recipe"], t["params"]["image_size"]) for t in trials] == [
@@ -121,7 +123,6 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
         pool = [t for t in trials if t["training"]["trained"]] or trials
         best = max(pool, key=lambda t: t["val_f1"])  # on validation, and then used throughout
         assert (m["recipe"], m["image_size"]) == (best["recipe"], best["params"]["image_size"])
-        from models.cost import onnx_session
         onnx = onnx_session(out / "final" / "baselines" / f"{m['name']}.onnx")
         assert onnx.get_inputs()[0].shape[2:] == [m["image_size"]] * 2
     assert [c["baseline"] for c in on_disk["comparisons"]] == list(BASELINES)

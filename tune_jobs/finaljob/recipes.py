@@ -67,6 +67,11 @@ def standard_recipe(name: str) -> StandardRecipe:
     return STANDARD_RECIPES[family]
 
 
+def recipe_label(recipe: Recipe, image_size: int) -> str:
+    """A job name's suffix for a recipe at an input size: 'standard-96px'."""
+    return f"{recipe}-{image_size}px"
+
+
 @dataclass(frozen=True)
 class RecipeChoice:
     """One way a baseline is tried: a recipe at an input size (in `params.image_size`)."""
@@ -77,8 +82,7 @@ class RecipeChoice:
 
     @property
     def label(self) -> str:
-        """A job name's suffix: 'standard-96px'."""
-        return f"{self.recipe}-{self.params.image_size}px"
+        return recipe_label(self.recipe, self.params.image_size)
 
 
 def recipes_for(name: str, searched: TrainParams, sizes: Sequence[int] = ()
@@ -94,5 +98,5 @@ def recipes_for(name: str, searched: TrainParams, sizes: Sequence[int] = ()
     return choices
 
 
-__all__ = ["STANDARD_RECIPES", "Recipe", "RecipeChoice", "StandardRecipe", "recipes_for",
-           "standard_recipe"]
+__all__ = ["STANDARD_RECIPES", "Recipe", "RecipeChoice", "StandardRecipe", "recipe_label",
+           "recipes_for", "standard_recipe"]

@@ -31,7 +31,7 @@ from data_utils.loader import BatchLoader
 from models.spec import ModelSpec
 from tune_jobs.config import Config
 from tune_jobs.finaljob.assess import TrainingCheck
-from tune_jobs.finaljob.recipes import Recipe
+from tune_jobs.finaljob.recipes import Recipe, recipe_label
 from tune_jobs.trial.engine import evaluate, per_class_f1, train_epoch
 from tune_jobs.trial.recipe import make_recipe, prepare_run_data
 from tune_jobs.trial.space import TrainParams
@@ -295,8 +295,7 @@ class RecipeTrial:
 
     @property
     def label(self) -> str:
-        """As `RecipeChoice.label`: 'standard-96px'."""
-        return f"{self.recipe}-{self.image_size}px"
+        return recipe_label(self.recipe, self.image_size)
 
 
 def select_recipe(trials: list[RecipeTrial]) -> RecipeTrial:
