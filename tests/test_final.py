@@ -373,6 +373,8 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
         on_rigged = winner.eval()(prepare_eval(torch.from_numpy(data.test.images.copy()))).argmax(1)
     # the rigged test split would choose the loser (F1 1.0) over the winner
     assert f1_score(rigged.labels, on_rigged.numpy(), average="macro") < 1.0
+    # the same trainings (their finished checkpoints, copied) judged with the rigged test
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
     _, again, picked_again = choice(tmp_path / "b", rigged)
     assert picked_again.recipe == picked.recipe
     assert [t.val_f1 for t in again] == [t.val_f1 for t in trials]
