@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The claim run of #23 for one operating point, as a user runs it overnight on a laptop: the
+# 60-trial search, then the final job with 10 seeds of the searched net and of each baseline
+# (each baseline also tried at 96 px). Resumable: run the same command again after a stop
+# (Ctrl+C, a reboot) and it goes on where it was (the search with --resume, the final job
+# from its per-training checkpoints). Every segment's wall time goes to $OUT/stages.tsv, so
+# the whole job's time is their sum even across stops; the final job's results are copied to
+# benchmarks/results/night/<data>-<point>/ when it ends.
+#
+#   bash benchmarks/night.sh accurate                      # fmnist-taco6
+#   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
+#   SEEDS=10 BASELINE_SIZES=96 OUT=runs/x bash benchmarks/night.sh accurate
+set -euo pipefail
+point=${1:?usage: night.sh fast|accurate [DATA]}
+data=${2:-../shared/data/fmnist-taco6}
+name=$(basename "$(realpath "$data")")
+out=${OUT:-runs/night-$name-$point}
+study=night-$name-$point
+seeds=${SEEDS:-10}
+sizes=${BASELINE_SIZES:-96}
+baselines=mobilenet_v3_small,shufflenet_v2_x0_5
+results=benchmarks/results/night/$name-$point
+mkdir -p "$out" "$results"
+
+# one line per segment: stage, start, end (UTC), seconds, exit status
+segment() {
+  local stage=$1 start rc=0 t0
+  shift
+  start=$(date -u +%FT%TZ)
+  t0=$(date +%s)
+  "$@" || rc=$?
+  printf '%s\t%s\t%s\t%d\t%d\n' "$stage" "$start" "$(date -u +%FT%TZ)" \
+    $(($(date +%s) - t0)) "$rc" >> "$out/stages.tsv"
+  cp "$out/stages.tsv" "$results/stages.tsv"
+  return "$rc"
+}
+
+if [ ! -f "$out/search.done" ]; then
+  resume=()
+  [ -d "$out/ray/$study" ] && resume=(--resume)  # Tune's state: an interrupted search
+  segment search python tune_jobs/search.py --data "$data" --point "$point" --study "$study" \
+    --output "$out" "${resume[@]}"
+  touch "$out/search.done"
+fi
+cp "$out/trials.csv" "$results/" 2>/dev/null || true
+
+segment final python tune_jobs/final.py --study "$study" --output "$out" \
+  --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes"
+cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png} "$results/"
+echo "done: $results ($(awk -F'\t' '{s += $4} END {printf "%.0f min", s / 60}' \
+  "$out/stages.tsv") in all)"
