@@ -42,7 +42,7 @@ if [ ! -f "$out/search.done" ]; then
     --output "$out" "${resume[@]}"
   touch "$out/search.done"
 fi
-cp "$out/trials.csv" "$results/" 2>/dev/null || true
+cp "$out/trials.csv" "$results/"  # written by every search that ended
 
 segment final python tune_jobs/final.py --study "$study" --output "$out" \
   --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes"
