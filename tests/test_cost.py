@@ -39,16 +39,36 @@ def test_latency_fixes_threads_and_restores_them() -> None:
         measure_latency(models.build("baseline"), 32, backend="tensorrt")
 
 
+def _timing_holds(check, attempts: int = 3) -> None:
+    """Run a timing check up to `attempts` times, passing on the first that holds: a burst of
+    load from another process on a shared 2-core machine can spoil one measurement (it only
+    ever adds time), but not three in a row; a wrong ordering fails all of them."""
+    for attempt in range(attempts):
+        try:
+            check()
+            return
+        except AssertionError:
+            if attempt == attempts - 1:
+                raise
+
+
 def test_latency_ratio_orders_small_and_large_nets() -> None:
     small = models.build("baseline")
     large = models.build("mobilenet_v2")
-    result = latency_ratio(large, small, 64, rounds=4, per_round=3)
-    # MobileNetV2 has ~30x the MACs of the baseline: it must come out clearly slower.
-    assert result.ratio > 1.5
-    # the median of paired per-round ratios agrees with the ratio of the median latencies
-    assert result.ratio == pytest.approx(result.candidate_ms / result.reference_ms, rel=0.15)
-    same = models.build("baseline")
-    assert latency_ratio(same, same, 64, rounds=6).ratio == pytest.approx(1.0, rel=0.2)
+
+    def ordered() -> None:
+        result = latency_ratio(large, small, 64, rounds=8, per_round=3)
+        # MobileNetV2 has ~30x the MACs of the baseline: it must come out clearly slower.
+        assert result.ratio > 1.5
+        # the median of paired per-round ratios agrees with the ratio of the median latencies
+        assert result.ratio == pytest.approx(result.candidate_ms / result.reference_ms,
+                                             rel=0.15)
+
+    def self_ratio() -> None:
+        assert latency_ratio(small, small, 64, rounds=9).ratio == pytest.approx(1.0, rel=0.2)
+
+    _timing_holds(ordered)
+    _timing_holds(self_ratio)
 
 
 def test_latency_ratios_time_each_candidate_at_its_own_size() -> None:
