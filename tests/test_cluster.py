@@ -18,6 +18,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
+    import tomli as tomllib
+
 import optuna
 import pytest
 import yaml
@@ -47,7 +52,14 @@ def test_cluster_config_passes_rays_validation(path: Path) -> None:
     # what the cluster guide promises: one node script for every cluster config
     text = path.read_text()
     assert not re.search(r"postgres(ql)?://[^\s:@]+:[^\s@]+@", text), "a password in the file"
-    assert prepared["file_mounts"]["~/litesearch"] == "."
+    # every node gets what `pip install` reads (pyproject.toml's packages), each its own mount:
+    # a mount of the whole checkout would make `ray up` hash its virtual environment
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    project = {p.rstrip("*") for p in packages} | {"pyproject.toml", "README.md"}
+    mounts = {remote: local for remote, local in prepared["file_mounts"].items()
+              if remote.startswith("~/litesearch")}
+    assert mounts == {f"~/litesearch/{p}": p for p in project}
     node = "bash ~/litesearch/configs/cluster/node.sh"
     assert prepared["setup_commands"] == [f"{node} setup"]
     assert prepared["head_start_ray_commands"][0].startswith(f"{node} start-head")
