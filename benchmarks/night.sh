@@ -5,7 +5,8 @@
 # (Ctrl+C, a reboot) and it goes on where it was (the search with --resume, the final job
 # from its per-training checkpoints). Every segment's wall time goes to $OUT/stages.tsv, so
 # the whole job's time is their sum even across stops; the final job's results are copied to
-# benchmarks/results/night/<data>-<point>/ when it ends.
+# benchmarks/results/night/<data>-<point>/ when it ends, with summary.md
+# (benchmarks/night_summary.py: the report's claim and tables, the wall time).
 #
 #   bash benchmarks/night.sh accurate                      # fmnist-taco6
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
@@ -47,5 +48,4 @@ cp "$out/trials.csv" "$results/"  # written by every search that ended
 segment final python tune_jobs/final.py --study "$study" --output "$out" \
   --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes"
 cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png} "$results/"
-echo "done: $results ($(awk -F'\t' '{s += $4} END {printf "%.0f min", s / 60}' \
-  "$out/stages.tsv") in all)"
+python benchmarks/night_summary.py "$results"  # BENCHMARKS.md's section: $results/summary.md

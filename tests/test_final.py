@@ -77,6 +77,44 @@ def test_every_artifact_exists_and_the_exports_agree(finished_run) -> None:
     assert spec.num_classes == len(meta.classes) == 6
 
 
+def test_the_night_summary_quotes_the_report_and_sums_every_segment(finished_run,
+                                                                   tmp_path) -> None:
+    """benchmarks/night_summary.py on a night.sh results folder: the report's claim and tables
+    as written, the search's trial counts, the wall time summed over a stopped-and-resumed
+    run's segments; a damaged stages.tsv or a missing report is an error naming the file."""
+    out, _, metrics = finished_run
+    folder = tmp_path / "night"
+    folder.mkdir()
+    shutil.copy(out / "final" / "report.md", folder)
+    (folder / "stages.tsv").write_text(
+        "search\t2026-12-04T12:06:17Z\t2026-12-04T13:11:55Z\t3938\t130\n"
+        "search\t2026-12-04T14:35:00Z\t2026-12-04T15:40:00Z\t3900\t0\n"
+        "final\t2026-12-04T15:40:00Z\t2026-12-04T17:40:00Z\t7200\t0\n")
+    (folder / "trials.csv").write_text("number,state,f1\n0,COMPLETE,0.8\n1,PRUNED,0.5\n"
+                                       "2,PRUNED,0.4\n")
+    script = [sys.executable, str(REPO / "benchmarks" / "night_summary.py"), str(folder)]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = (folder / "summary.md").read_text()
+    assert text == done.stdout
+    assert "4.2 h in all (search 2.2 h over 2 segments; final 2.0 h over 1 segment" in text
+    assert "3 trials (COMPLETE 1, PRUNED 2" in text
+    claim = metrics.claim
+    assert f"### Claim ({claim.point} operating point): {claim.verdict}" in text
+    for heading in ("### Test metrics", "#### Searched model against each baseline",
+                    "#### Baseline recipes and input sizes"):
+        assert heading in text
+    report = (folder / "report.md").read_text()
+    table = next(line for line in report.splitlines() if line.startswith("| searched |"))
+    assert table in text  # quoted, not recomputed
+    (folder / "stages.tsv").write_text("search\t2026-12-04T12:06:17Z\t3938\t130\n")
+    bad = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "stages.tsv: a line of 4 fields, not 5" in bad.stderr
+    (folder / "report.md").unlink()
+    bad = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "no report.md" in bad.stderr
+
+
 def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     out, _, metrics = finished_run
     on_disk = json.loads((out / "final" / "metrics.json").read_text())

@@ -1,0 +1,92 @@
+"""The BENCHMARKS.md section of one `benchmarks/night.sh` run, from the files it committed to
+benchmarks/results/night/<data>-<point>/: the final report's claim, models and baseline-recipe
+sections as they are, the search's trial counts (trials.csv), and the wall time, summed over
+every segment of stages.tsv (a run stopped and resumed has several). Writes summary.md beside
+them and prints it; every number in it comes from those files.
+
+    python benchmarks/night_summary.py benchmarks/results/night/fmnist-taco6-accurate
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import Counter
+from pathlib import Path
+
+# the report's sections the summary quotes, by the start of their heading
+QUOTED = ("## Claim", "## Test metrics", "### Searched model against each baseline",
+          "### Baseline recipes")
+
+
+def quote_section(report: str, heading: str) -> list[str]:
+    """The section whose heading starts with `heading`, up to the next heading of any level,
+    one level down (it sits under the run's own heading in BENCHMARKS.md)."""
+    lines = report.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(heading)), None)
+    if start is None:
+        raise SystemExit(f"report.md has no section '{heading}...': is it the report of a "
+                         "final job with baselines?")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("#")),
+               len(lines))
+    return ["#" + lines[start], *lines[start + 1:end]]
+
+
+def wall_time(stages: Path) -> dict[str, tuple[int, int]]:
+    """Seconds and segments per stage (search, final) from night.sh's stages.tsv."""
+    seconds: Counter[str] = Counter()
+    segments: Counter[str] = Counter()
+    with stages.open() as f:
+        for row in csv.reader(f, delimiter="\t"):
+            if len(row) != 5:
+                raise SystemExit(f"{stages}: a line of {len(row)} fields, not 5 (stage, start, "
+                                 f"end, seconds, exit status): {row}")
+            seconds[row[0]] += int(row[3])
+            segments[row[0]] += 1
+    return {stage: (seconds[stage], segments[stage]) for stage in seconds}
+
+
+def trial_counts(trials: Path) -> tuple[int, Counter[str]]:
+    """The search's trials and how each ended (COMPLETE, PRUNED: stopped by ASHA, ...)."""
+    with trials.open() as f:
+        states = Counter(row["state"] for row in csv.DictReader(f))
+    return sum(states.values()), states
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def summary(folder: Path) -> str:
+    report = (folder / "report.md").read_text()
+    times = wall_time(folder / "stages.tsv")
+    total = sum(s for s, _ in times.values())
+    n, states = trial_counts(folder / "trials.csv")
+    ended = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+    time_line = "; ".join(f"{stage} {_minutes(s)} over {k} segment{'s' * (k > 1)}"
+                          for stage, (s, k) in times.items())
+    lines = [f"Wall time on this machine: {_minutes(total)} in all ({time_line}; "
+             "stages.tsv). "
+             f"The search: {n} trials ({ended}; trials.csv). "
+             "The sections below are the final job's report.md as written.", ""]
+    for heading in QUOTED:
+        lines += quote_section(report, heading)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder", type=Path, help="benchmarks/results/night/<data>-<point>")
+    folder = p.parse_args().folder
+    missing = [f for f in ("report.md", "stages.tsv", "trials.csv")
+               if not (folder / f).is_file()]
+    if missing:
+        raise SystemExit(f"{folder}: no {', '.join(missing)}; night.sh copies them there "
+                         "(report.md once its final job has finished)")
+    text = summary(folder)
+    (folder / "summary.md").write_text(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
