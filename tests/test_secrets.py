@@ -89,11 +89,19 @@ def test_no_file_or_study_attribute_holds_the_database_password(postgres_url, tm
     # ... and without it anywhere: a clear error, not a crash or a silent new study
     blind = _cli("search.py", *common, "--resume", env=env)
     assert blind.returncode == 2 and "needs its password" in blind.stderr
+    # ... said before anything was written: no SQLite study made in the run folder instead
+    assert not (out / "study.db").exists()
+    # ... and a resume pointed at another database is refused too, before it writes there
+    other = tmp_path / "other.db"
+    elsewhere = _cli("search.py", *common, "--resume", "--storage", f"sqlite:///{other}",
+                     env=with_env)
+    assert elsewhere.returncode == 2 and "this run's study is in" in elsewhere.stderr
+    assert not other.exists()
     final = _cli("final.py", "--study", study, "--output", str(out), "--epochs", "1",
                  "--no-int8", env=with_env)
     assert final.returncode == 0, final.stderr[-3000:]
     assert (out / "final" / "metrics.json").is_file()
-    for proc in (first, resumed, blind, final):
+    for proc in (first, resumed, blind, elsewhere, final):
         assert password not in proc.stdout + proc.stderr
     assert (out / "ray" / study / "tuner.pkl").is_file()  # Tune's state was written...
     assert _files_holding(out, password.encode()) == []  # ...and holds no password

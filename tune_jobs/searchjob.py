@@ -19,6 +19,7 @@ from tune_jobs.study.storage import (
     mask_url,
     open_storage,
     resolve_storage_url,
+    with_password,
     without_password,
 )
 from tune_jobs.study.trials import StudyAttr
@@ -146,9 +147,23 @@ def check_reference(cfg: Config) -> None:
                           f"builds; use one of {', '.join(sorted(REFERENCE_NETS))}")
 
 
-def storage_for(cfg: Config, output: Path):
+STORAGE_RECORD = "storage.txt"  # in the run folder: the study's URL, its password masked
+
+
+def storage_for(cfg: Config, output: Path, resume: bool = False):
+    """The study's URL and storage, opened before Ray starts (a dead server fails fast, its
+    password masked). A resume must reach the database the run started in: when that one
+    needed a password, the password must be given again (nothing kept it), checked here
+    before anything is written, not minutes later when Tune unpickles its searcher."""
     url = resolve_storage_url(cfg.search.storage, output)
-    storage = open_storage(url)  # fails fast, before Ray starts, with the password masked
+    record = output / STORAGE_RECORD
+    started_in = record.read_text().strip() if resume and record.is_file() else None
+    if started_in and "***" in started_in and mask_url(url) != started_in:
+        with_password(started_in)  # raises, saying how to pass it, unless $LITESEARCH_STORAGE
+        raise ConnectionError(f"this run's study is in {started_in}, not {mask_url(url)}: "
+                              "resume it with that storage (--storage)")
+    storage = open_storage(url)
+    record.write_text(mask_url(url) + "\n")
     log.info("study %r in %s", cfg.search.study, mask_url(url))
     return url, storage
 
@@ -241,7 +256,7 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
     output.mkdir(parents=True, exist_ok=True)
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the classic table, with our metric columns
     check_reference(cfg)
-    url, storage = storage_for(cfg, output)
+    url, storage = storage_for(cfg, output, resume)
     # from here on the config is stored (the study, Tune's state, trial data): no password
     cfg = cfg.model_copy(update={"search": cfg.search.model_copy(
         update={"storage": without_password(cfg.search.storage)})})
