@@ -3,9 +3,13 @@ cores; anything needing PostgreSQL reads the URL that `.ci/run` exports."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,19 @@ def free_ports(n: int = 1) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+@contextlib.contextmanager
+def debian_postgres_host() -> Iterator[None]:
+    """Hold the host's one Debian PostgreSQL cluster (what head_postgres.sh starts with
+    `pg_ctlcluster`) for a test, and stop it after: a file lock, so that two pytest-xdist
+    workers never share it or stop it under each other."""
+    with open(Path(tempfile.gettempdir()) / "litesearch-debian-postgres.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            stop_debian_postgres()
 
 
 def stop_debian_postgres() -> None:

@@ -29,7 +29,7 @@ import yaml
 from optuna.trial import TrialState
 from raynodes import RayNodes
 
-from conftest import REPO, free_ports, stop_debian_postgres
+from conftest import REPO, debian_postgres_host, free_ports
 from tune_jobs.internals import validate_cluster_config
 from tune_jobs.study.storage import open_storage
 
@@ -138,7 +138,7 @@ def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path)
     script = REPO / "configs" / "cluster" / "head_postgres.sh"
     env = {**os.environ, "HOME": str(tmp_path), "LITESEARCH_RESULTS": str(tmp_path / "res")}
     env.pop("LITESEARCH_DB_PASSWORD", None)
-    try:
+    with debian_postgres_host():
         first = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
                                timeout=300)
         assert first.returncode == 0, first.stderr[-3000:]
@@ -160,8 +160,6 @@ def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path)
         assert (secrets / "db_password").read_text().strip() == password  # kept, not rotated
         kept = optuna.load_study(study_name=name, storage=open_storage(url))
         assert [t.value for t in kept.get_trials()] == [1.0]
-    finally:
-        stop_debian_postgres()
 
 
 def test_a_broken_cluster_edit_fails_validation() -> None:

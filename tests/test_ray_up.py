@@ -47,7 +47,7 @@ import pytest
 import yaml
 
 import browser
-from conftest import REPO, free_ports, stop_debian_postgres
+from conftest import REPO, debian_postgres_host, free_ports
 
 USER = "litesearch-node"
 HEAD_IP, WORKER_IP = "10.213.0.1", "10.213.0.2"  # the private network the test makes
@@ -260,6 +260,8 @@ def machines(tmp_path_factory):
              "--uts", "--kill-child", "sh", "-c", worker_sshd]))
         _wait_for_port(WORKER_IP, 22)
 
+    host_postgres = contextlib.ExitStack()  # head_postgres.sh starts the host's cluster
+    host_postgres.enter_context(debian_postgres_host())
     try:
         sshds.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-f",
                                        str(_sshd_config(sshd_dir, HEAD_IP, host_key)),
@@ -279,7 +281,7 @@ def machines(tmp_path_factory):
         subprocess.run(["userdel", USER], capture_output=True)  # its home goes below
         _remove_in_background(node, worker_disk, shared)
         sudoers.unlink(missing_ok=True)
-        stop_debian_postgres()  # head_postgres.sh started it
+        host_postgres.close()  # stops it and lets another test have it
 
 
 def _remove_in_background(*folders: Path) -> None:
