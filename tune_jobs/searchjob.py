@@ -16,6 +16,7 @@ from tune_jobs.config import Config, ConfigError
 from tune_jobs.schedulers import make_scheduler
 from tune_jobs.study.mirror import MirroredOptunaSearch, RecordContext, StudyRecorder
 from tune_jobs.study.storage import (
+    is_masked,
     mask_url,
     open_storage,
     resolve_storage_url,
@@ -158,7 +159,7 @@ def storage_for(cfg: Config, output: Path, resume: bool = False):
     url = resolve_storage_url(cfg.search.storage, output)
     record = output / STORAGE_RECORD
     started_in = record.read_text().strip() if resume and record.is_file() else None
-    if started_in and "***" in started_in and mask_url(url) != started_in:
+    if started_in and is_masked(started_in) and mask_url(url) != started_in:
         with_password(started_in)  # raises, saying how to pass it, unless $LITESEARCH_STORAGE
         raise ConnectionError(f"this run's study is in {started_in}, not {mask_url(url)}: "
                               "resume it with that storage (--storage)")

@@ -31,6 +31,11 @@ def mask_url(url: str) -> str:
     return _PASSWORD.sub(r"\1***\3", url)
 
 
+def is_masked(url: str) -> bool:
+    """Whether `url` is a stored one whose password `mask_url` replaced."""
+    return "***" in url
+
+
 def without_password(url: str | None) -> str | None:
     """What may be stored of a URL: the URL with its password masked."""
     return None if url is None else mask_url(url)
@@ -43,7 +48,7 @@ _OPENED: dict[str, str] = {}
 def with_password(stored: str) -> str:
     """The URL a stored (masked) URL stands for: one this process opened, or
     $LITESEARCH_STORAGE when it is the same database; else a clear error."""
-    if "***" not in stored:
+    if not is_masked(stored):
         return stored  # no password was masked
     if stored in _OPENED:
         return _OPENED[stored]
