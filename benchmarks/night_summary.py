@@ -1,8 +1,8 @@
 """The BENCHMARKS.md section of one `benchmarks/night.sh` run, from the files it committed to
-benchmarks/results/night/<data>-<point>/: the final report's claim, models and baseline-recipe
-sections as they are, the search's trial counts (trials.csv), and the wall time, summed over
-every segment of stages.tsv (a run stopped and resumed has several). Writes summary.md beside
-them and prints it; every number in it comes from those files.
+benchmarks/results/night/<data>-<point>/: the final report's claim, models, comparison and
+baseline-recipe sections as they are, the search's trial counts (trials.csv), and the wall
+time, summed over every segment of stages.tsv (a run stopped and resumed has several). Writes
+summary.md beside them and prints it; every number in it comes from those files.
 
     python benchmarks/night_summary.py benchmarks/results/night/fmnist-taco6-accurate
 """
