@@ -11,6 +11,9 @@
 #   bash benchmarks/night.sh accurate                      # fmnist-taco6
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
 #   SEEDS=10 BASELINE_SIZES=96 OUT=runs/x bash benchmarks/night.sh accurate
+#   REUSE_FROM=runs/night-fmnist-taco6-accurate bash benchmarks/night.sh fast
+#       # the other point's finished baseline trainings (same net, recipe, seed, rows) are
+#       # taken over instead of repeated: final.py --reuse-from
 set -euo pipefail
 point=${1:?usage: night.sh fast|accurate [DATA]}
 data=${2:-../shared/data/fmnist-taco6}
@@ -20,6 +23,8 @@ study=night-$name-$point
 seeds=${SEEDS:-10}
 sizes=${BASELINE_SIZES:-96}
 baselines=mobilenet_v3_small,shufflenet_v2_x0_5
+reuse=()
+[ -n "${REUSE_FROM:-}" ] && reuse=(--reuse-from "$REUSE_FROM")
 results=benchmarks/results/night/$name-$point
 mkdir -p "$out" "$results"
 
@@ -46,6 +51,6 @@ fi
 cp "$out/trials.csv" "$results/"  # written by every search that ended
 
 segment final python tune_jobs/final.py --study "$study" --output "$out" \
-  --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes"
+  --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes" "${reuse[@]}"
 cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png} "$results/"
 python benchmarks/night_summary.py "$results"  # BENCHMARKS.md's section: $results/summary.md

@@ -2,6 +2,7 @@
 report), the choice of trial, resume of a retrain, and predict."""
 
 import json
+import logging
 import shutil
 import signal
 import subprocess
@@ -416,3 +417,60 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
     _, again, picked_again = choice(tmp_path / "b", rigged)
     assert picked_again.recipe == picked.recipe
     assert [t.val_f1 for t in again] == [t.val_f1 for t in trials]
+
+
+def test_reuse_from_takes_over_the_same_training_on_the_same_rows_only(tmp_path, cache_dir,
+                                                                       caplog) -> None:
+    """`--reuse-from`: another run's checkpoint of the same training is taken over (not
+    trained again: its epoch timings come back as they were); on other rows it is trained
+    again; a checkpoint from before digests is not reused but still resumes in its own
+    folder, and is stamped so that it can be reused later."""
+    from tune_jobs.finaljob.job import reuse_folder
+    from tune_jobs.finaljob.runs import Bench, Job, Net
+    from tune_jobs.trial.space import TrainParams
+
+    caplog.set_level(logging.INFO, logger="tune_jobs.finaljob.runs")
+    params = TrainParams(image_size=16, batch_size=64, optimizer="sgd", lr=0.05,
+                         weight_decay=1e-4, schedule="cosine", label_smoothing=0.0,
+                         augment_magnitude=0.0)
+    job = Job("mnv3", Net("tv/mobilenet_v3_small", 6), params, 1, "train")
+    same = load_config("ci.yaml", [f"data.cache_dir={cache_dir}"])
+    other_rows = load_config("ci.yaml", [f"data.cache_dir={cache_dir}", "data.val_fraction=0.3"])
+
+    def run(name: str, cfg=same, reuse: str | None = None):
+        bench = Bench(cfg, tmp_path / name / "final", epochs=1, device=torch.device("cpu"),
+                      progress=False, reuse=reuse_folder(reuse))
+        caplog.clear()
+        return bench.run(job)[1]
+
+    first = run("a")
+    (checkpoint,) = (tmp_path / "a" / "final").glob("checkpoint-*.pt")
+    taken = run("b", reuse=str(tmp_path / "a"))
+    assert "reused from" in caplog.text
+    assert taken.history == first.history and taken.f1 == first.f1
+    assert (tmp_path / "b" / "final" / checkpoint.name).is_file()
+
+    elsewhere = run("c", other_rows, reuse=str(tmp_path / "a"))
+    assert "not reused" in caplog.text and "other data" in caplog.text
+    assert elsewhere.history != first.history  # trained: its own timings
+
+    # a checkpoint written before digests were recorded
+    state = torch.load(checkpoint, weights_only=False)
+    del state["digest"]
+    (tmp_path / "old" / "final").mkdir(parents=True)
+    torch.save(state, tmp_path / "old" / "final" / checkpoint.name)
+    fresh = run("d", reuse=str(tmp_path / "old"))
+    assert "written before its data was recorded" in caplog.text
+    assert fresh.history != first.history
+    resumed = run("old")
+    assert resumed.history == first.history
+    assert torch.load(tmp_path / "old" / "final" / checkpoint.name,
+                      weights_only=False)["digest"] == torch.load(checkpoint,
+                                                                  weights_only=False)["digest"]
+    # its own folder on other rows: trained again, with a warning
+    again = run("old", other_rows)
+    assert "on other data or settings; training again" in caplog.text
+    assert again.history != first.history
+
+    with pytest.raises(ConfigError, match=r"--reuse-from .*nowhere: no final-job checkpoints"):
+        reuse_folder(str(tmp_path / "nowhere"))

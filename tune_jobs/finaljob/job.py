@@ -101,6 +101,17 @@ def load_run_config(study: optuna.Study, data: str | None) -> Config:
     return Config.model_validate(tree)
 
 
+def reuse_folder(run: str | None) -> Path | None:
+    """`--reuse-from RUN`: the folder of RUN's final-job checkpoints, or a clear error."""
+    if run is None:
+        return None
+    folder = Path(run) / "final"
+    if not any(folder.glob("checkpoint-*.pt")):
+        raise ConfigError(f"--reuse-from {run}: no final-job checkpoints in {folder}; give the "
+                          "run folder (--output) of a final job that has trained")
+    return folder
+
+
 def train_params(t: StudyTrial, cfg: Config) -> tuple[ModelSpec, TrainParams]:
     """The trial's network and its training recipe, rebuilt from the study."""
     if t.spec is None:
@@ -237,7 +248,8 @@ class Setting:
         folder.mkdir(parents=True, exist_ok=True)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         bench = Bench(cfg, folder, opts.epochs or cfg.final.epochs, device, opts.progress,
-                      workers=opts.workers or cfg.final.workers or os.cpu_count() or 1)
+                      workers=opts.workers or cfg.final.workers or os.cpu_count() or 1,
+                      reuse=reuse_folder(opts.reuse_from))
         # fresh seeds: the search trained every candidate from search.seed
         n = opts.seeds or cfg.final.seeds
         return cls(study, opts, cfg, bench, [cfg.search.seed + 1 + i for i in range(n)], folder)

@@ -23,13 +23,15 @@ class FinalOptions:
     workers: int | None = None  # trainings at once on a CPU; None: final.workers, else cores
     int8: bool | None = None  # None: final.int8
     baseline_sizes: tuple[int, ...] | None = None  # None: final.baseline_image_sizes
+    reuse_from: str | None = None  # another run folder whose final trainings are taken over
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **own: object) -> FinalOptions:
         """From the flags of `add_final_flags`, plus what a caller sets of its own flags."""
         return cls(baselines=tuple(b for b in args.baselines.split(",") if b),
                    seeds=args.seeds, top_k=args.top_k, int8=args.int8,
-                   baseline_sizes=args.baseline_sizes, **own)  # type: ignore[arg-type]
+                   baseline_sizes=args.baseline_sizes, reuse_from=args.reuse_from,
+                   **own)  # type: ignore[arg-type]
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -57,6 +59,10 @@ def add_final_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, help="re-evaluate the K best architectures with "
                    "fresh seeds on the training split before the final training (default: "
                    "final.top_k)")
+    p.add_argument("--reuse-from", metavar="RUN", help="another run folder (e.g. the other "
+                   "operating point's on the same data): its final job's trainings of the "
+                   "same net, recipe, seed and epochs on the same rows (checked by content) "
+                   "are taken over instead of trained again")
     p.add_argument("--no-int8", dest="int8", action="store_false", default=None,
                    help="skip the int8 quantization and its benchmark (default: final.int8)")
 

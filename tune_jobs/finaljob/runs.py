@@ -1,13 +1,16 @@
 """The final job's trainings: one network, one recipe, one seed, on the training split (judged
 on validation) or on train + validation (judged on test). Every run checkpoints each epoch under
 its own tag, so an interrupted final job resumes each run where it stopped and never repeats a
-finished one. Independent runs go to a pool of processes with one thread each on a CPU: small
-nets use a second core poorly inside one training and fully as a second training.
+finished one; another run folder's checkpoints of the same trainings on the same data are taken
+over the same way (`--reuse-from`). Independent runs go to a pool of processes with one thread
+each on a CPU: small nets use a second core poorly inside one training and fully as a second
+training.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -81,12 +84,51 @@ def training_module(model: nn.Module, compiled: bool, device: torch.device) -> n
     return torch.compile(_ChannelsLast(model))
 
 
+def training_digest(cfg: Config, classes: list[str], rows: list[str], labels: np.ndarray
+                    ) -> str:
+    """What a training's weights depend on beyond its tag (net, recipe, epochs, split, seed):
+    the rows it trains on, by content and label and in order, and the settings that shape a
+    training outside its recipe. Equal digests and tags train the same, wherever the data
+    folder is on each machine; the rows it is judged on are not part of it."""
+    h = hashlib.sha256(json.dumps([classes, cfg.data.resize, cfg.data.class_weights,
+                                   cfg.data.balanced_sampler, str(cfg.final.compile),
+                                   rows]).encode())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _resumable(state: dict, tag: str, epochs: int, digest: str) -> bool:
+    """A checkpoint of this training: the same tag and epochs, and the same data (a checkpoint
+    written before digests were recorded has none and is trusted as before)."""
+    return (state.get("tag") == tag and state.get("epochs") == epochs
+            and state.get("digest", digest) == digest)
+
+
+def adopt(source: Path, checkpoint: Path, tag: str, epochs: int, digest: str) -> bool:
+    """Copy another run's checkpoint of this training (finished or not) to `checkpoint`,
+    where `retrain` resumes it; False, with the reason logged, when it is not the same
+    training on the same data."""
+    if not source.is_file():
+        return False
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    if not _resumable(state, tag, epochs, digest) or "digest" not in state:
+        log.info("%s: not reused from %s: %s", tag, source.parent, "other data or settings"
+                 if "digest" in state else "written before its data was recorded")
+        return False
+    shutil.copyfile(source, checkpoint)
+    log.info("%s: reused from %s (%d of %d epochs done there)", tag, source.parent,
+             state["epoch"], epochs)
+    return True
+
+
 def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: TrainParams,
             cfg: Config, num_classes: int, epochs: int, checkpoint: Path, tag: str,
-            device: torch.device, progress: bool = True, seed: int | None = None) -> list[dict]:
+            device: torch.device, progress: bool = True, seed: int | None = None,
+            digest: str = "") -> list[dict]:
     """Train from scratch for `epochs`, checkpointing each epoch; resumes from `checkpoint`
-    when it holds an unfinished (or finished) run of the same `tag` (model, recipe, seed).
-    `seed` orders the data and draws the augmentation (default: search.seed)."""
+    when it holds an unfinished (or finished) run of the same `tag` (model, recipe, seed)
+    and `digest` (the data, `training_digest`). `seed` orders the data and draws the
+    augmentation (default: search.seed)."""
     model.to(device)
     trained = training_module(model, compiles(cfg.final.compile, epochs, len(labels)), device)
     recipe = make_recipe(model, images, labels, train, cfg.data, num_classes, epochs, device,
@@ -94,13 +136,18 @@ def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: Tra
     start, history = 0, []
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get("tag") == tag and state.get("epochs") == epochs:
+        if _resumable(state, tag, epochs, digest):
             model.load_state_dict(state["model"])
             recipe.optimizer.load_state_dict(state["optimizer"])
             recipe.scheduler.load_state_dict(state["scheduler"])
             start, history = state["epoch"], state["history"]
             if start < epochs:
                 log.info("%s: resuming at epoch %d of %d", tag, start, epochs)
+            elif "digest" not in state:  # finished before digests: record it for --reuse-from
+                _save(checkpoint, {**state, "digest": digest})
+        elif state.get("tag") == tag:
+            log.warning("%s: %s holds this training on other data or settings; training "
+                        "again", tag, checkpoint)
     bar = tqdm(range(start, epochs), initial=start, total=epochs, desc=f"retrain {tag}",
                unit="epoch", disable=not progress)
     for epoch in bar:
@@ -111,12 +158,17 @@ def retrain(model: nn.Module, images: np.ndarray, labels: np.ndarray, train: Tra
         history.append({"epoch": epoch + 1, "loss": stats.loss, "lr": lr,
                         "seconds": stats.seconds})
         bar.set_postfix(loss=f"{stats.loss:.4f}", lr=f"{lr:.2e}")
-        tmp = checkpoint.with_suffix(".tmp")
-        torch.save({"tag": tag, "epochs": epochs, "epoch": epoch + 1, "history": history,
-                    "model": model.state_dict(), "optimizer": recipe.optimizer.state_dict(),
-                    "scheduler": recipe.scheduler.state_dict()}, tmp)
-        os.replace(tmp, checkpoint)  # atomic: an interruption never leaves half a checkpoint
+        _save(checkpoint, {"tag": tag, "epochs": epochs, "epoch": epoch + 1,
+                           "history": history, "digest": digest, "model": model.state_dict(),
+                           "optimizer": recipe.optimizer.state_dict(),
+                           "scheduler": recipe.scheduler.state_dict()})
     return history
+
+
+def _save(checkpoint: Path, state: dict) -> None:
+    tmp = checkpoint.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, checkpoint)  # atomic: an interruption never leaves half a checkpoint
 
 
 def training_check(history: list[dict]) -> TrainingCheck:
@@ -168,7 +220,9 @@ class Job:
 class Bench:
     """What every run of one final job shares: the config, the data (prepared once per image
     size), the device, the epochs, the folder its checkpoints go to, and how many runs may
-    train at once (`workers`; CPU only: one GPU trains them one after another)."""
+    train at once (`workers`; CPU only: one GPU trains them one after another). `reuse`:
+    another run's checkpoint folder, whose trainings of the same jobs on the same data are
+    taken over instead of repeated."""
 
     cfg: Config
     folder: Path
@@ -176,6 +230,7 @@ class Bench:
     device: torch.device
     progress: bool = True
     workers: int = 1
+    reuse: Path | None = None
     data: dict[int, PreparedData] = dataclasses.field(default_factory=dict)
 
     def prepared(self, size: int) -> PreparedData:
@@ -191,6 +246,8 @@ class Bench:
         judge = data.val if job.split == "train" else data.test
         images = np.concatenate([p.images for p in parts])
         labels = np.concatenate([p.labels for p in parts])
+        digest = training_digest(self.cfg, data.classes, [h for p in parts for h in p.hashes],
+                                 labels)
         torch.manual_seed(job.seed)
         model = job.net()
         # a checkpoint is resumed only by the same network, recipe, epochs, split and seed
@@ -198,9 +255,12 @@ class Bench:
                                            repr(job.net), job.split, job.seed]).encode())
         tag = f"{job.name}-{job.split}-s{job.seed}-{recipe_id:08x}"
         self.folder.mkdir(parents=True, exist_ok=True)
+        checkpoint = self.folder / f"checkpoint-{tag}.pt"
+        if self.reuse is not None and not checkpoint.exists():
+            adopt(self.reuse / checkpoint.name, checkpoint, tag, self.epochs, digest)
         history = retrain(model, images, labels, job.params, self.cfg, len(data.classes),
-                          self.epochs, self.folder / f"checkpoint-{tag}.pt", tag, self.device,
-                          self.progress, job.seed)
+                          self.epochs, checkpoint, tag, self.device, self.progress, job.seed,
+                          digest)
         ev = evaluate(model.eval(), BatchLoader(judge.images, judge.labels, 256,
                                                 device=self.device),
                       len(data.classes), self.device)
