@@ -3,8 +3,10 @@ benchmark turns reports into a best-score curve and a ratio, and the result-qual
 
 from __future__ import annotations
 
+import gzip
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -201,3 +203,48 @@ def test_the_compile_check_pairs_seeds_and_times_epochs_after_the_first() -> Non
     assert row["eager_f1"]["mean"] == pytest.approx(0.75)
     assert row["speed_ratio"] == pytest.approx(2.0) and row["compile_seconds"] == 30
     assert row["verdict"] == "no detectable difference"
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """Fashion-MNIST's IDX format, gzipped: magic (0, 0, uint8, dims), sizes, bytes."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_the_standin_crops_are_exactly_the_boxes_the_real_file_keeps(tmp_path, taco_file) -> None:
+    """taco_standin: photos painted for the real TACO file, cut by the COCO converter: the
+    crops are the mapped boxes of those photos (less the converter's under-8-px ones), each in
+    its class's folder; missing or too little Fashion-MNIST is a clear error."""
+    import csv
+    import json
+
+    from taco_standin import StandinError, make, read_idx
+
+    from data_utils.mapping import load_mapping
+
+    fm = tmp_path / "fm"
+    fm.mkdir()
+    labels = np.repeat(np.arange(10), 40)
+    images = np.random.default_rng(0).integers(0, 256, (400, 28, 28))
+    _write_idx(fm / "t10k-images-idx3-ubyte.gz", images)
+    _write_idx(fm / "t10k-labels-idx1-ubyte.gz", labels)
+    assert (read_idx(fm / "t10k-labels-idx1-ubyte.gz") == labels).all()
+    assert read_idx(fm / "t10k-images-idx3-ubyte.gz").shape == (400, 28, 28)
+
+    crops = make(tmp_path / "out", fm, taco_file, scale=0.25, limit=4)
+    coco, mapping = json.loads(taco_file.read_text()), load_mapping()
+    cls = {c["id"]: mapping.resolve(c["name"], c["supercategory"])[0] for c in coco["categories"]}
+    kept = [a for a in coco["annotations"] if cls[a["category_id"]]]
+    photos = [i["id"] for i in coco["images"] if any(a["image_id"] == i["id"] for a in kept)][:4]
+    expected = {a["id"]: cls[a["category_id"]] for a in kept
+                if a["image_id"] in photos and min(a["bbox"][2:]) * 0.25 >= 8}
+    with (crops / "manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert {int(r["annotation_id"]): r["class"] for r in rows} == expected
+    assert all((crops / r["crop_file"]).parent.name == r["class"] for r in rows)
+    assert len(expected) >= 5
+
+    with pytest.raises(StandinError, match="apt-get install dataset-fashion-mnist"):
+        make(tmp_path / "x", tmp_path / "nowhere", taco_file)
+    with pytest.raises(StandinError, match=r"class \w+: more boxes than Fashion-MNIST"):
+        make(tmp_path / "y", fm, taco_file)  # 40 articles a label, hundreds of boxes a class
