@@ -190,7 +190,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--fashion-mnist", type=Path, default=FASHION_MNIST)
     p.add_argument("--annotations", type=Path, default=ANNOTATIONS)
     p.add_argument("--scale", type=float, default=0.5, help="photo size over the declared "
-                   "one (0.5: up to 2,000 px, boxes from 5 px, median 90 x 80 px)")
+                   "one (0.5: photos up to 2,000 px; 3,277 crops of 8 to 1,844 px, median "
+                   "131 x 122 px)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="only the first N photos (a quick look)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
