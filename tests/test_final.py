@@ -474,3 +474,15 @@ def test_reuse_from_takes_over_the_same_training_on_the_same_rows_only(tmp_path,
 
     with pytest.raises(ConfigError, match=r"--reuse-from .*nowhere: no final-job checkpoints"):
         reuse_folder(str(tmp_path / "nowhere"))
+
+
+def test_final_reuse_from_a_folder_without_checkpoints_is_a_clear_error(finished_run,
+                                                                        tmp_path) -> None:
+    out, study, _ = finished_run
+    done = subprocess.run([sys.executable, str(REPO / "tune_jobs" / "final.py"), "--study",
+                           study.study_name, "--storage", f"sqlite:///{out}/study.db",
+                           "--output", str(tmp_path / "run"), "--reuse-from",
+                           str(tmp_path / "elsewhere")],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"--reuse-from {tmp_path / 'elsewhere'}: no final-job checkpoints" in done.stderr
