@@ -3,6 +3,7 @@ report), the choice of trial, resume of a retrain, and predict."""
 
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -486,3 +487,60 @@ def test_final_reuse_from_a_folder_without_checkpoints_is_a_clear_error(finished
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"--reuse-from {tmp_path / 'elsewhere'}: no final-job checkpoints" in done.stderr
+
+
+CTRL_C_BATCH = """
+import sys, torch
+from pathlib import Path
+from tune_jobs.config import load_config
+from tune_jobs.finaljob.runs import Bench, Job, Net
+from tune_jobs.trial.space import TrainParams
+
+# eager: 200 epochs would compile (final.compile: auto), a minute of a test about Ctrl+C
+cfg = load_config("ci.yaml", [f"data.cache_dir={sys.argv[2]}", "final.compile=false"])
+params = TrainParams(image_size=32, batch_size=64, optimizer="sgd", lr=0.05, weight_decay=1e-4,
+                     schedule="cosine", label_smoothing=0.0, augment_magnitude=0.0)
+bench = Bench(cfg, Path(sys.argv[1]), epochs=200, device=torch.device("cpu"), progress=False,
+              workers=2)
+bench.run_all([Job(f"job{i}", Net("tv/mobilenet_v3_small", 6), params, i, "train")
+               for i in range(4)])
+"""
+
+
+@pytest.mark.parametrize("to", ["group", "parent"])
+def test_ctrl_c_ends_a_batch_of_trainings_now_and_starts_no_queued_one(tmp_path, cache_dir,
+                                                                       to) -> None:
+    """SIGINT to the terminal's process group (Ctrl+C) or to the final job alone (`kill -INT`)
+    mid-batch: the job ends within seconds, its pool's workers with it, and the trainings still
+    queued never start (the pool's exit used to wait for all of them, hours in a night run)."""
+    folder = tmp_path / "final"
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_BATCH, str(folder), str(cache_dir)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while len(list(folder.glob("checkpoint-*.pt"))) < 2 and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.2)
+    assert len(list(folder.glob("checkpoint-*.pt"))) == 2, "no two trainings started"
+    if to == "group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the batch went on after Ctrl+C")
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in proc.stderr.read()
+    deadline = time.monotonic() + 20  # multiprocessing's resource tracker goes last
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("a process of the job's session outlived it")
+    started = sorted(p.name.split("-")[1] for p in folder.glob("checkpoint-*.pt"))
+    assert started == ["job0", "job1"], started

@@ -91,7 +91,14 @@ def main(args: argparse.Namespace) -> int:
     if args.final:
         from tune_jobs.finaljob.job import run_final
 
-        run_final(study, Path(cfg.output), FinalOptions.from_args(args))
+        try:
+            run_final(study, Path(cfg.output), FinalOptions.from_args(args))
+        except KeyboardInterrupt:
+            print(f"interrupted: `python tune_jobs/final.py --study {cfg.search.study} "
+                  f"--output {cfg.output}` with the same final-job flags goes on (finished "
+                  "trainings are kept, the others resume from their last finished epoch)",
+                  file=sys.stderr)
+            return 130
         print((Path(cfg.output) / "final" / "report.md").read_text())
     return 130 if stopped and not args.final else 0  # 130: interrupted, as a shell says
 

@@ -286,12 +286,17 @@ class Bench:
             self.prepared(size)  # decode (and cache) once here, not in every worker
         worker = dataclasses.replace(self, progress=False, workers=1, data={})
         # spawn: a fork of a process that already ran torch can deadlock in its thread pools
-        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(worker,)) as pool:
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(worker,))
+        try:
             futures = {pool.submit(_run_in_worker, job): job for job in jobs}
             for future in as_completed(futures):
                 progress.done(futures[future], future.result()[1])
             done = [f.result() for f in futures]  # in the jobs' order
+        except BaseException:
+            _stop(pool)
+            raise
+        pool.shutdown()
         out = []
         for job, (state, run) in zip(jobs, done, strict=True):
             model = job.net()
@@ -319,6 +324,19 @@ class BatchProgress:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Ctrl+C or a failed training: end the batch now. Leaving the pool's `with` would wait
+    for every queued training (hours), and a worker that got the terminal's SIGINT abandons
+    its training and takes the next one. Ending the workers loses at most the epoch each was
+    in: checkpoints are replaced atomically per epoch, and the rerun resumes from them."""
+    processes = list((pool._processes or {}).values())  # no public way before Python 3.14
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=30)
 
 
 _WORKER: Bench | None = None
