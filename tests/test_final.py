@@ -2,8 +2,6 @@
 report), the choice of trial, resume of a retrain, and predict."""
 
 import json
-import logging
-import os
 import shutil
 import signal
 import subprocess
@@ -343,14 +341,6 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 40
 
 
-def test_training_check_flags_a_run_that_did_not_learn() -> None:
-    from tune_jobs.finaljob.runs import training_check
-
-    assert training_check([{"loss": 1.7}, {"loss": 1.2}, {"loss": 0.9}]).trained
-    stalled = training_check([{"loss": 1.73}, {"loss": 13.6}, {"loss": 1.85}])
-    assert not stalled.trained and stalled.last_loss == 1.85
-
-
 def test_the_final_job_runs_as_a_ray_task_on_a_gpu_node(finished_run, tmp_path, ray_local):
     """`final.py --gpus 1` on a cluster: the retrain runs on a worker holding a (logical) GPU,
     from an in-memory copy of the study, and its artifacts come back to the driver."""
@@ -371,112 +361,6 @@ def test_the_final_job_runs_as_a_ray_task_on_a_gpu_node(finished_run, tmp_path, 
     assert json.loads((final / "metrics.json").read_text())["epochs"] == 2
 
 
-def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> None:
-    """A baseline's recipe is chosen on validation: a test split on which the other recipe
-    scores perfectly (labelled with its own predictions) leaves the choice as it was."""
-    import dataclasses
-
-    from sklearn.metrics import f1_score
-
-    from data_utils.augment import prepare_eval
-    from tune_jobs.finaljob.job import choose_recipes
-    from tune_jobs.finaljob.runs import Bench, Job, Net, select_recipe
-    from tune_jobs.trial.space import TrainParams
-
-    cfg = load_config("ci.yaml", [f"data.cache_dir={cache_dir}"])
-    params = TrainParams(image_size=32, batch_size=64, optimizer="sgd", lr=0.5,
-                         weight_decay=1e-4, schedule="onecycle", label_smoothing=0.0,
-                         augment_magnitude=0.1)
-    name = "mobilenet_v3_small"
-    net = Net(f"tv/{name}", 6)
-
-    def choice(folder, test=None):
-        bench = Bench(cfg, folder, epochs=2, device=torch.device("cpu"), progress=False)
-        if test is not None:
-            bench.data[32] = dataclasses.replace(bench.prepared(32), test=test)
-        _, trials = choose_recipes(bench, {name: net}, params, seed=1)
-        trials = trials[name]
-        return bench, trials, select_recipe(trials)
-
-    bench, trials, picked = choice(tmp_path / "a")
-    loser = next(t for t in trials if t is not picked)
-    # the loser's model (its finished checkpoint: not trained again), labelling the test split
-    model, _ = bench.run(Job(f"{name}-{loser.label}", net, TrainParams(**loser.params), 1,
-                             "train"))
-    data = bench.prepared(32)
-    with torch.inference_mode():
-        predicted = model.eval()(prepare_eval(torch.from_numpy(data.test.images.copy()))).argmax(1)
-    rigged = dataclasses.replace(data.test, labels=predicted.numpy().astype(data.test.labels.dtype))
-    winner, _ = bench.run(Job(f"{name}-{picked.label}", net, TrainParams(**picked.params), 1,
-                              "train"))
-    with torch.inference_mode():
-        on_rigged = winner.eval()(prepare_eval(torch.from_numpy(data.test.images.copy()))).argmax(1)
-    # the rigged test split would choose the loser (F1 1.0) over the winner
-    assert f1_score(rigged.labels, on_rigged.numpy(), average="macro") < 1.0
-    # the same trainings (their finished checkpoints, copied) judged with the rigged test
-    shutil.copytree(tmp_path / "a", tmp_path / "b")
-    _, again, picked_again = choice(tmp_path / "b", rigged)
-    assert picked_again.recipe == picked.recipe
-    assert [t.val_f1 for t in again] == [t.val_f1 for t in trials]
-
-
-def test_reuse_from_takes_over_the_same_training_on_the_same_rows_only(tmp_path, cache_dir,
-                                                                       caplog) -> None:
-    """`--reuse-from`: another run's checkpoint of the same training is taken over (not
-    trained again: its epoch timings come back as they were); on other rows it is trained
-    again; a checkpoint from before digests is not reused but still resumes in its own
-    folder, and is stamped so that it can be reused later."""
-    from tune_jobs.finaljob.job import reuse_folder
-    from tune_jobs.finaljob.runs import Bench, Job, Net
-    from tune_jobs.trial.space import TrainParams
-
-    caplog.set_level(logging.INFO, logger="tune_jobs.finaljob.runs")
-    params = TrainParams(image_size=16, batch_size=64, optimizer="sgd", lr=0.05,
-                         weight_decay=1e-4, schedule="cosine", label_smoothing=0.0,
-                         augment_magnitude=0.0)
-    job = Job("mnv3", Net("tv/mobilenet_v3_small", 6), params, 1, "train")
-    same = load_config("ci.yaml", [f"data.cache_dir={cache_dir}"])
-    other_rows = load_config("ci.yaml", [f"data.cache_dir={cache_dir}", "data.val_fraction=0.3"])
-
-    def run(name: str, cfg=same, reuse: str | None = None):
-        bench = Bench(cfg, tmp_path / name / "final", epochs=1, device=torch.device("cpu"),
-                      progress=False, reuse=reuse_folder(reuse))
-        caplog.clear()
-        return bench.run(job)[1]
-
-    first = run("a")
-    (checkpoint,) = (tmp_path / "a" / "final").glob("checkpoint-*.pt")
-    taken = run("b", reuse=str(tmp_path / "a"))
-    assert "reused from" in caplog.text
-    assert taken.history == first.history and taken.f1 == first.f1
-    assert (tmp_path / "b" / "final" / checkpoint.name).is_file()
-
-    elsewhere = run("c", other_rows, reuse=str(tmp_path / "a"))
-    assert "not reused" in caplog.text and "other data" in caplog.text
-    assert elsewhere.history != first.history  # trained: its own timings
-
-    # a checkpoint written before digests were recorded
-    state = torch.load(checkpoint, weights_only=False)
-    del state["digest"]
-    (tmp_path / "old" / "final").mkdir(parents=True)
-    torch.save(state, tmp_path / "old" / "final" / checkpoint.name)
-    fresh = run("d", reuse=str(tmp_path / "old"))
-    assert "written before its data was recorded" in caplog.text
-    assert fresh.history != first.history
-    resumed = run("old")
-    assert resumed.history == first.history
-    assert torch.load(tmp_path / "old" / "final" / checkpoint.name,
-                      weights_only=False)["digest"] == torch.load(checkpoint,
-                                                                  weights_only=False)["digest"]
-    # its own folder on other rows: trained again, with a warning
-    again = run("old", other_rows)
-    assert "on other data or settings; training again" in caplog.text
-    assert again.history != first.history
-
-    with pytest.raises(ConfigError, match=r"--reuse-from .*nowhere: no final-job checkpoints"):
-        reuse_folder(str(tmp_path / "nowhere"))
-
-
 def test_final_reuse_from_a_folder_without_checkpoints_is_a_clear_error(finished_run,
                                                                         tmp_path) -> None:
     out, study, _ = finished_run
@@ -487,60 +371,3 @@ def test_final_reuse_from_a_folder_without_checkpoints_is_a_clear_error(finished
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"--reuse-from {tmp_path / 'elsewhere'}: no final-job checkpoints" in done.stderr
-
-
-CTRL_C_BATCH = """
-import sys, torch
-from pathlib import Path
-from tune_jobs.config import load_config
-from tune_jobs.finaljob.runs import Bench, Job, Net
-from tune_jobs.trial.space import TrainParams
-
-# eager: 200 epochs would compile (final.compile: auto), a minute of a test about Ctrl+C
-cfg = load_config("ci.yaml", [f"data.cache_dir={sys.argv[2]}", "final.compile=false"])
-params = TrainParams(image_size=32, batch_size=64, optimizer="sgd", lr=0.05, weight_decay=1e-4,
-                     schedule="cosine", label_smoothing=0.0, augment_magnitude=0.0)
-bench = Bench(cfg, Path(sys.argv[1]), epochs=200, device=torch.device("cpu"), progress=False,
-              workers=2)
-bench.run_all([Job(f"job{i}", Net("tv/mobilenet_v3_small", 6), params, i, "train")
-               for i in range(4)])
-"""
-
-
-@pytest.mark.parametrize("to", ["group", "parent"])
-def test_ctrl_c_ends_a_batch_of_trainings_now_and_starts_no_queued_one(tmp_path, cache_dir,
-                                                                       to) -> None:
-    """SIGINT to the terminal's process group (Ctrl+C) or to the final job alone (`kill -INT`)
-    mid-batch: the job ends within seconds, its pool's workers with it, and the trainings still
-    queued never start (the pool's exit used to wait for all of them, hours in a night run)."""
-    folder = tmp_path / "final"
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_BATCH, str(folder), str(cache_dir)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while len(list(folder.glob("checkpoint-*.pt"))) < 2 and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        time.sleep(0.2)
-    assert len(list(folder.glob("checkpoint-*.pt"))) == 2, "no two trainings started"
-    if to == "group":
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the batch went on after Ctrl+C")
-    assert proc.returncode != 0
-    assert "KeyboardInterrupt" in proc.stderr.read()
-    deadline = time.monotonic() + 20  # multiprocessing's resource tracker goes last
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("a process of the job's session outlived it")
-    started = sorted(p.name.split("-")[1] for p in folder.glob("checkpoint-*.pt"))
-    assert started == ["job0", "job1"], started
