@@ -11,13 +11,15 @@
 #   bash benchmarks/night.sh accurate                      # fmnist-taco6
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
 #   SEEDS=10 BASELINE_SIZES=96 OUT=runs/x bash benchmarks/night.sh accurate
+#   NAME=taco-standin bash benchmarks/night.sh fast /work/data/taco-standin/crops
+#       # NAME names the run, study and results folder (default: the data folder's name)
 #   REUSE_FROM=runs/night-fmnist-taco6-accurate bash benchmarks/night.sh fast
 #       # the other point's finished baseline trainings (same net, recipe, seed, rows) are
 #       # taken over instead of repeated: final.py --reuse-from
 set -euo pipefail
 point=${1:?usage: night.sh fast|accurate [DATA]}
 data=${2:-../shared/data/fmnist-taco6}
-name=$(basename "$(realpath "$data")")
+name=${NAME:-$(basename "$(realpath "$data")")}
 out=${OUT:-runs/night-$name-$point}
 study=night-$name-$point
 seeds=${SEEDS:-10}

@@ -14,7 +14,7 @@ and a task no benchmark of this repository has chosen anything on.
 
     apt-get install dataset-fashion-mnist
     python benchmarks/taco_standin.py --out /work/data/taco-standin
-    bash benchmarks/night.sh fast /work/data/taco-standin/crops
+    NAME=taco-standin bash benchmarks/night.sh fast /work/data/taco-standin/crops
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def main() -> int:
     except StandinError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"crops in {crops}: bash benchmarks/night.sh fast {crops}")
+    print(f"crops in {crops}: NAME={args.out.name} bash benchmarks/night.sh fast {crops}")
     return 0
 
 
