@@ -300,20 +300,17 @@ def test_a_study_without_complete_trials_is_a_clear_error() -> None:
         choose_trial(study, FinalOptions())
 
 
-def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_path) -> None:
-    """Kill a long retrain mid-way (SIGKILL), run it again: it continues from the last
-    finished epoch instead of starting over."""
+@pytest.mark.parametrize("stop", ["kill", "ctrl-c"])
+def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_path,
+                                                             stop) -> None:
+    """Kill a long retrain mid-way (SIGKILL: a crash) or Ctrl+C it (SIGINT: exit 130 and how
+    to go on), run it again: it continues from the last finished epoch instead of starting
+    over."""
     out, study, _ = finished_run
-    script = (
-        "import sys, optuna; from tune_jobs.finaljob.job import run_final; "
-        "from tune_jobs.finaljob.options import FinalOptions; "
-        "from tune_jobs.study.storage import open_storage; "
-        f"s = optuna.load_study(study_name={study.study_name!r}, "
-        f"storage=open_storage('sqlite:///{out}/study.db')); "
-        f"run_final(s, __import__('pathlib').Path({str(tmp_path)!r}), "
-        "FinalOptions(epochs=40, progress=False))")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "final.py"), "--study",
+                             study.study_name, "--storage", f"sqlite:///{out}/study.db",
+                             "--output", str(tmp_path), "--epochs", "40"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     final = tmp_path / "final"
     deadline = time.monotonic() + 120
     checkpoint = None
@@ -328,8 +325,12 @@ def test_an_interrupted_retrain_resumes_from_its_checkpoint(finished_run, tmp_pa
                 pass
         time.sleep(0.2)
     assert proc.poll() is None, "the retrain ended before it could be interrupted"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(signal.SIGKILL if stop == "kill" else signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    if stop == "ctrl-c":
+        assert proc.returncode == 130, err[-2000:]
+        assert "interrupted: run the same command again to go on" in err
+        assert "Traceback" not in err
     before = torch.load(checkpoint, weights_only=False)
     assert 3 <= before["epoch"] < 40
     metrics = run_final(study, tmp_path, FinalOptions(epochs=40, progress=False))
