@@ -362,13 +362,30 @@ def test_the_final_job_runs_as_a_ray_task_on_a_gpu_node(finished_run, tmp_path, 
     assert json.loads((final / "metrics.json").read_text())["epochs"] == 2
 
 
-def test_final_reuse_from_a_folder_without_checkpoints_is_a_clear_error(finished_run,
-                                                                        tmp_path) -> None:
-    out, study, _ = finished_run
-    done = subprocess.run([sys.executable, str(REPO / "tune_jobs" / "final.py"), "--study",
-                           study.study_name, "--storage", f"sqlite:///{out}/study.db",
-                           "--output", str(tmp_path / "run"), "--reuse-from",
-                           str(tmp_path / "elsewhere")],
+def test_final_reuse_from_the_same_job_takes_over_every_training(finished_run,
+                                                                   tmp_path) -> None:
+    """`final.py --reuse-from` the fixture's run with its options: every training (top-k
+    checks, recipe trials, seeds) is taken over, the report says so, and the test F1 of every
+    run is the fixture's own. A folder without checkpoints is a clear error."""
+    out, study, first = finished_run
+    cmd = [sys.executable, str(REPO / "tune_jobs" / "final.py"), "--study", study.study_name,
+           "--storage", f"sqlite:///{out}/study.db", "--output", str(tmp_path / "run"),
+           "--baselines", ",".join(BASELINES), "--seeds", "2", "--top-k", "2",
+           "--baseline-sizes", "24", "--no-int8"]
+    done = subprocess.run([*cmd, "--reuse-from", str(tmp_path / "elsewhere")],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"--reuse-from {tmp_path / 'elsewhere'}: no final-job checkpoints" in done.stderr
+
+    done = subprocess.run([*cmd, "--reuse-from", str(out)], capture_output=True, text=True,
+                          cwd=REPO, timeout=420)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "final" / "metrics.json").read_text())
+    # top-k checks, 2 seeds per model, 2 recipes x 2 sizes per baseline
+    n = 2 * len(first.candidates) + 2 * 3 + 2 * 2 * 2
+    assert (metrics["trainings"], metrics["taken_over"]) == (n, n)
+    assert metrics["reused_from"] == str(out)
+    report = (tmp_path / "run" / "final" / "report.md").read_text()
+    assert f"{n} of this job's {n} trainings were taken over from `{out}`" in report
+    again = {m["name"]: [r["f1"] for r in m["runs"]] for m in metrics["models"]}
+    assert again == {m.name: [r.f1 for r in m.runs] for m in first.models}

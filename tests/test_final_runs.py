@@ -105,7 +105,10 @@ def test_reuse_from_takes_over_the_same_training_on_the_same_rows_only(tmp_path,
     (checkpoint,) = (tmp_path / "a" / "final").glob("checkpoint-*.pt")
     taken = run("b", reuse=str(tmp_path / "a"))
     assert "reused from" in caplog.text
-    assert taken.history == first.history and taken.f1 == first.f1
+    assert taken.f1 == first.f1 and taken.taken_over and not first.taken_over
+    # its epochs as trained there (timings too), each marked with where
+    assert taken.history == [{**h, "from": str(tmp_path / "a" / "final")}
+                             for h in first.history]
     assert (tmp_path / "b" / "final" / checkpoint.name).is_file()
 
     elsewhere = run("c", other_rows, reuse=str(tmp_path / "a"))
@@ -121,7 +124,7 @@ def test_reuse_from_takes_over_the_same_training_on_the_same_rows_only(tmp_path,
     assert "written before its data was recorded" in caplog.text
     assert fresh.history != first.history
     resumed = run("old")
-    assert resumed.history == first.history
+    assert resumed.history == first.history and not resumed.taken_over
     assert torch.load(tmp_path / "old" / "final" / checkpoint.name,
                       weights_only=False)["digest"] == torch.load(checkpoint,
                                                                   weights_only=False)["digest"]

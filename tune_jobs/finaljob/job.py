@@ -409,6 +409,8 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
         model=done.model, baselines=done.baselines, models=done.models,
         comparisons=comparisons, candidates=candidates, int8=done.int8,
         claim=claim(s.cfg, trainings, done.models, comparisons, params.image_size,
-                    len(data.classes)))
+                    len(data.classes)),
+        trainings=len(s.bench.finished), reused_from=opts.reuse_from,
+        taken_over=sum(run.taken_over for run in s.bench.finished))
     write_outputs(s, metrics, chosen, data.classes)
     return metrics

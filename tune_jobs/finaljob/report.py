@@ -279,7 +279,11 @@ def _models_section(metrics: FinalResult) -> list[str]:
         *[f"Warning: {r.name} did not train (training loss "
           f"{r.runs[0].training.first_loss:.3f} at epoch 1, "
           f"{r.runs[0].training.last_loss:.3f} at the end, seed {r.runs[0].seed}): flagged, "
-          "not counted as a comparison.\n" for r in metrics.models if not r.trained]]
+          "not counted as a comparison.\n" for r in metrics.models if not r.trained],
+        *([f"{metrics.taken_over} of this job's {metrics.trainings} trainings were taken over "
+           f"from `{metrics.reused_from}` (`--reuse-from`: the same net, recipe, seed and "
+           "rows, trained there); their time is not this job's.", ""]
+          if metrics.reused_from else [])]
 
 
 def _median_runs_section(metrics: FinalResult) -> list[str]:

@@ -118,6 +118,9 @@ class FinalResult:
     int8: list[Int8Result] = dataclasses.field(default_factory=list)  # one per model
     claim: Claim | None = None  # the operating point's claim, judged against the baselines
     ran_on: dict[str, Any] | None = None  # node and GPUs, when run as a Ray task
+    trainings: int = 0  # every training of the job: top-k checks, recipe trials, seeds
+    taken_over: int = 0  # of them, finished by another run (`--reuse-from`), not here
+    reused_from: str | None = None  # that run's folder
 
     def to_json(self) -> dict:
         tree = _plain(dataclasses.asdict(self))

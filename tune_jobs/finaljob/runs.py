@@ -106,8 +106,9 @@ def _resumable(state: dict, tag: str, epochs: int, digest: str) -> bool:
 
 def adopt(source: Path, checkpoint: Path, tag: str, epochs: int, digest: str) -> bool:
     """Copy another run's checkpoint of this training (finished or not) to `checkpoint`,
-    where `retrain` resumes it; False, with the reason logged, when it is not the same
-    training on the same data."""
+    where `retrain` resumes it, each epoch of its history marked with where it was trained
+    (`from`); False, with the reason logged, when it is not the same training on the same
+    data."""
     if not source.is_file():
         return False
     state = torch.load(source, map_location="cpu", weights_only=False)
@@ -115,7 +116,8 @@ def adopt(source: Path, checkpoint: Path, tag: str, epochs: int, digest: str) ->
         log.info("%s: not reused from %s: %s", tag, source.parent, "other data or settings"
                  if "digest" in state else "written before its data was recorded")
         return False
-    shutil.copyfile(source, checkpoint)
+    state["history"] = [{"from": str(source.parent), **h} for h in state["history"]]
+    _save(checkpoint, state)
     log.info("%s: reused from %s (%d of %d epochs done there)", tag, source.parent,
              state["epoch"], epochs)
     return True
@@ -189,7 +191,13 @@ class Run:
     accuracy: float
     per_class_f1: dict[str, float]
     training: TrainingCheck
-    history: list[dict]
+    history: list[dict]  # per epoch: epoch, loss, lr, seconds, and `from` if taken over
+
+    @property
+    def taken_over(self) -> bool:
+        """Every epoch trained by another run (`--reuse-from`): none of its time is this
+        job's."""
+        return bool(self.history) and all("from" in h for h in self.history)
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ class Bench:
     size), the device, the epochs, the folder its checkpoints go to, and how many runs may
     train at once (`workers`; CPU only: one GPU trains them one after another). `reuse`:
     another run's checkpoint folder, whose trainings of the same jobs on the same data are
-    taken over instead of repeated."""
+    taken over instead of repeated. `finished`: every run of this job so far, in order."""
 
     cfg: Config
     folder: Path
@@ -232,6 +240,7 @@ class Bench:
     workers: int = 1
     reuse: Path | None = None
     data: dict[int, PreparedData] = dataclasses.field(default_factory=dict)
+    finished: list[Run] = dataclasses.field(default_factory=list)
 
     def prepared(self, size: int) -> PreparedData:
         if size not in self.data:
@@ -281,10 +290,11 @@ class Bench:
             for job in jobs:
                 out.append(self.run(job))
                 progress.done(job, out[-1][1])
+            self.finished += [run for _, run in out]
             return out
         for size in {job.params.image_size for job in jobs}:
             self.prepared(size)  # decode (and cache) once here, not in every worker
-        worker = dataclasses.replace(self, progress=False, workers=1, data={})
+        worker = dataclasses.replace(self, progress=False, workers=1, data={}, finished=[])
         # spawn: a fork of a process that already ran torch can deadlock in its thread pools
         pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=(worker,))
@@ -302,6 +312,7 @@ class Bench:
             model = job.net()
             model.load_state_dict(state)
             out.append((model.to(self.device), run))
+        self.finished += [run for _, run in out]
         return out
 
 
@@ -316,9 +327,10 @@ class BatchProgress:
         self.finished += 1
         spent = time.monotonic() - self.started
         left = spent / self.finished * (self.total - self.finished)
-        log.info("training %d of %d done: %s seed %d, macro-F1 %.4f on %s; %s spent, about "
-                 "%s left in this batch", self.finished, self.total, job.name, job.seed,
-                 run.f1, "validation" if job.split == "train" else "test",
+        log.info("training %d of %d done%s: %s seed %d, macro-F1 %.4f on %s; %s spent, about "
+                 "%s left in this batch", self.finished, self.total,
+                 f" (taken over from {run.history[0]['from']})" if run.taken_over else "",
+                 job.name, job.seed, run.f1, "validation" if job.split == "train" else "test",
                  _minutes(spent), _minutes(left))
 
 
