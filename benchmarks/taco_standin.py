@@ -92,24 +92,24 @@ def plan(coco: dict, articles: np.ndarray, labels: np.ndarray, scale: float, see
     mapping = load_mapping()
     categories = {c["id"]: mapping.resolve(c["name"], c["supercategory"])[0]
                   for c in coco["categories"]}
-    kept: dict[int, list[dict]] = {}
-    for ann in coco["annotations"]:
-        if categories[ann["category_id"]] is not None:
-            kept.setdefault(ann["image_id"], []).append(ann)
-    images = [i for i in coco["images"] if i["id"] in kept][:limit]
-    rng = np.random.default_rng(seed)
-    pools = {cls: list(rng.permutation(np.flatnonzero(np.isin(labels, group))))
-             for cls, group in GROUPS.items()}
-    out = copy.deepcopy(coco)
-    if limit is not None:  # the file names only the photos painted
-        chosen = {i["id"] for i in images}
-        out["images"] = [i for i in out["images"] if i["id"] in chosen]
-        out["annotations"] = [a for a in out["annotations"] if a["image_id"] in chosen]
+    out = copy.deepcopy(coco)  # scaled; the photos are painted from it
     for image in out["images"]:
         image["width"], image["height"] = (round(image[k] * scale) for k in ("width", "height"))
     for ann in out["annotations"]:
         ann["bbox"] = [v * scale for v in ann["bbox"]]
         ann["area"] = ann.get("area", 0) * scale * scale
+    kept: dict[int, list[dict]] = {}
+    for ann in out["annotations"]:
+        if categories[ann["category_id"]] is not None:
+            kept.setdefault(ann["image_id"], []).append(ann)
+    images = [i for i in out["images"] if i["id"] in kept][:limit]
+    if limit is not None:  # the file names only the photos painted
+        chosen = {i["id"] for i in images}
+        out["images"] = images
+        out["annotations"] = [a for a in out["annotations"] if a["image_id"] in chosen]
+    rng = np.random.default_rng(seed)
+    pools = {cls: list(rng.permutation(np.flatnonzero(np.isin(labels, group))))
+             for cls, group in GROUPS.items()}
     todo = []
     for image in images:
         boxes = []
@@ -118,20 +118,19 @@ def plan(coco: dict, articles: np.ndarray, labels: np.ndarray, scale: float, see
             if not pools[cls]:
                 raise StandinError(f"class {cls}: more boxes than Fashion-MNIST test articles "
                                    f"of labels {GROUPS[cls]}")
-            x, y, w, h = (v * scale for v in ann["bbox"])
-            boxes.append(Paint(x, y, w, h, articles[pools[cls].pop()]))
-        todo.append(Photo(photos / image["file_name"], round(image["width"] * scale),
-                          round(image["height"] * scale), seed * 100_003 + image["id"],
-                          tuple(boxes)))
+            boxes.append(Paint(*ann["bbox"], articles[pools[cls].pop()]))
+        todo.append(Photo(photos / image["file_name"], image["width"], image["height"],
+                          seed * 100_003 + image["id"], tuple(boxes)))
     return out, todo
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     """A gradient between two colours, sensor noise, and a few shapes of clutter."""
     a, b = rng.integers(30, 226, size=(2, 3))
-    t = np.linspace(0, 1, width)[None, :, None] * np.ones((height, 1, 1))
-    if rng.random() < 0.5:
+    if rng.random() < 0.5:  # top to bottom, else left to right
         t = np.linspace(0, 1, height)[:, None, None] * np.ones((1, width, 1))
+    else:
+        t = np.linspace(0, 1, width)[None, :, None] * np.ones((height, 1, 1))
     pixels = a + (b - a) * t + rng.normal(0, 8, (height, width, 3))
     img = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
