@@ -290,8 +290,14 @@ class Bench:
             for job in jobs:
                 out.append(self.run(job))
                 progress.done(job, out[-1][1])
-            self.finished += [run for _, run in out]
-            return out
+        else:
+            out = self._run_in_pool(jobs, n, progress)
+        self.finished += [run for _, run in out]
+        return out
+
+    def _run_in_pool(self, jobs: list[Job], n: int, progress: BatchProgress
+                     ) -> list[tuple[nn.Module, Run]]:
+        """`jobs` on `n` spawned worker processes, in the jobs' order."""
         for size in {job.params.image_size for job in jobs}:
             self.prepared(size)  # decode (and cache) once here, not in every worker
         worker = dataclasses.replace(self, progress=False, workers=1, data={}, finished=[])
@@ -312,7 +318,6 @@ class Bench:
             model = job.net()
             model.load_state_dict(state)
             out.append((model.to(self.device), run))
-        self.finished += [run for _, run in out]
         return out
 
 
