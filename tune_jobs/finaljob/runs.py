@@ -284,7 +284,7 @@ class Bench:
         """Every job, in order; on a CPU up to `workers` at once, one thread each. One log
         line per finished training, with the time this batch has left."""
         n = min(self.workers, len(jobs))
-        progress = BatchProgress(len(jobs))
+        progress = BatchProgress(jobs, self.epochs, n)
         if n <= 1 or self.device.type != "cpu":
             out = []
             for job in jobs:
@@ -322,21 +322,36 @@ class Bench:
 
 
 class BatchProgress:
-    """Logs each finished training of a batch with the time the batch has left, from the
-    mean time per finished training so far (a resumed run counts as the time it took)."""
+    """Logs each finished training of a batch with the time the batch has left. The estimate
+    is each waiting training's own cost (the mean epoch seconds of the finished trainings of
+    the same name, else of all, times its epochs) over the `workers` that share them: a
+    finished training resumed or taken over from a checkpoint costs this job nothing, but its
+    recorded epochs still say what a training of its kind costs."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.finished, self.started = total, 0, time.monotonic()
+    def __init__(self, jobs: list[Job], epochs: int, workers: int) -> None:
+        self.waiting, self.epochs, self.workers = list(jobs), epochs, max(1, workers)
+        self.total, self.started = len(jobs), time.monotonic()
+        self.seconds: dict[str, list[float]] = {}  # per job name: each epoch's seconds
 
     def done(self, job: Job, run: Run) -> None:
-        self.finished += 1
+        self.waiting.remove(job)
+        self.seconds.setdefault(job.name, []).extend(h["seconds"] for h in run.history)
         spent = time.monotonic() - self.started
-        left = spent / self.finished * (self.total - self.finished)
         log.info("training %d of %d done%s: %s seed %d, macro-F1 %.4f on %s; %s spent, about "
-                 "%s left in this batch", self.finished, self.total,
+                 "%s left in this batch", self.total - len(self.waiting), self.total,
                  f" (taken over from {run.history[0]['from']})" if run.taken_over else "",
                  job.name, job.seed, run.f1, "validation" if job.split == "train" else "test",
-                 _minutes(spent), _minutes(left))
+                 _minutes(spent), _minutes(self.left()))
+
+    def left(self) -> float:
+        """Seconds of training still waiting, spread over the workers."""
+        every = [s for per_name in self.seconds.values() for s in per_name]
+        if not every:
+            return 0.0
+        def epoch(name: str) -> float:
+            measured = self.seconds.get(name) or every
+            return sum(measured) / len(measured)
+        return sum(epoch(job.name) * self.epochs for job in self.waiting) / self.workers
 
 
 def _minutes(seconds: float) -> str:
