@@ -51,7 +51,8 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
         bench = Bench(cfg, folder, epochs=2, device=torch.device("cpu"), progress=False)
         if test is not None:
             bench.data[32] = dataclasses.replace(bench.prepared(32), test=test)
-        _, trials = choose_recipes(bench, {name: net}, params, seed=1)
+        with bench.batch(4) as batch:
+            _, trials = choose_recipes(batch, {name: net}, params, seed=1)
         trials = trials[name]
         return bench, trials, select_recipe(trials)
 
@@ -135,6 +136,38 @@ def test_reuse_from_takes_over_the_same_training_on_the_same_rows_only(tmp_path,
 
     with pytest.raises(ConfigError, match=r"--reuse-from .*nowhere: no final-job checkpoints"):
         reuse_folder(str(tmp_path / "nowhere"))
+
+
+def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
+                                                                      cache_dir) -> None:
+    """Trainings submitted once others' results are read (a baseline's seeds after its recipe
+    trials) go to the same workers while a longer training still runs: no worker waits at the
+    end of a group. Results come back in the order asked; every training is logged once."""
+    from tune_jobs.finaljob.runs import Bench, Job, Net
+    from tune_jobs.trial.space import TrainParams
+
+    cfg = load_config("ci.yaml", [f"data.cache_dir={cache_dir}", "final.compile=false"])
+    bench = Bench(cfg, tmp_path, epochs=1, device=torch.device("cpu"), progress=False,
+                  workers=2)
+
+    def job(name: str, size: int) -> Job:
+        params = TrainParams(image_size=size, batch_size=64, optimizer="sgd", lr=0.05,
+                             weight_decay=1e-4, schedule="cosine", label_smoothing=0.0,
+                             augment_magnitude=0.0)
+        return Job(name, Net("tv/mobilenet_v3_small", 6), params, 1, "train")
+
+    with bench.batch(3) as batch:
+        short, long = batch.submit([job("short", 16), job("long", 160)])  # 100x the pixels
+        batch.results([short])
+        assert not long.done()
+        (later,) = batch.submit([job("later", 16)])
+        ((model, run),) = batch.results([later])
+        assert not long.done(), "the later training waited for the long one"
+        out = batch.results([long, short])
+    assert isinstance(model, torch.nn.Module) and run.split == "train"
+    assert [r.history for _, r in out] == [bench.finished[2].history,
+                                           bench.finished[0].history]
+    assert len(bench.finished) == 3
 
 
 CTRL_C_BATCH = """

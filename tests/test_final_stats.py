@@ -214,23 +214,25 @@ def test_every_finished_training_logs_one_line_with_the_time_left(caplog) -> Non
     searched = [Job("searched", Net("tv/mobilenet_v3_small", 6), SEARCHED, s, "trainval")
                 for s in (1, 2, 3)]
     baseline = [dataclasses.replace(job, name="baseline") for job in searched[:2]]
-    progress = BatchProgress(searched + baseline, epochs=10, workers=2)
+    progress = BatchProgress(6, epochs=10, workers=2)
+    progress.submitted(searched + baseline)  # and one training not yet submitted
     progress.started -= 120  # two minutes into the batch
     epochs = [{"epoch": e, "loss": 1.0, "lr": 0.1, "seconds": 30.0} for e in range(1, 11)]
     with caplog.at_level("INFO", logger="tune_jobs.finaljob.runs"):
         # a training finished earlier (resumed): no time of this job, but 5 min of training
         progress.done(searched[0], dataclasses.replace(_run(1, 0.8123), history=epochs))
-        # two searched (5 min each) and two baselines (no own timing yet: the same) wait
-        # for two workers: 10 min
+        # two searched (5 min each), two baselines (no own timing yet: the same) and one
+        # not submitted (the same) for two workers: 12.5 min
         first = caplog.messages[-1]
         fast = [{**h, "seconds": 6.0} for h in epochs]  # a baseline: 1 min per training
         progress.done(baseline[0], dataclasses.replace(_run(1, 0.7), history=fast))
-        # two searched (10 min) and one baseline (1 min) over two workers: 5.5 min
+        # two searched (10 min), one baseline (1 min) and one not submitted (at the mean
+        # epoch of all, 18 s: 3 min) over two workers: 7 min
         second = caplog.messages[-1]
-    assert first.startswith("training 1 of 5 done: searched seed 1, macro-F1 0.8123 on test")
-    assert "2.0 min spent, about 10.0 min left" in first
-    assert second.startswith("training 2 of 5 done: baseline seed 1")
-    assert "about 5.5 min left" in second
+    assert first.startswith("training 1 of 6 done: searched seed 1, macro-F1 0.8123 on test")
+    assert "2.0 min spent, about 12.5 min left" in first
+    assert second.startswith("training 2 of 6 done: baseline seed 1")
+    assert "about 7.0 min left" in second
 
 
 def test_final_compile_auto_compiles_only_a_training_long_enough_to_pay_back() -> None:

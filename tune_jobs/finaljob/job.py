@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,7 @@ from tune_jobs.finaljob.results import (
     FinalResult,
     ModelResult,
 )
-from tune_jobs.finaljob.runs import Bench, Job, Net, RecipeTrial, Run, select_recipe
+from tune_jobs.finaljob.runs import Batch, Bench, Job, Net, RecipeTrial, Run, select_recipe
 from tune_jobs.finaljob.stats import Verdict, difference, estimate, median_index, verdict
 from tune_jobs.study.ranking import Ranking
 from tune_jobs.study.summary import compute_ledger
@@ -162,24 +163,25 @@ def recipe_trials(name: str, choices: list[RecipeChoice], runs: list[Run]
     return trials
 
 
-def choose_recipes(bench: Bench, nets: dict[str, Net], params: TrainParams, seed: int,
-                   alongside: list[Job] | None = None, sizes: Sequence[int] = ()
-                   ) -> tuple[Trained, dict[str, list[RecipeTrial]]]:
+def choose_recipes(batch: Batch, nets: dict[str, Net], params: TrainParams, seed: int,
+                   alongside: Sequence[Job] = (), sizes: Sequence[int] = ()
+                   ) -> tuple[list[Future], dict[str, list[RecipeTrial]]]:
     """Every baseline trained on the training split with each recipe at the searched input
-    size and each of `sizes`, judged on validation, in one batch with the independent
-    trainings `alongside` (they share the workers); returns those trainings and each
-    baseline's recipe trials."""
-    alongside = alongside or []
+    size and each of `sizes`, judged on validation: each baseline's recipe trials. The
+    independent trainings `alongside` are queued right behind them, so that the workers
+    train those while the last recipe trials finish; their futures are returned."""
     choices = {name: recipes_for(name, params, sizes) for name in nets}
-    jobs = [j for name, net in nets.items()
-            for j in recipe_jobs(name, net, choices[name], seed)]
-    done = bench.run_all(alongside + jobs)
-    runs = [run for _, run in done[len(alongside):]]
-    trials, at = {}, 0
-    for name, cs in choices.items():
-        trials[name] = recipe_trials(name, cs, runs[at:at + len(cs)])
-        at += len(cs)
-    return done[:len(alongside)], trials
+    trials = {name: batch.submit(recipe_jobs(name, net, choices[name], seed))
+              for name, net in nets.items()}
+    others = batch.submit(list(alongside))
+    return others, {name: recipe_trials(name, choices[name],
+                                        [run for _, run in batch.results(trials[name])])
+                    for name in nets}
+
+
+def recipe_count(nets: dict[str, Net], params: TrainParams, sizes: Sequence[int]) -> int:
+    """How many recipe trials `choose_recipes` trains."""
+    return sum(len(recipes_for(name, params, sizes)) for name in nets)
 
 
 def seed_jobs(name: str, net: Net, params: TrainParams, seeds: list[int]) -> list[Job]:
@@ -287,21 +289,25 @@ class Trainings:
 
 def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[str, Net]
                  ) -> Trainings:
-    """Phase 2, in two batches of independent trainings: the searched model's seeds with
-    every baseline's recipe trials, then every baseline's seeds with its chosen recipe and
-    input size."""
-    n = len(s.seeds)
+    """Phase 2, on one pool of workers: every baseline's recipe trials, the searched model's
+    seeds behind them, and once the trials have chosen each baseline's recipe and input size,
+    every baseline's seeds (queued behind the searched ones, so no worker waits for the
+    recipe choice)."""
     searched_jobs = seed_jobs("searched", Net(spec, spec.num_classes), params, s.seeds)
     sizes = (s.cfg.final.baseline_image_sizes if s.opts.baseline_sizes is None
              else s.opts.baseline_sizes)
-    searched, trials = choose_recipes(s.bench, nets, params, s.seeds[0], searched_jobs, sizes)
-    picked = {name: select_recipe(t) for name, t in trials.items()}
-    baseline_jobs = {name: seed_jobs(f"{name}-{picked[name].label}", net,
-                                     TrainParams(**picked[name].params), s.seeds)
+    total = (len(searched_jobs) + recipe_count(nets, params, sizes)
+             + len(nets) * len(s.seeds))
+    with s.bench.batch(total) as batch:
+        searched, trials = choose_recipes(batch, nets, params, s.seeds[0], searched_jobs,
+                                          sizes)
+        picked = {name: select_recipe(t) for name, t in trials.items()}
+        baselines = {name: batch.submit(seed_jobs(f"{name}-{picked[name].label}", net,
+                                                  TrainParams(**picked[name].params), s.seeds))
                      for name, net in nets.items()}
-    second = s.bench.run_all([j for jobs in baseline_jobs.values() for j in jobs])
-    baselines = {name: second[i * n:(i + 1) * n] for i, name in enumerate(nets)}
-    return Trainings(searched, baselines, trials, picked)
+        return Trainings(batch.results(searched),
+                         {name: batch.results(f) for name, f in baselines.items()},
+                         trials, picked)
 
 
 @dataclass
