@@ -23,6 +23,7 @@ import torch
 
 from common import REPO, emit
 from tune_jobs.config import load_config
+from tune_jobs.finaljob.batch import run_all
 from tune_jobs.finaljob.int8 import Int8Result
 from tune_jobs.finaljob.job import int8_of, seed_jobs
 from tune_jobs.finaljob.meta import ModelMeta
@@ -103,7 +104,7 @@ def main(args: argparse.Namespace) -> None:
     nets = {"searched": Net(cand.spec, 6), **{b: Net(f"tv/{b}", 6) for b in BASELINES}}
     start = time.perf_counter()
     jobs = [j for name, net in nets.items() for j in seed_jobs(name, net, cand.train, seeds)]
-    trained = bench.run_all(jobs)
+    trained = run_all(bench, jobs)
     train_s = time.perf_counter() - start
     meta = ModelMeta(data.classes, size, cfg.data.resize)
     results, start = [], time.perf_counter()

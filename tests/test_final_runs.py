@@ -36,6 +36,7 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
     from sklearn.metrics import f1_score
 
     from data_utils.augment import prepare_eval
+    from tune_jobs.finaljob.batch import Batch
     from tune_jobs.finaljob.job import choose_recipes
     from tune_jobs.finaljob.runs import Bench, Job, Net, select_recipe
     from tune_jobs.trial.space import TrainParams
@@ -51,7 +52,7 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
         bench = Bench(cfg, folder, epochs=2, device=torch.device("cpu"), progress=False)
         if test is not None:
             bench.data[32] = dataclasses.replace(bench.prepared(32), test=test)
-        with bench.batch(4) as batch:
+        with Batch(bench, 4) as batch:
             _, trials = choose_recipes(batch, {name: net}, params, seed=1)
         trials = trials[name]
         return bench, trials, select_recipe(trials)
@@ -143,6 +144,7 @@ def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
     """Trainings submitted once others' results are read (a baseline's seeds after its recipe
     trials) go to the same workers while a longer training still runs: no worker waits at the
     end of a group. Results come back in the order asked; every training is logged once."""
+    from tune_jobs.finaljob.batch import Batch
     from tune_jobs.finaljob.runs import Bench, Job, Net
     from tune_jobs.trial.space import TrainParams
 
@@ -156,7 +158,7 @@ def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
                              augment_magnitude=0.0)
         return Job(name, Net("tv/mobilenet_v3_small", 6), params, 1, "train")
 
-    with bench.batch(3) as batch:
+    with Batch(bench, 3) as batch:
         short, long = batch.submit([job("short", 16), job("long", 160)])  # 100x the pixels
         batch.results([short])
         assert not long.done()
@@ -174,6 +176,7 @@ CTRL_C_BATCH = """
 import sys, torch
 from pathlib import Path
 from tune_jobs.config import load_config
+from tune_jobs.finaljob.batch import run_all
 from tune_jobs.finaljob.runs import Bench, Job, Net
 from tune_jobs.trial.space import TrainParams
 
@@ -183,8 +186,8 @@ params = TrainParams(image_size=32, batch_size=64, optimizer="sgd", lr=0.05, wei
                      schedule="cosine", label_smoothing=0.0, augment_magnitude=0.0)
 bench = Bench(cfg, Path(sys.argv[1]), epochs=200, device=torch.device("cpu"), progress=False,
               workers=2)
-bench.run_all([Job(f"job{i}", Net("tv/mobilenet_v3_small", 6), params, i, "train")
-               for i in range(4)])
+run_all(bench, [Job(f"job{i}", Net("tv/mobilenet_v3_small", 6), params, i, "train")
+                for i in range(4)])
 """
 
 

@@ -209,7 +209,8 @@ def test_a_duplicate_proposal_is_never_picked_by_either_rule() -> None:
 
 
 def test_every_finished_training_logs_one_line_with_the_time_left(caplog) -> None:
-    from tune_jobs.finaljob.runs import BatchProgress, Job, Net
+    from tune_jobs.finaljob.batch import BatchProgress
+    from tune_jobs.finaljob.runs import Job, Net
 
     searched = [Job("searched", Net("tv/mobilenet_v3_small", 6), SEARCHED, s, "trainval")
                 for s in (1, 2, 3)]
@@ -218,7 +219,7 @@ def test_every_finished_training_logs_one_line_with_the_time_left(caplog) -> Non
     progress.submitted(searched + baseline)  # and one training not yet submitted
     progress.started -= 120  # two minutes into the batch
     epochs = [{"epoch": e, "loss": 1.0, "lr": 0.1, "seconds": 30.0} for e in range(1, 11)]
-    with caplog.at_level("INFO", logger="tune_jobs.finaljob.runs"):
+    with caplog.at_level("INFO", logger="tune_jobs.finaljob.batch"):
         # a training finished earlier (resumed): no time of this job, but 5 min of training
         progress.done(searched[0], dataclasses.replace(_run(1, 0.8123), history=epochs))
         # two searched (5 min each), two baselines (no own timing yet: the same) and one

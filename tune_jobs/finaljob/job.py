@@ -35,6 +35,7 @@ from tune_jobs.finaljob.assess import (
     submit_time,
     test_metrics,
 )
+from tune_jobs.finaljob.batch import Batch, run_all
 from tune_jobs.finaljob.candidates import Pick, choose_trial, top_k
 from tune_jobs.finaljob.claims import POINT_OF_KIND, Claim, Point, Versus, judge, latency_limit
 from tune_jobs.finaljob.export import (
@@ -55,7 +56,7 @@ from tune_jobs.finaljob.results import (
     FinalResult,
     ModelResult,
 )
-from tune_jobs.finaljob.runs import Batch, Bench, Job, Net, RecipeTrial, Run, select_recipe
+from tune_jobs.finaljob.runs import Bench, Job, Net, RecipeTrial, Run, select_recipe
 from tune_jobs.finaljob.stats import Verdict, difference, estimate, median_index, verdict
 from tune_jobs.study.ranking import Ranking
 from tune_jobs.study.summary import compute_ledger
@@ -131,7 +132,7 @@ def reevaluate(bench: Bench, ranking: Ranking, picks: list[Pick], seeds: list[in
         spec, params = train_params(t, cfg)
         jobs += [Job(f"trial{t.number}", Net(spec, spec.num_classes), params, seed, "train")
                  for seed in seeds]
-    results = [run for _, run in bench.run_all(jobs)]
+    results = [run for _, run in run_all(bench, jobs)]
     checks = []
     for i, (t, why) in enumerate(picks):
         runs = results[i * len(seeds):(i + 1) * len(seeds)]
@@ -298,7 +299,7 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
              else s.opts.baseline_sizes)
     total = (len(searched_jobs) + recipe_count(nets, params, sizes)
              + len(nets) * len(s.seeds))
-    with s.bench.batch(total) as batch:
+    with Batch(s.bench, total) as batch:
         searched, trials = choose_recipes(batch, nets, params, s.seeds[0], searched_jobs,
                                           sizes)
         picked = {name: select_recipe(t) for name, t in trials.items()}

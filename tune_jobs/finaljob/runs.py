@@ -2,9 +2,7 @@
 on validation) or on train + validation (judged on test). Every run checkpoints each epoch under
 its own tag, so an interrupted final job resumes each run where it stopped and never repeats a
 finished one; another run folder's checkpoints of the same trainings on the same data are taken
-over the same way (`--reuse-from`). Independent runs go to a pool of processes with one thread
-each on a CPU: small nets use a second core poorly inside one training and fully as a second
-training.
+over the same way (`--reuse-from`). Many runs at once: finaljob/batch.py.
 """
 
 from __future__ import annotations
@@ -13,12 +11,9 @@ import dataclasses
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import shutil
-import time
 import zlib
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -280,169 +275,6 @@ class Bench:
         return model, Run(job.seed, job.split, ev.f1, ev.accuracy, per_class,
                           training_check(history), history)
 
-    def batch(self, total: int) -> Batch:
-        """A batch of `total` trainings, submitted as they become known (`Batch`)."""
-        return Batch(self, total)
-
-    def run_all(self, jobs: list[Job]) -> list[tuple[nn.Module, Run]]:
-        """Every job, in order; on a CPU up to `workers` at once, one thread each. One log
-        line per finished training, with the time this batch has left."""
-        with self.batch(len(jobs)) as batch:
-            return batch.results(batch.submit(jobs))
-
-
-class Batch:
-    """Trainings run on one pool of worker processes (a CPU with `workers` > 1) or one after
-    another as they are submitted (one worker, a GPU). Trainings that wait for others' results
-    (a baseline's seeds wait for its recipe trials) are submitted to the same pool once those
-    results are read, so no worker idles at the end of one group while another is queued.
-    Leaving the `with` block on an exception (Ctrl+C, a failed training) ends the pool at once."""
-
-    def __init__(self, bench: Bench, total: int) -> None:
-        self.bench = bench
-        n = min(bench.workers, total)
-        self.progress = BatchProgress(total, bench.epochs, n)
-        self.pool: ProcessPoolExecutor | None = None
-        if n > 1 and bench.device.type == "cpu":
-            worker = dataclasses.replace(bench, progress=False, workers=1, data={}, finished=[])
-            # spawn: a fork of a process that already ran torch can deadlock in its thread pools
-            self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_worker, initargs=(worker,))
-        self.jobs: dict[Future, Job] = {}  # every training submitted to the pool
-        self.pending: set[Future] = set()  # of those, the ones not yet logged as finished
-
-    def __enter__(self) -> Batch:
-        return self
-
-    def __exit__(self, kind: type | None, *_: object) -> None:
-        if self.pool is None:
-            return
-        if kind is not None:
-            _stop(self.pool)
-        else:
-            self.pool.shutdown()
-
-    def submit(self, jobs: list[Job]) -> list[Future]:
-        """Queue `jobs`, the biggest input first (a long training last would leave the other
-        workers idle while it finishes); their futures in the jobs' order."""
-        self.progress.submitted(jobs)
-        for size in {job.params.image_size for job in jobs}:
-            self.bench.prepared(size)  # decode (and cache) once here, not in every worker
-        futures: dict[int, Future] = {}
-        for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].params.image_size):
-            futures[i] = self._start(jobs[i])
-        return [futures[i] for i in range(len(jobs))]
-
-    def _start(self, job: Job) -> Future:
-        if self.pool is not None:
-            future = self.pool.submit(_run_in_worker, job)
-            self.jobs[future] = job
-            self.pending.add(future)
-            return future
-        ran: Future = Future()
-        ran.set_result(self.bench.run(job))
-        self._finished(job, ran)
-        return ran
-
-    def results(self, futures: list[Future]) -> list[tuple[nn.Module, Run]]:
-        """Wait for `futures` (logging every training of the batch that finishes meanwhile);
-        each training's model and run, in the futures' order."""
-        if any(f in self.pending for f in futures):
-            for future in as_completed(list(self.pending)):
-                self.pending.remove(future)
-                self._finished(self.jobs[future], future)
-                if not any(f in self.pending for f in futures):
-                    break
-        out = []
-        for future in futures:
-            model, run = future.result()
-            if not isinstance(model, nn.Module):  # a worker's weights: the net rebuilt here
-                state, model = model, self.jobs[future].net()
-                model.load_state_dict(state)
-            out.append((model.to(self.bench.device), run))
-        return out
-
-    def _finished(self, job: Job, future: Future) -> None:
-        run = future.result()[1]  # a failed training raises here
-        self.progress.done(job, run)
-        self.bench.finished.append(run)
-
-
-class BatchProgress:
-    """Logs each finished training of a batch with the time the batch has left. The estimate
-    is each waiting training's own cost (the mean epoch seconds of the finished trainings of
-    the same name, else of all, times its epochs) over the `workers` that share them, the
-    trainings not yet submitted counted at the mean of all: a finished training resumed or
-    taken over from a checkpoint costs this job nothing, but its recorded epochs still say
-    what a training of its kind costs."""
-
-    def __init__(self, total: int, epochs: int, workers: int) -> None:
-        self.total, self.epochs, self.workers = total, epochs, max(1, workers)
-        self.waiting: list[Job] = []  # submitted, not finished
-        self.finished, self.started = 0, time.monotonic()
-        self.seconds: dict[str, list[float]] = {}  # per job name: each epoch's seconds
-
-    def submitted(self, jobs: list[Job]) -> None:
-        self.waiting += jobs
-
-    def done(self, job: Job, run: Run) -> None:
-        self.waiting.remove(job)
-        self.finished += 1
-        self.seconds.setdefault(job.name, []).extend(h["seconds"] for h in run.history)
-        spent = time.monotonic() - self.started
-        log.info("training %d of %d done%s: %s seed %d, macro-F1 %.4f on %s; %s spent, about "
-                 "%s left in this batch", self.finished, self.total,
-                 f" (taken over from {run.history[0]['from']})" if run.taken_over else "",
-                 job.name, job.seed, run.f1, "validation" if job.split == "train" else "test",
-                 _minutes(spent), _minutes(self.left()))
-
-    def left(self) -> float:
-        """Seconds of training still waiting or still to be submitted, over the workers."""
-        every = [s for per_name in self.seconds.values() for s in per_name]
-        if not every:
-            return 0.0
-
-        def epoch(name: str | None) -> float:
-            measured = self.seconds.get(name or "") or every
-            return sum(measured) / len(measured)
-        unsubmitted = self.total - self.finished - len(self.waiting)
-        cost = sum(epoch(job.name) for job in self.waiting) + unsubmitted * epoch(None)
-        return cost * self.epochs / self.workers
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min"
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """Ctrl+C or a failed training: end the batch now. Leaving the pool's `with` would wait
-    for every queued training (hours), and a worker that got the terminal's SIGINT abandons
-    its training and takes the next one. Ending the workers loses at most the epoch each was
-    in: checkpoints are replaced atomically per epoch, and the rerun resumes from them."""
-    processes = list((pool._processes or {}).values())  # no public way before Python 3.14
-    for process in processes:
-        process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(timeout=30)
-
-
-_WORKER: Bench | None = None
-
-
-def _start_worker(bench: Bench) -> None:
-    global _WORKER
-    torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("data_utils").setLevel(logging.WARNING)  # the parent logged it
-    _WORKER = bench
-
-
-def _run_in_worker(job: Job) -> tuple[dict, Run]:
-    assert _WORKER is not None
-    model, run = _WORKER.run(job)
-    return {k: v.cpu() for k, v in model.state_dict().items()}, run
-
 
 @dataclass(frozen=True)
 class RecipeTrial:
@@ -471,5 +303,5 @@ def select_recipe(trials: list[RecipeTrial]) -> RecipeTrial:
     return max(pool, key=lambda t: t.val_f1)
 
 
-__all__ = ["COMPILE_MIN_IMAGES", "Batch", "BatchProgress", "Bench", "Job", "Net", "RecipeTrial",
-           "Run", "Split", "compiles", "retrain", "select_recipe", "training_check"]
+__all__ = ["COMPILE_MIN_IMAGES", "Bench", "Job", "Net", "RecipeTrial", "Run", "Split",
+           "compiles", "retrain", "select_recipe", "training_check"]
