@@ -205,6 +205,46 @@ def test_the_compile_check_pairs_seeds_and_times_epochs_after_the_first() -> Non
     assert row["verdict"] == "no detectable difference"
 
 
+def test_the_schedule_replay_reads_finished_trainings_and_replays_both_schedules(
+        tmp_path) -> None:
+    """Phase 2 replayed from checkpoint files: the seconds of their epochs, the recipe trials
+    in `recipes_for`'s order, unfinished and foreign files named and left out. On two workers
+    this run is one where the one pool ends later (a list schedule is not optimal)."""
+    import torch
+    from final_schedule import one_pool, phases, trainings, two_batches
+
+    def checkpoint(name: str, seconds: float, epochs: int = 2, done: int = 2) -> None:
+        history = [{"epoch": e, "loss": 1.0, "lr": 0.1, "seconds": seconds / epochs}
+                   for e in range(1, done + 1)]
+        torch.save({"tag": name, "epochs": epochs, "epoch": done, "history": history},
+                   tmp_path / f"checkpoint-{name}-0123abcd.pt")
+
+    for seed in (1, 2, 3):
+        checkpoint(f"searched-trainval-s{seed}", 20)
+    for recipe, size, seconds in [("searched", 16, 10), ("standard", 16, 10),
+                                  ("searched", 32, 40), ("standard", 32, 40)]:
+        checkpoint(f"a-{recipe}-{size}px-train-s1", seconds)
+    for seed in (1, 2):
+        checkpoint(f"a-standard-32px-trainval-s{seed}", 40)
+    checkpoint("a-standard-32px-trainval-s3", 40, done=1)  # unfinished
+    (tmp_path / "checkpoint-notes.pt").write_bytes(b"")
+    found, left_out = trainings(tmp_path)
+    assert len(found) == 9 and len(left_out) == 2
+    assert any("unfinished (1 of 2)" in why for why in left_out)
+    trials, searched, baselines = phases(found, searched_size=16)
+    assert [t.name for t in trials] == ["a-searched-16px", "a-standard-16px",
+                                        "a-searched-32px", "a-standard-32px"]
+    assert [t.seconds for t in searched] == [20, 20, 20] and len(baselines) == 2
+    # two batches: 20 20 | 20 10 | 10 . | 40 40 -> 80; then 40 40 -> 120
+    assert two_batches(trials, searched, baselines, 2) == pytest.approx(120)
+    # one pool: 40 40 | 10 10 | 20 20 | 20 and a baseline (released at 50) | the other: 130
+    assert one_pool(trials, searched, baselines, 2) == pytest.approx(130)
+    # four workers: batch one ends at 60 (its 40s start at 20), then 40 more: 100; in one
+    # pool the baselines start when the recipe trials end, at 40: 80
+    assert two_batches(trials, searched, baselines, 4) == pytest.approx(100)
+    assert one_pool(trials, searched, baselines, 4) == pytest.approx(80)
+
+
 def _write_idx(path, array: np.ndarray) -> None:
     """Fashion-MNIST's IDX format, gzipped: magic (0, 0, uint8, dims), sizes, bytes."""
     header = bytes([0, 0, 8, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)

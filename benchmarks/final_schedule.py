@@ -1,0 +1,151 @@
+"""Phase 2 of a final job (the baselines' recipe trials, the searched model's seeds, the
+baselines' seeds) replayed on N workers under two schedules, from the training times a real
+run recorded in its checkpoints (each epoch's seconds):
+
+- two batches (before 9209c93): the searched seeds and the recipe trials in one pool, every
+  worker waiting for the last of them, then the baselines' seeds in a second pool;
+- one pool (now): the recipe trials (the biggest input first), the searched seeds behind them,
+  and the baselines' seeds queued once the last recipe trial has finished.
+
+Both are list schedules (a free worker takes the next queued training), as
+ProcessPoolExecutor runs them. What it leaves out: each process's start and the evaluation
+after each training (seconds, the same in both), and that a training's time depends on what
+runs beside it (measured once, under the schedule the run had, on this machine's cores: on
+more workers each training would share memory bandwidth with more others).
+
+    python benchmarks/final_schedule.py runs/night-fmnist-taco6-accurate/final \
+        --workers 2 4 8 16 --json benchmarks/results/final_schedule.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from common import emit
+
+CHECKPOINT = re.compile(r"checkpoint-(?P<name>.+)-(?P<split>train|trainval)-s(?P<seed>\d+)"
+                        r"-[0-9a-f]{8}\.pt")
+RECIPE = re.compile(r"(?P<net>.+)-(?P<recipe>searched|standard)-(?P<size>\d+)px")
+
+
+@dataclass(frozen=True)
+class Training:
+    name: str
+    split: str
+    seed: int
+    seconds: float  # every epoch's, summed
+
+    @property
+    def recipe(self) -> re.Match | None:
+        return RECIPE.fullmatch(self.name)
+
+
+def trainings(folder: Path) -> tuple[list[Training], list[str]]:
+    """The finished trainings of a final job's checkpoints, and why any file was left out."""
+    found, left_out = [], []
+    for path in sorted(folder.glob("checkpoint-*.pt")):
+        m = CHECKPOINT.fullmatch(path.name)
+        if m is None:
+            left_out.append(f"{path.name}: not a final-job checkpoint name")
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["epoch"] < state["epochs"]:
+            left_out.append(f"{path.name}: unfinished ({state['epoch']} of {state['epochs']})")
+            continue
+        found.append(Training(m["name"], m["split"], int(m["seed"]),
+                              sum(h["seconds"] for h in state["history"])))
+    return found, left_out
+
+
+def phases(found: list[Training], searched_size: int
+           ) -> tuple[list[Training], list[Training], list[Training]]:
+    """Phase 2's recipe trials (as `recipes_for` lists them: per net, the searched input size
+    first, then the others; searched recipe before standard), searched seeds and baseline
+    seeds (per net, by seed). Nets in name order."""
+    def listed(t: Training) -> tuple:
+        m = t.recipe
+        assert m is not None
+        size = int(m["size"])
+        return m["net"], size != searched_size, size, m["recipe"]
+
+    trials = sorted((t for t in found if t.split == "train" and t.recipe), key=listed)
+    searched = sorted((t for t in found if t.split == "trainval" and t.name == "searched"),
+                      key=lambda t: t.seed)
+    baselines = sorted((t for t in found if t.split == "trainval" and t.recipe),
+                       key=lambda t: (t.name, t.seed))
+    return trials, searched, baselines
+
+
+def list_schedule(free: list[float], seconds: list[float], release: float = 0.0
+                  ) -> list[float]:
+    """Each training, in order, to the worker free first (not before `release`); `free`
+    (the workers' free times) is updated; returns each training's finish time."""
+    heapq.heapify(free)
+    finish = []
+    for s in seconds:
+        start = max(heapq.heappop(free), release)
+        finish.append(start + s)
+        heapq.heappush(free, finish[-1])
+    return finish
+
+
+def two_batches(trials: list[Training], searched: list[Training], baselines: list[Training],
+                workers: int) -> float:
+    first = list_schedule([0.0] * workers, [t.seconds for t in searched + trials])
+    barrier = max(first, default=0.0)
+    second = list_schedule([barrier] * workers, [t.seconds for t in baselines])
+    return max(second, default=barrier)
+
+
+def one_pool(trials: list[Training], searched: list[Training], baselines: list[Training],
+             workers: int) -> float:
+    biggest_first = sorted(trials, key=lambda t: (t.recipe["net"], -int(t.recipe["size"])))
+    free = [0.0] * workers
+    first = list_schedule(free, [t.seconds for t in biggest_first + searched])
+    chosen = max(first[:len(trials)], default=0.0)  # the last recipe trial's end
+    rest = list_schedule(free, [t.seconds for t in baselines], release=chosen)
+    return max(first + rest, default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a final job's folder (RUN/final)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 4, 8, 16])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    metrics = args.folder / "metrics.json"
+    if not metrics.is_file():
+        raise SystemExit(f"{metrics}: not found; replay a final job that has finished")
+    found, left_out = trainings(args.folder)
+    trials, searched, baselines = phases(found, json.loads(metrics.read_text())["input_size"])
+    if not (trials and searched and baselines):
+        raise SystemExit(f"{args.folder}: no finished recipe trials, searched seeds and "
+                         "baseline seeds to replay (is the final job done?)")
+    work = sum(t.seconds for t in trials + searched + baselines)
+    rows = []
+    for n in args.workers:
+        before = two_batches(trials, searched, baselines, n)
+        after = one_pool(trials, searched, baselines, n)
+        rows.append({"workers": n, "two_batches_s": round(before), "one_pool_s": round(after),
+                     "all_busy_s": round(work / n), "ratio": before / after})
+    markdown = "\n".join([
+        f"Phase 2 of `{args.folder}`: {len(trials)} recipe trials, {len(searched)} searched "
+        f"seeds, {len(baselines)} baseline seeds, {work / 3600:.2f} h of training in all.",
+        "", "| workers | two batches | one pool | every worker busy (bound) | two batches / "
+        "one pool |", "|---:|---:|---:|---:|---:|",
+        *(f"| {r['workers']} | {r['two_batches_s'] / 3600:.2f} h | {r['one_pool_s'] / 3600:.2f}"
+          f" h | {r['all_busy_s'] / 3600:.2f} h | {r['ratio']:.3f}x |" for r in rows),
+        *(f"- left out: {why}" for why in left_out)])
+    emit("final_schedule", markdown, rows, args.json, folder=str(args.folder),
+         training_seconds=round(work), left_out=left_out)
+
+
+if __name__ == "__main__":
+    main()
