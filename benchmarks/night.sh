@@ -13,9 +13,11 @@
 #   SEEDS=10 BASELINE_SIZES=96 OUT=runs/x bash benchmarks/night.sh accurate
 #   NAME=taco-standin bash benchmarks/night.sh fast /work/data/taco-standin/crops
 #       # NAME names the run, study and results folder (default: the data folder's name)
-#   REUSE_FROM=runs/night-fmnist-taco6-accurate bash benchmarks/night.sh fast
-#       # the other point's finished baseline trainings (same net, recipe, seed, rows) are
-#       # taken over instead of repeated: final.py --reuse-from
+#   REUSE_FROM=runs/night-fmnist-taco6-accurate OUT=runs/y bash benchmarks/night.sh fast
+#       # another run's finished trainings of the same net, recipe, seed and rows are taken
+#       # over instead of repeated (final.py --reuse-from); a baseline's recipes keep the
+#       # searched trial's input size, batch size and augmentation, so across points that is
+#       # only where the two chosen trials share them
 set -euo pipefail
 point=${1:?usage: night.sh fast|accurate [DATA]}
 data=${2:-../shared/data/fmnist-taco6}
