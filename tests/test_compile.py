@@ -2,6 +2,8 @@
 eager one does (same seed, no dropout: the same losses up to float reassociation), and its
 checkpoint is the plain model's (it resumes and exports as an eager run's does)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,21 @@ def test_without_a_compiler_it_trains_eagerly_and_says_so(tmp_path, monkeypatch,
     with caplog.at_level("WARNING", logger="tune_jobs.finaljob.runs"):
         assert training_module(model, True, torch.device("cpu")) is model
     assert "no C++ compiler" in caplog.text
+
+
+def test_one_process_trains_a_net_compiled_at_one_size_and_then_another(tmp_path) -> None:
+    """A pool worker of the final job trains one training after another: ShuffleNetV2 at one
+    input size, then at another. Against the first training's compiled graphs the second
+    compiled with symbolic sizes and Inductor failed ("cannot determine truth value of
+    Relational"); each training now compiles afresh."""
+    cfg = load_config("ci.yaml", ["final.compile=true"])
+    rng = np.random.default_rng(0)
+    for size in (32, 16):
+        images = rng.integers(0, 256, (120, 3, size, size), dtype=np.uint8)  # a last batch of 24
+        params = dataclasses.replace(PARAMS, image_size=size)
+        torch.manual_seed(0)
+        model = models.build("tv/shufflenet_v2_x0_5", num_classes=6)
+        history = retrain(model, images, np.arange(120) % 6, params, cfg, 6, 1,
+                          tmp_path / f"{size}.pt", f"s{size}", torch.device("cpu"),
+                          progress=False, seed=0)
+        assert np.isfinite(history[0]["loss"])

@@ -76,6 +76,12 @@ def training_module(model: nn.Module, compiled: bool, device: torch.device) -> n
         log.warning("final.compile: no C++ compiler (g++ or $CXX) found; training eagerly")
         return model
     model.to(memory_format=torch.channels_last)
+    # Each training compiles afresh: Dynamo's cache outlives a training in a pool worker, so
+    # the next one (another net, another input size) would recompile against it with symbolic
+    # sizes, which failed inside Inductor for ShuffleNetV2 after a first size
+    # (InductorError "cannot determine truth value of Relational"), and piles graphs up to its
+    # recompile limit. Inductor's on-disk cache keeps the fresh compile to seconds.
+    torch._dynamo.reset()
     return torch.compile(_ChannelsLast(model))
 
 
