@@ -137,13 +137,14 @@ class BatchProgress:
         every = [s for per_name in self.seconds.values() for s in per_name]
         if not every:
             return 0.0
-
-        def epoch(name: str | None) -> float:
-            measured = self.seconds.get(name or "") or every
-            return sum(measured) / len(measured)
         unsubmitted = self.total - self.finished - len(self.waiting)
-        cost = sum(epoch(job.name) for job in self.waiting) + unsubmitted * epoch(None)
+        cost = (sum(_mean(self.seconds.get(job.name) or every) for job in self.waiting)
+                + unsubmitted * _mean(every))
         return cost * self.epochs / self.workers
+
+
+def _mean(seconds: list[float]) -> float:
+    return sum(seconds) / len(seconds)
 
 
 def _minutes(seconds: float) -> str:
