@@ -38,6 +38,7 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
     from data_utils.augment import prepare_eval
     from tune_jobs.finaljob.batch import Batch
     from tune_jobs.finaljob.job import choose_recipes
+    from tune_jobs.finaljob.recipes import recipes_for
     from tune_jobs.finaljob.runs import Bench, Job, Net, select_recipe
     from tune_jobs.trial.space import TrainParams
 
@@ -53,7 +54,8 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
         if test is not None:
             bench.data[32] = dataclasses.replace(bench.prepared(32), test=test)
         with Batch(bench, 4) as batch:
-            _, trials = choose_recipes(batch, {name: net}, params, seed=1)
+            _, trials = choose_recipes(batch, {name: net}, {name: recipes_for(name, params)},
+                                       seed=1)
         trials = trials[name]
         return bench, trials, select_recipe(trials)
 

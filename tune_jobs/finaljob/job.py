@@ -164,25 +164,19 @@ def recipe_trials(name: str, choices: list[RecipeChoice], runs: list[Run]
     return trials
 
 
-def choose_recipes(batch: Batch, nets: dict[str, Net], params: TrainParams, seed: int,
-                   alongside: Sequence[Job] = (), sizes: Sequence[int] = ()
+def choose_recipes(batch: Batch, nets: dict[str, Net], choices: dict[str, list[RecipeChoice]],
+                   seed: int, alongside: Sequence[Job] = ()
                    ) -> tuple[list[Future], dict[str, list[RecipeTrial]]]:
-    """Every baseline trained on the training split with each recipe at the searched input
-    size and each of `sizes`, judged on validation: each baseline's recipe trials. The
+    """Every baseline trained on the training split in each of its `choices` (`recipes_for`:
+    each recipe at each input size), judged on validation: each baseline's recipe trials. The
     independent trainings `alongside` are queued right behind them, so that the workers
     train those while the last recipe trials finish; their futures are returned."""
-    choices = {name: recipes_for(name, params, sizes) for name in nets}
     trials = {name: batch.submit(recipe_jobs(name, net, choices[name], seed))
               for name, net in nets.items()}
     others = batch.submit(list(alongside))
     return others, {name: recipe_trials(name, choices[name],
                                         [run for _, run in batch.results(trials[name])])
                     for name in nets}
-
-
-def recipe_count(nets: dict[str, Net], params: TrainParams, sizes: Sequence[int]) -> int:
-    """How many recipe trials `choose_recipes` trains."""
-    return sum(len(recipes_for(name, params, sizes)) for name in nets)
 
 
 def seed_jobs(name: str, net: Net, params: TrainParams, seeds: list[int]) -> list[Job]:
@@ -297,11 +291,11 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
     searched_jobs = seed_jobs("searched", Net(spec, spec.num_classes), params, s.seeds)
     sizes = (s.cfg.final.baseline_image_sizes if s.opts.baseline_sizes is None
              else s.opts.baseline_sizes)
-    total = (len(searched_jobs) + recipe_count(nets, params, sizes)
+    choices = {name: recipes_for(name, params, sizes) for name in nets}
+    total = (len(searched_jobs) + sum(map(len, choices.values()))
              + len(nets) * len(s.seeds))
     with Batch(s.bench, total) as batch:
-        searched, trials = choose_recipes(batch, nets, params, s.seeds[0], searched_jobs,
-                                          sizes)
+        searched, trials = choose_recipes(batch, nets, choices, s.seeds[0], searched_jobs)
         picked = {name: select_recipe(t) for name, t in trials.items()}
         baselines = {name: batch.submit(seed_jobs(f"{name}-{picked[name].label}", net,
                                                   TrainParams(**picked[name].params), s.seeds))
