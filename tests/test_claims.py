@@ -15,6 +15,7 @@ from tune_jobs.finaljob.claims import (
     judge,
     latency_limit,
     seeds_for_half_width,
+    size_cap,
 )
 from tune_jobs.finaljob.stats import difference, estimate
 
@@ -91,6 +92,16 @@ def test_the_latency_limits() -> None:
     assert latency_limit(FAST, {}).ratio is None
     claim = judge(ACCURATE, {"searched": 0.3}, latency_limit(ACCURATE, ratios), [])
     assert claim.point == Point.ACCURATE
+
+
+def test_only_the_accurate_budget_net_as_a_baseline_lets_the_searched_net_resize() -> None:
+    both = ["mobilenet_v3_small", "shufflenet_v2_x0_5"]
+    assert size_cap(ACCURATE, both) == "mobilenet_v3_small"
+    # its latency as shipped is unknown without it: the searched net keeps its size
+    assert size_cap(ACCURATE, ["shufflenet_v2_x0_5"]) is None
+    assert size_cap(FAST, both) is None  # a third of the fastest: a larger input won't do
+    plain_f1 = load_config("ci.yaml", ["objective.kind=f1", "objective.max_latency_ratio=2.5"])
+    assert size_cap(plain_f1, both) is None
 
 
 def test_the_points_are_what_their_names_promise() -> None:

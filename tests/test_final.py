@@ -152,6 +152,7 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     assert on_disk["model"]["test"]["f1"] == pytest.approx(
         next(r["f1"] for r in shipped["runs"] if r["seed"] == shipped["shipped_seed"]))
     assert on_disk["models"][0]["image_size"] == on_disk["input_size"] == 16
+    assert on_disk["models"][0]["recipe_trials"] == []  # fast: the searched size only
     from models.cost import onnx_session
 
     for m in on_disk["models"][1:]:  # each baseline tried both recipes at both sizes
@@ -389,3 +390,46 @@ def test_final_reuse_from_the_same_job_takes_over_every_training(finished_run,
     assert f"{n} of this job's {n} trainings were taken over from `{out}`" in report
     again = {m["name"]: [r["f1"] for r in m["runs"]] for m in metrics["models"]}
     assert again == {m.name: [r.f1 for r in m.runs] for m in first.models}
+
+
+def test_the_accurate_claim_tries_the_searched_net_at_the_budget_nets_sizes(finished_run,
+                                                                             tmp_path) -> None:
+    """The accurate point's budget is mobilenet_v3_small's latency as it ships, at 24 px when
+    it wins there: the searched net is tried at 16 and 24 px too (training split, judged on
+    validation), used at the best no larger than that net's size, and exported, timed and
+    judged at it. The fixture's trainings of the same chosen trial are taken over."""
+    from tune_jobs.finaljob.runs import select_recipe
+    from tune_jobs.study.trials import StudyAttr
+
+    out, study, first = finished_run
+    storage = f"sqlite:///{tmp_path}/accurate.db"
+    optuna.copy_study(from_study_name=study.study_name, from_storage=study._storage,
+                      to_storage=storage, to_study_name="accurate")
+    copy = optuna.load_study(study_name="accurate", storage=storage)
+    tree = dict(study.user_attrs[StudyAttr.CONFIG])
+    tree["objective"] = {**tree["objective"], "kind": "f1",
+                         "max_latency_of": "mobilenet_v3_small"}
+    copy.set_user_attr(StudyAttr.CONFIG, tree)
+    metrics = run_final(copy, tmp_path, FinalOptions(
+        baselines=("mobilenet_v3_small",), progress=False, seeds=2, int8=False,
+        trial=first.chosen.number, baseline_sizes=(24,), reuse_from=str(out)))
+    searched, budget = metrics.models
+    assert [(t.recipe, t.image_size) for t in searched.recipe_trials] == [
+        ("searched", 16), ("searched", 24)]
+    won = select_recipe(searched.recipe_trials, budget.image_size)
+    assert searched.image_size == won.image_size == metrics.input_size
+    assert searched.image_size <= max(budget.image_size, 16)
+    _, _, meta = load_state(tmp_path / "final" / "model.pt")
+    assert meta.input_size == searched.image_size
+    from models.cost import onnx_session
+
+    onnx = onnx_session(tmp_path / "final" / "model.onnx")
+    assert onnx.get_inputs()[0].shape[2:] == [searched.image_size] * 2
+    claim = metrics.claim
+    assert claim.point == "accurate"
+    assert claim.latency_limit == claim.latency_ratios["mobilenet_v3_small"]
+    # the baseline's recipe trials and seeds are the fixture's, taken over
+    assert metrics.taken_over >= 4 + 2
+    report = (tmp_path / "final" / "report.md").read_text()
+    assert "### Baseline recipes and input sizes, and the searched net's sizes" in report
+    assert "| searched | searched | 24 |" in report

@@ -16,7 +16,13 @@ from tune_jobs.config import ObjectiveConfig
 from tune_jobs.finaljob.assess import TrainingCheck
 from tune_jobs.finaljob.candidates import top_k
 from tune_jobs.finaljob.job import compare
-from tune_jobs.finaljob.recipes import STANDARD_RECIPES, Recipe, recipes_for, standard_recipe
+from tune_jobs.finaljob.recipes import (
+    STANDARD_RECIPES,
+    Recipe,
+    recipes_for,
+    sizes_for,
+    standard_recipe,
+)
 from tune_jobs.finaljob.results import ModelResult
 from tune_jobs.finaljob.runs import RecipeTrial, Run, select_recipe
 from tune_jobs.finaljob.stats import Verdict, difference, estimate, median_index, verdict
@@ -129,6 +135,29 @@ def test_a_baseline_is_tried_with_each_recipe_at_each_size() -> None:
     assert choices[3].params == dataclasses.replace(choices[1].params, image_size=96)
     assert [c.label for c in recipes_for("mobilenet_v3_small", SEARCHED)] == [
         "searched-48px", "standard-48px"]
+
+
+def test_the_searched_net_is_tried_at_each_size_with_its_own_recipe() -> None:
+    choices = sizes_for(SEARCHED, [96, 48])
+    assert [c.label for c in choices] == ["searched-48px", "searched-96px"]
+    assert choices[1].params == dataclasses.replace(SEARCHED, image_size=96)
+    assert len(sizes_for(SEARCHED, [])) == 1  # its own size only: nothing to try
+
+
+def _sized(size: int, val_f1: float, trained: bool = True) -> RecipeTrial:
+    return RecipeTrial(Recipe.SEARCHED, "", {"image_size": size}, val_f1,
+                       TrainingCheck(1.8, 0.9 if trained else 1.9, trained))
+
+
+def test_a_size_cap_leaves_out_the_larger_inputs_however_good() -> None:
+    at48, at96, at160 = _sized(48, 0.80), _sized(96, 0.84), _sized(160, 0.90)
+    assert select_recipe([at48, at96, at160]) is at160
+    assert select_recipe([at48, at96, at160], max_size=96) is at96
+    assert select_recipe([at48, at96, at160], max_size=48) is at48
+    # nothing fits (the budget's net ships below the searched size): the searched size
+    assert select_recipe([at48, at96], max_size=32) is at48
+    # a diverged trial still loses to one that trained, within the cap
+    assert select_recipe([at48, _sized(96, 0.95, False), at160], max_size=96) is at48
 
 
 def test_baseline_sizes_flag_parses_and_names_a_bad_value(capsys) -> None:

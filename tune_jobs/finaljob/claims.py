@@ -14,7 +14,7 @@ that a +-0.01 claim would need, from the spreads seen. Free of torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from scipy import stats
@@ -145,6 +145,21 @@ def latency_limit(cfg: Config, baselines: dict[str, float],
     return LatencyLimit(None, "no latency budget (objective.max_latency_of unset)")
 
 
+def size_cap(cfg: Config, baselines: Collection[str]) -> str | None:
+    """The baseline whose shipped input size caps the searched net's, when the searched net is
+    also tried at the baselines' input sizes; None: it keeps the searched size.
+
+    Only the accurate point with its budget's net among the baselines is: its claim is judged
+    at that net's latency as the net ships, and a baseline tried at a larger input may ship
+    there (torchvision's nets reach their best above the searched sizes). The search held each
+    candidate to the budget's net timed at the candidate's own size, so the searched net is
+    tried at the same sizes, up to the one that net ships at, and then judged at the same
+    latency. The fast point keeps its size: its limit is a fraction of the fastest baseline's
+    latency, which a larger input would not meet."""
+    of = cfg.objective.max_latency_of
+    return of if POINT_OF_KIND[cfg.objective.kind] == Point.ACCURATE and of in baselines else None
+
+
 def judge(cfg: Config, ratios: dict[str, float], limit: LatencyLimit,
           versus: Sequence[Versus]) -> Claim:
     """The claim of the study's operating point against every baseline; `ratios`: the latency
@@ -173,4 +188,5 @@ def judge(cfg: Config, ratios: dict[str, float], limit: LatencyLimit,
 
 
 __all__ = ["POINT_OF_KIND", "TARGET_HALF_WIDTH", "Claim", "ClaimCheck", "ClaimVerdict",
-           "LatencyLimit", "Point", "Versus", "judge", "latency_limit", "seeds_for_half_width"]
+           "LatencyLimit", "Point", "Versus", "judge", "latency_limit", "seeds_for_half_width",
+           "size_cap"]

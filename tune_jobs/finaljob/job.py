@@ -37,7 +37,15 @@ from tune_jobs.finaljob.assess import (
 )
 from tune_jobs.finaljob.batch import Batch, run_all
 from tune_jobs.finaljob.candidates import Pick, choose_trial, top_k
-from tune_jobs.finaljob.claims import POINT_OF_KIND, Claim, Point, Versus, judge, latency_limit
+from tune_jobs.finaljob.claims import (
+    POINT_OF_KIND,
+    Claim,
+    Point,
+    Versus,
+    judge,
+    latency_limit,
+    size_cap,
+)
 from tune_jobs.finaljob.export import (
     ModelMeta,
     check_exports,
@@ -47,7 +55,7 @@ from tune_jobs.finaljob.export import (
 )
 from tune_jobs.finaljob.int8 import Int8Result, assess_int8
 from tune_jobs.finaljob.options import FinalOptions
-from tune_jobs.finaljob.recipes import Recipe, RecipeChoice, recipes_for
+from tune_jobs.finaljob.recipes import Recipe, RecipeChoice, recipes_for, sizes_for
 from tune_jobs.finaljob.report import write_report_with_plots
 from tune_jobs.finaljob.results import (
     CandidateCheck,
@@ -65,6 +73,7 @@ from tune_jobs.trial.objective import LATENCY, budget_net
 from tune_jobs.trial.space import TrainParams, candidate_from_config
 
 log = logging.getLogger(__name__)
+SEARCHED = "searched"  # the searched model among the models, as metrics.json names it
 
 Trained = list[tuple[nn.Module, Run]]  # one model's runs, one per seed
 
@@ -287,16 +296,30 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
     """Phase 2, on one pool of workers: every baseline's recipe trials, the searched model's
     seeds behind them, and once the trials have chosen each baseline's recipe and input size,
     every baseline's seeds (queued behind the searched ones, so no worker waits for the
-    recipe choice)."""
-    searched_jobs = seed_jobs("searched", Net(spec, spec.num_classes), params, s.seeds)
+    recipe choice). Where the claim lets the searched net ship at a baseline's input size
+    (`size_cap`), it is tried at those sizes beside the baselines' trials, and its seeds
+    wait for the choice as the baselines' do."""
+    searched_net = Net(spec, spec.num_classes)
     sizes = (s.cfg.final.baseline_image_sizes if s.opts.baseline_sizes is None
              else s.opts.baseline_sizes)
     choices = {name: recipes_for(name, params, sizes) for name in nets}
-    total = (len(searched_jobs) + sum(map(len, choices.values()))
-             + len(nets) * len(s.seeds))
+    cap = size_cap(s.cfg, nets)
+    resized = sizes_for(params, sizes) if cap else []
+    tried = dict(nets)
+    if len(resized) > 1:
+        choices[SEARCHED], tried[SEARCHED] = resized, searched_net
+    searched_first = [] if SEARCHED in tried else seed_jobs(SEARCHED, searched_net, params,
+                                                           s.seeds)
+    total = sum(map(len, choices.values())) + (len(nets) + 1) * len(s.seeds)
     with Batch(s.bench, total) as batch:
-        searched, trials = choose_recipes(batch, nets, choices, s.seeds[0], searched_jobs)
-        picked = {name: select_recipe(t) for name, t in trials.items()}
+        searched, trials = choose_recipes(batch, tried, choices, s.seeds[0], searched_first)
+        picked = {name: select_recipe(t) for name, t in trials.items() if name != SEARCHED}
+        if SEARCHED in trials:
+            assert cap is not None
+            won = picked[SEARCHED] = select_recipe(trials[SEARCHED], picked[cap].image_size)
+            name = SEARCHED if won.image_size == params.image_size else f"{SEARCHED}-{won.label}"
+            searched = batch.submit(seed_jobs(name, searched_net, TrainParams(**won.params),
+                                              s.seeds))
         baselines = {name: batch.submit(seed_jobs(f"{name}-{picked[name].label}", net,
                                                   TrainParams(**picked[name].params), s.seeds))
                      for name, net in nets.items()}
@@ -328,7 +351,7 @@ def assess_models(s: Setting, spec: ModelSpec, trainings: Trainings, data: Prepa
     reference = models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
     quantized = cfg.final.int8 if opts.int8 is None else opts.int8
     # (name, its seeds' runs, where its exports go, their file stem)
-    outputs = [("searched", trainings.searched, folder, "model")] + [
+    outputs = [(SEARCHED, trainings.searched, folder, "model")] + [
         (name, trained, folder / "baselines", name)
         for name, trained in trainings.baselines.items()]
     assessed: dict[str, Assessment] = {}
@@ -347,7 +370,7 @@ def assess_models(s: Setting, spec: ModelSpec, trainings: Trainings, data: Prepa
         if quantized:
             int8.append(int8_of(name, trained, at, meta_at, cfg, target / f"{stem}.int8.onnx",
                                 opts.threads))
-    return Assessed(assessed.pop("searched"), assessed, results, int8, run.history)
+    return Assessed(assessed.pop(SEARCHED), assessed, results, int8, run.history)
 
 
 def claim(cfg: Config, trainings: Trainings, results: list[ModelResult],
@@ -356,7 +379,7 @@ def claim(cfg: Config, trainings: Trainings, results: list[ModelResult],
     of the searched model and every baseline (and objective.max_latency_of's net when it is not a
     baseline) timed together, in one process, as the search timed candidates
     (`objective.latency`), so that a limit and what it limits move alike under load."""
-    nets = {"searched": shipped(trainings.searched)[0]} | {
+    nets = {SEARCHED: shipped(trainings.searched)[0]} | {
         name: shipped(trained)[0] for name, trained in trainings.baselines.items()}
     of = cfg.objective.max_latency_of
     if POINT_OF_KIND[cfg.objective.kind] == Point.ACCURATE and of and of not in nets:
@@ -396,11 +419,12 @@ def run_final(study: optuna.Study, output: Path, opts: FinalOptions) -> FinalRes
         raise ConfigError("no test split: add a test/ folder or set data.test_fraction > 0")
     nets = {name: Net(f"tv/{name}", len(data.classes)) for name in opts.baselines}
     trainings = train_models(s, spec, params, nets)
-    meta = ModelMeta(data.classes, params.image_size, s.cfg.data.resize)
+    size = trainings.size_of(SEARCHED, params.image_size)  # a baseline's, where it won
+    meta = ModelMeta(data.classes, size, s.cfg.data.resize)
     done = assess_models(s, spec, trainings, data, meta)
     comparisons = [compare(done.models[0], b) for b in done.models[1:]]
     metrics = FinalResult(
-        study=study.study_name, epochs=s.bench.epochs, input_size=params.image_size,
+        study=study.study_name, epochs=s.bench.epochs, input_size=size,
         test_source=data.test_source, reference=s.cfg.objective.reference,
         f1_ref=s.cfg.objective.f1_ref, seeds=len(s.seeds), history=done.history,
         chosen=ChosenTrial(number=chosen.number, state=chosen.state, why=why,

@@ -4,6 +4,8 @@ size and epochs. A baseline is trained with the searched recipe and with its fam
 one (at the searched input size and at any of final.baseline_image_sizes), and the better on
 validation is used: the searched recipe was tuned for the searched net,
 and a comparison against a baseline the recipe cannot train says nothing about the baseline.
+Under the accurate claim the searched net is tried at the same sizes with its own recipe
+(`sizes_for`; `claims.size_cap` says when and up to which size).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ STANDARD_RECIPES: dict[str, StandardRecipe] = {
 }
 
 
+SEARCHED_SOURCE = "the searched trial's"
+
+
 def standard_recipe(name: str) -> StandardRecipe:
     """The recipe of the longest family prefix of `name` (`tv/` stripped)."""
     name = name.removeprefix("tv/")
@@ -85,18 +90,27 @@ class RecipeChoice:
         return recipe_label(self.recipe, self.params.image_size)
 
 
+def at_sizes(searched: TrainParams, sizes: Sequence[int] = ()) -> list[TrainParams]:
+    """The searched run's parameters at its own input size, then at each of `sizes`, once each."""
+    return [dataclasses.replace(searched, image_size=size)
+            for size in dict.fromkeys([searched.image_size, *sizes])]
+
+
 def recipes_for(name: str, searched: TrainParams, sizes: Sequence[int] = ()
                 ) -> list[RecipeChoice]:
     """The ways a baseline `name` is tried: each recipe at the searched input size and at
     each of `sizes` (the searched run's data pipeline otherwise)."""
     standard = standard_recipe(name)
-    choices = []
-    for size in dict.fromkeys([searched.image_size, *sizes]):  # in order, once each
-        at = dataclasses.replace(searched, image_size=size)
-        choices += [RecipeChoice(Recipe.SEARCHED, at, "the searched trial's"),
-                    RecipeChoice(Recipe.STANDARD, standard.apply(at), standard.source)]
-    return choices
+    return [choice for at in at_sizes(searched, sizes)
+            for choice in (RecipeChoice(Recipe.SEARCHED, at, SEARCHED_SOURCE),
+                           RecipeChoice(Recipe.STANDARD, standard.apply(at), standard.source))]
+
+
+def sizes_for(searched: TrainParams, sizes: Sequence[int]) -> list[RecipeChoice]:
+    """The ways the searched net is tried when it may ship at a baseline's input size: its
+    own recipe at its own size and at each of `sizes`."""
+    return [RecipeChoice(Recipe.SEARCHED, at, SEARCHED_SOURCE) for at in at_sizes(searched, sizes)]
 
 
 __all__ = ["STANDARD_RECIPES", "Recipe", "RecipeChoice", "StandardRecipe", "recipe_label",
-           "recipes_for", "standard_recipe"]
+           "recipes_for", "sizes_for", "standard_recipe"]

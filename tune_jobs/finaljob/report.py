@@ -188,14 +188,20 @@ def _recipe_section(metrics: FinalResult) -> list[str]:
             for r in metrics.models for t in r.recipe_trials]
     if not rows:
         return []
-    return ["### Baseline recipes and input sizes, chosen on validation", "",
+    resized = ("" if not metrics.models[0].recipe_trials else
+               " The accurate claim is judged at its budget's net's latency as that net "
+               "ships, so the searched net was tried at the same sizes with its own recipe, "
+               "and used at the best on validation no larger than the size that net ships at.")
+    title = "### Baseline recipes and input sizes" + (
+        ", and the searched net's sizes" if resized else "") + ", chosen on validation"
+    return [title, "",
             "Each baseline trained once on the training split with the searched recipe and "
             "with its family's standard one (torchvision's reference, warm-up + cosine over "
             "the same epochs, learning rate scaled to the batch), at the searched input size "
             "and at each of final.baseline_image_sizes; the higher validation macro-F1 among "
             "those that trained is used, and the baseline is then trained, tested and timed "
-            "at its size. The test split plays no part in the choice.",
-            "", _table(["baseline", "recipe", "input px", "validation macro-F1", "trained",
+            "at its size. The test split plays no part in the choice." + resized,
+            "", _table(["model", "recipe", "input px", "validation macro-F1", "trained",
                         "used", "recipe source"], rows), ""]
 
 

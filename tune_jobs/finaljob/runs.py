@@ -302,10 +302,13 @@ class RecipeTrial:
         return recipe_label(self.recipe, self.image_size)
 
 
-def select_recipe(trials: list[RecipeTrial]) -> RecipeTrial:
+def select_recipe(trials: list[RecipeTrial], max_size: int | None = None) -> RecipeTrial:
     """The recipe to use: the highest validation macro-F1 among those that trained (the loss
-    fell), else the highest validation macro-F1. Only validation numbers are looked at."""
-    pool = [t for t in trials if t.training.trained] or trials
+    fell), else the highest validation macro-F1. Only validation numbers are looked at.
+    `max_size`: only trials at that input size or below count (the first trial, at the
+    searched size, whatever its size, when none is)."""
+    fits = [t for t in trials if max_size is None or t.image_size <= max_size] or trials[:1]
+    pool = [t for t in fits if t.training.trained] or fits
     return max(pool, key=lambda t: t.val_f1)
 
 
