@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The claim run of #23 for one operating point, as a user runs it overnight on a laptop: the
 # 60-trial search, then the final job with 10 seeds of the searched net and of each baseline
-# (each baseline also tried at 96 px). Resumable: run the same command again after a stop
+# (each baseline also tried at 96 px, and under the accurate point the searched net too, up
+# to the size MobileNetV3-Small ships at). Resumable: run the same command again after a stop
 # (Ctrl+C, a reboot) and it goes on where it was (the search with --resume, the final job
 # from its per-training checkpoints). Every segment's wall time goes to $OUT/stages.tsv, so
 # the whole job's time is their sum even across stops; the final job's results are copied to
