@@ -13,6 +13,8 @@
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
 #   SEEDS=10 BASELINE_SIZES=96 OUT=runs/x bash benchmarks/night.sh accurate
 #   NAME=taco-standin bash benchmarks/night.sh fast /work/data/taco-standin/crops
+#   bash benchmarks/night.sh accurate && bash benchmarks/night.sh fast
+#       # a chain of runs: after a stop, run the whole chain again; a finished run is skipped
 #       # NAME names the run, study and results folder (default: the data folder's name)
 #   REUSE_FROM=runs/night-fmnist-taco6-accurate OUT=runs/y bash benchmarks/night.sh fast
 #       # another run's finished trainings of the same net, recipe, seed and rows are taken
@@ -55,7 +57,12 @@ if [ ! -f "$out/search.done" ]; then
 fi
 cp "$out/trials.csv" "$results/"  # written by every search that ended
 
-segment final python tune_jobs/final.py --study "$study" --output "$out" \
-  --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes" "${reuse[@]}"
+# a finished final job is not assessed again when a chain of runs is re-run (delete
+# final.done to redo it, e.g. after a change to the final job: its trainings are kept)
+if [ ! -f "$out/final.done" ]; then
+  segment final python tune_jobs/final.py --study "$study" --output "$out" \
+    --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes" "${reuse[@]}"
+  touch "$out/final.done"
+fi
 cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png} "$results/"
 python benchmarks/night_summary.py "$results"  # BENCHMARKS.md's section: $results/summary.md
