@@ -7,7 +7,9 @@
 # from its per-training checkpoints). Every segment's wall time goes to $OUT/stages.tsv, so
 # the whole job's time is their sum even across stops; the final job's results are copied to
 # benchmarks/results/night/<data>-<point>/ when it ends, with summary.md
-# (benchmarks/night_summary.py: the report's claim and tables, the wall time).
+# (benchmarks/night_summary.py: the report's claim and tables, the wall time). The search's
+# study (SQLite) is copied there too as soon as the search ends: commit it, and a run folder
+# lost with its machine resumes at the final job.
 #
 #   bash benchmarks/night.sh accurate                      # fmnist-taco6
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
@@ -48,6 +50,14 @@ segment() {
   return "$rc"
 }
 
+# The search's result is its study: kept with the results (committed with them), so that a
+# lost run folder (a machine given back) costs the final job's trainings, never the search.
+# A run folder without the study takes it, and the wall times so far, from there.
+if [ ! -f "$out/study.db" ] && [ -f "$results/study.db" ] && [ -z "${LITESEARCH_STORAGE:-}" ]; then
+  cp "$results/study.db" "$results/stages.tsv" "$out/"
+  touch "$out/search.done"
+  echo "night.sh: the search's study taken from $results (run folder $out was empty)"
+fi
 if [ ! -f "$out/search.done" ]; then
   resume=()
   [ -d "$out/ray/$study" ] && resume=(--resume)  # Tune's state: an interrupted search
@@ -55,7 +65,8 @@ if [ ! -f "$out/search.done" ]; then
     --output "$out" "${resume[@]}"
   touch "$out/search.done"
 fi
-cp "$out/trials.csv" "$results/"  # written by every search that ended
+[ -f "$out/trials.csv" ] && cp "$out/trials.csv" "$results/"  # written by every search that ended
+[ -f "$out/study.db" ] && cp "$out/study.db" "$results/"  # SQLite (no $LITESEARCH_STORAGE)
 
 # a finished final job is not assessed again when a chain of runs is re-run (delete
 # final.done to redo it, e.g. after a change to the final job: its trainings are kept)
