@@ -4,6 +4,7 @@ over only for the same training on the same rows, and Ctrl+C ends a batch at onc
 test_final.py and its module-wide final job, so that pytest-xdist runs the two side by side.)"""
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -147,7 +148,7 @@ def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
     trials) go to the same workers while a longer training still runs: no worker waits at the
     end of a group. Results come back in the order asked; every training is logged once."""
     from tune_jobs.finaljob.batch import Batch
-    from tune_jobs.finaljob.runs import Bench, Job, Net
+    from tune_jobs.finaljob.runs import TRAININGS, Bench, Job, Net
     from tune_jobs.trial.space import TrainParams
 
     cfg = load_config("ci.yaml", [f"data.cache_dir={cache_dir}", "final.compile=false"])
@@ -172,6 +173,10 @@ def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
     assert [r.history for _, r in out] == [bench.finished[2].history,
                                            bench.finished[0].history]
     assert len(bench.finished) == 3
+    # each finished training on its own line of trainings.jsonl, in the order it finished
+    lines = [json.loads(x) for x in (tmp_path / TRAININGS).read_text().splitlines()]
+    assert [(x["name"], x["f1"], x["epochs"]) for x in lines] == [
+        (n, r.f1, 1) for n, r in zip(["short", "later", "long"], bench.finished, strict=True)]
 
 
 CTRL_C_BATCH = """

@@ -2,7 +2,8 @@
 thread each (small nets use a second core poorly inside one training and fully as a second
 training); trainings that wait for others' results are submitted to the same pool once those
 results are read, so no worker idles while work is queued. Ctrl+C ends the pool at once, and
-every finished training is logged with the time the batch has left.
+every finished training is logged with the time the batch has left and recorded in the
+final job's trainings.jsonl.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 import torch
 from torch import nn
 
-from tune_jobs.finaljob.runs import Bench, Job, Run
+from tune_jobs.finaljob.runs import Bench, Job, Run, record
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class Batch:
         run = future.result()[1]  # a failed training raises here
         self.progress.done(job, run)
         self.bench.finished.append(run)
+        record(self.bench.folder, job.name, run)
 
 
 class BatchProgress:

@@ -201,6 +201,24 @@ class Run:
         return bool(self.history) and all("from" in h for h in self.history)
 
 
+TRAININGS = "trainings.jsonl"  # in a final job's folder: every finished training, as it ends
+
+
+def record(folder: Path, name: str, run: Run) -> None:
+    """Append the finished training `name` to `folder`/trainings.jsonl, one JSON line: its
+    numbers outlive the job (a job stopped before its report, a run folder lost with its
+    machine once the file was copied away). A re-run appends again as each training
+    resumes from its checkpoint, so the last line of a (name, split, seed) is its result."""
+    line = {"name": name, "split": run.split, "seed": run.seed, "f1": run.f1,
+            "accuracy": run.accuracy, "per_class_f1": run.per_class_f1,
+            "trained": run.training.trained, "epochs": len(run.history),
+            "seconds": round(sum(h["seconds"] for h in run.history if "from" not in h), 1),
+            "taken_over": run.taken_over}
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / TRAININGS).open("a") as f:
+        f.write(json.dumps(line) + "\n")
+
+
 @dataclass(frozen=True)
 class Net:
     """A fresh network, picklable: a litesearch spec, or a torchvision net (`tv/<name>`)."""
@@ -312,5 +330,5 @@ def select_recipe(trials: list[RecipeTrial], max_size: int | None = None) -> Rec
     return max(pool, key=lambda t: t.val_f1)
 
 
-__all__ = ["COMPILE_MIN_IMAGES", "Bench", "Job", "Net", "RecipeTrial", "Run", "Split",
-           "compiles", "retrain", "select_recipe", "training_check"]
+__all__ = ["COMPILE_MIN_IMAGES", "TRAININGS", "Bench", "Job", "Net", "RecipeTrial", "Run",
+           "Split", "compiles", "record", "retrain", "select_recipe", "training_check"]
