@@ -9,7 +9,8 @@
 # benchmarks/results/night/<data>-<point>/ when it ends, with summary.md
 # (benchmarks/night_summary.py: the report's claim and tables, the wall time). The search's
 # study (SQLite) is copied there too as soon as the search ends: commit it, and a run folder
-# lost with its machine resumes at the final job.
+# lost with its machine resumes at the final job (whose finished trainings so far are in
+# $out/final/trainings.jsonl: copy it there to keep their numbers while it runs).
 #
 #   bash benchmarks/night.sh accurate                      # fmnist-taco6
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
@@ -75,5 +76,5 @@ if [ ! -f "$out/final.done" ]; then
     --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes" "${reuse[@]}"
   touch "$out/final.done"
 fi
-cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png} "$results/"
+cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png,trainings.jsonl} "$results/"
 python benchmarks/night_summary.py "$results"  # BENCHMARKS.md's section: $results/summary.md
