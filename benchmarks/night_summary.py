@@ -4,6 +4,10 @@ baseline-recipe sections as they are, the search's trial counts (trials.csv), an
 time, summed over every segment of stages.tsv (a run stopped and resumed has several). Writes
 summary.md beside them and prints it; every number in it comes from those files.
 
+While the final job still runs (no report.md yet), it writes progress.md instead: the final
+job's finished trainings so far (its trainings.jsonl, copied there), each training kind's
+seeds with their mean macro-F1 and 95 % interval, and the wall time so far.
+
     python benchmarks/night_summary.py benchmarks/results/night/fmnist-taco6-accurate
 """
 
@@ -11,8 +15,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import statistics
 from collections import Counter
 from pathlib import Path
+
+from tune_jobs.finaljob.runs import TRAININGS
+from tune_jobs.finaljob.stats import estimate
 
 # the report's sections the summary quotes, by the start of their heading
 QUOTED = ("## Claim", "## Test metrics", "### Searched model against each baseline",
@@ -74,17 +83,53 @@ def summary(folder: Path) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def finished_trainings(path: Path) -> dict[tuple[str, str], dict[int, dict]]:
+    """trainings.jsonl by (training name, split), then seed: the last line of each training
+    (a re-run appends every training again as it resumes)."""
+    last: dict[tuple[str, str], dict[int, dict]] = {}
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            row = json.loads(line)
+            last.setdefault((row["name"], row["split"]), {})[int(row["seed"])] = row
+        except (ValueError, KeyError, TypeError) as err:
+            raise SystemExit(f"{path}:{i}: not a line of the final job's trainings "
+                             f"({type(err).__name__}: {err}); copy the file again from the "
+                             "run folder's final/") from err
+    return last
+
+
+def progress(folder: Path) -> str:
+    """The final job so far: each training kind's finished seeds, mean and interval."""
+    times = wall_time(folder / "stages.tsv")
+    total = sum(s for s, _ in times.values())
+    lines = [f"The final job is still running: its finished trainings so far ({TRAININGS}); "
+             f"wall time so far {_minutes(total)} (stages.tsv, up to the last segment that "
+             "ended).", "",
+             "| training | judged on | seeds | macro-F1 | minutes each (median) |",
+             "|---|---|---|---|---|"]
+    for (name, split), seeds in finished_trainings(folder / TRAININGS).items():
+        rows = [seeds[k] for k in sorted(seeds)]
+        f1 = estimate([r["f1"] for r in rows])
+        minutes = statistics.median(r["seconds"] for r in rows) / 60
+        judged = "validation" if split == "train" else "test"
+        lines.append(f"| {name} | {judged} | {', '.join(map(str, sorted(seeds)))} | "
+                     f"{f1.text()} | {minutes:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder", type=Path, help="benchmarks/results/night/<data>-<point>")
     folder = p.parse_args().folder
-    missing = [f for f in ("report.md", "stages.tsv", "trials.csv")
+    running = not (folder / "report.md").is_file() and (folder / TRAININGS).is_file()
+    missing = [f for f in ("stages.tsv", "trials.csv") + (() if running else ("report.md",))
                if not (folder / f).is_file()]
     if missing:
         raise SystemExit(f"{folder}: no {', '.join(missing)}; night.sh copies them there "
-                         "(report.md once its final job has finished)")
-    text = summary(folder)
-    (folder / "summary.md").write_text(text)
+                         f"(report.md once its final job has finished; {TRAININGS} from "
+                         "the run folder's final/ while it runs)")
+    text = progress(folder) if running else summary(folder)
+    (folder / ("progress.md" if running else "summary.md")).write_text(text)
     print(text, end="")
 
 

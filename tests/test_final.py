@@ -115,6 +115,34 @@ def test_the_night_summary_quotes_the_report_and_sums_every_segment(finished_run
     assert bad.returncode != 0 and "no report.md" in bad.stderr
 
 
+def test_the_night_summary_of_a_final_job_still_running(finished_run, tmp_path) -> None:
+    """No report.md yet, the final job's trainings.jsonl copied: progress.md gives each
+    training kind's seeds so far with mean and interval (the last line of a training that a
+    re-run appended again counts once); a damaged line is an error naming file and line."""
+    out, _, metrics = finished_run
+    folder = tmp_path / "night"
+    folder.mkdir()
+    jsonl = (out / "final" / "trainings.jsonl").read_text()
+    (folder / "trainings.jsonl").write_text(jsonl + jsonl)  # as if re-run to the end
+    (folder / "stages.tsv").write_text(
+        "search\t2026-12-04T12:06:17Z\t2026-12-04T13:11:55Z\t3938\t0\n")
+    (folder / "trials.csv").write_text("number,state,f1\n0,COMPLETE,0.8\n")
+    script = [sys.executable, str(REPO / "benchmarks" / "night_summary.py"), str(folder)]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    text = (folder / "progress.md").read_text()
+    assert text == done.stdout and not (folder / "summary.md").exists()
+    assert "wall time so far 66 min" in text
+    searched = next(m for m in metrics.models if m.name == "searched")
+    row = next(line for line in text.splitlines() if line.startswith("| searched | test |"))
+    assert f"| {searched.f1.text()} |" in row  # the same seeds, counted once each
+    assert row.split(" | ")[2] == ", ".join(str(r.seed) for r in searched.runs)
+    (folder / "trainings.jsonl").write_text(jsonl + '{"name": "searched", "split": "tr')
+    bad = subprocess.run(script, capture_output=True, text=True, timeout=60)
+    n = len(jsonl.splitlines()) + 1
+    assert bad.returncode != 0 and f"trainings.jsonl:{n}: not a line" in bad.stderr
+
+
 def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     out, _, metrics = finished_run
     on_disk = json.loads((out / "final" / "metrics.json").read_text())
