@@ -127,6 +127,55 @@ def test_resume_after_the_driver_is_killed(tmp_path, cache_dir) -> None:
     assert len({t.user_attrs["trial_dir"] for t in trained}) == 8
 
 
+def test_a_run_folder_without_tune_state_continues_its_study(tmp_path, cache_dir) -> None:
+    """The driver killed mid-search and Tune's experiment folder lost (a machine given back;
+    the study and the rung state kept, restored into another folder): --resume goes on from
+    the study, the trials left running trained again, and the study ends with exactly
+    num_samples trainings."""
+    import shutil
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    first, moved = tmp_path / "a", tmp_path / "b"
+    args = ["--study", "lost", "--config", "configs/ci.yaml", "--num-samples", "5",
+            "--set", f"data.cache_dir={cache_dir}"]
+    env = {**os.environ, "LITESEARCH_STORAGE": ""}
+    proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
+                             "--output", str(first)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    db = first / "study.db"
+    deadline = time.monotonic() + 240  # generous: a hang guard for a loaded machine
+    while _finished(db, "lost") < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
+    assert _finished(db, "lost") >= 1, "no trial finished in 240 s"
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    before = optuna.load_study(study_name="lost", storage=f"sqlite:///{db}").trials
+    kept = {t.number: (t.state, t.values) for t in before if t.state.is_finished()}
+    shutil.rmtree(first / "ray")
+    first.rename(moved)
+    db = moved / "study.db"
+    out = subprocess.run([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
+                          "--output", str(moved), "--resume"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    said = re.search(r"continuing study 'lost', whose (\d+) finished trial\(s\) of this run "
+                     r"count towards the 5 samples; (\d+) left running", out.stderr)
+    assert said, out.stderr[-3000:]
+    assert int(said.group(1)) == sum(t.state.is_finished() and "duplicate_of" not in t.user_attrs
+                                     for t in before)
+    assert int(said.group(2)) == sum(t.state == TrialState.RUNNING for t in before)
+    # the rungs so far came back from the run folder: the first status already has a cutoff
+    first = next(line for line in out.stdout.splitlines() if line.startswith("Bracket:"))
+    assert "None" not in first.split("|")[-1], first
+    study = optuna.load_study(study_name="lost", storage=f"sqlite:///{db}")
+    assert all(t.state.is_finished() for t in study.trials)
+    assert {t.number: (t.state, t.values) for t in study.trials if t.number in kept} == kept
+    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == 5, [(t.number, t.state, t.user_attrs) for t in study.trials]
+
+
 def test_ctrl_c_then_final_says_the_search_is_partial(tmp_path, cache_dir) -> None:
     """Ctrl+C (SIGINT to the driver) mid-search with --final: Tune saves its state and returns
     as if it had ended; the console says how many trials finished of how many, that --resume

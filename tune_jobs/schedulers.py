@@ -38,11 +38,18 @@ class _Persisted:
     """A scheduler whose `__dict__` is written to `state_file` when it changed and read back
     when Tune unpickles the scheduler of the run's start."""
 
-    def _start_state(self, state_file: str) -> None:
+    def _start_state(self, state_file: str, keep: bool) -> None:
         self._state_file = state_file
         Path(state_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(state_file).unlink(missing_ok=True)  # a new run starts with empty rungs
         self._saved: bytes = b""
+        if keep and os.path.isfile(state_file):
+            # a run that goes on without Tune's state (`continue_study`): the rungs so far
+            # judge its next trials as they judged the first (the old trials' ids stay in
+            # them as the population each rung compares against)
+            with open(state_file, "rb") as f:
+                restore_scheduler_state(self, {**pickle.load(f), "_state_file": state_file})
+        else:
+            Path(state_file).unlink(missing_ok=True)  # a new run starts with empty rungs
 
     def _persist(self) -> None:
         # a few kB, compared before written: a rung's record is never lost to a kill, and
@@ -66,9 +73,9 @@ class _Persisted:
 
 
 class ResumableASHA(_Persisted, ASHAScheduler):
-    def __init__(self, *args: Any, state_file: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, state_file: str, keep: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._start_state(state_file)
+        self._start_state(state_file, keep)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
@@ -84,11 +91,11 @@ class ResumablePASHA(_Persisted, FIFOScheduler):
     """PASHA's stop rule (`pasha.Rungs`) on `metric` per training iteration (epoch)."""
 
     def __init__(self, *, state_file: str, metric: str, mode: str, max_t: int,
-                 grace_period: int, reduction_factor: float) -> None:
+                 grace_period: int, reduction_factor: float, keep: bool = False) -> None:
         super().__init__()
         self._metric, self._sign = metric, 1.0 if mode == "min" else -1.0
         self.rungs = Rungs(grace_period, reduction_factor, max_t)
-        self._start_state(state_file)
+        self._start_state(state_file, keep)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         value = result.get(self._metric)
@@ -115,16 +122,17 @@ SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {
 }
 
 
-def make_scheduler(cfg: Config, output: Path) -> TrialScheduler:
+def make_scheduler(cfg: Config, output: Path, keep_state: bool = False) -> TrialScheduler:
     """`scheduler.*` of the config: `scheduler.algorithm` on `scheduler.metric` (its state in
-    the run folder), or FIFO when `scheduler.early_stopping` is off."""
+    the run folder, read back when `keep_state`: a run continued without Tune's state), or
+    FIFO when `scheduler.early_stopping` is off."""
     s = cfg.scheduler
     if not s.early_stopping:
         return FIFOScheduler()
     return SCHEDULERS[s.algorithm](
         state_file=str(output / f"{s.algorithm}-{cfg.search.study}.pkl"), metric=s.metric,
         mode=RUNG_METRICS[s.metric], max_t=s.max_epochs, grace_period=s.grace_period,
-        reduction_factor=s.reduction_factor)
+        reduction_factor=s.reduction_factor, keep=keep_state)
 
 
 __all__ = ["SCHEDULERS", "ResumableASHA", "ResumablePASHA", "make_scheduler"]

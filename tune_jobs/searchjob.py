@@ -277,16 +277,26 @@ def run_search(cfg: Config, resume: bool = False, data: TrialData | None = None,
         tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:
-        if resume:
-            log.warning("nothing to resume in %s; starting a new run", experiment)
         searcher = build_searcher(cfg, storage, record, len(data.classes), experiment,
                                   objective)
+        # Tune's state is gone but the study is not (a run folder lost with its machine, the
+        # study in PostgreSQL or copied): the run goes on from the study, up to num_samples
+        continued = (searcher.continue_study() if resume and isinstance(
+            searcher, MirroredOptunaSearch) else None)
+        if continued is not None:
+            log.warning("no Tune state to resume in %s: continuing study %r, whose %d "
+                        "finished trial(s) of this run count towards the %d samples; %d left "
+                        "running are trained again", experiment, cfg.search.study,
+                        continued[0], cfg.search.num_samples, continued[1])
+        elif resume:
+            log.warning("nothing to resume in %s; starting a new run", experiment)
         hyperopt = cfg.search.algorithm == "hyperopt"
         tuner = tune.Tuner(
             trainable,
             param_space=tune_domains(cfg.space) if hyperopt else None,
             tune_config=tune.TuneConfig(
-                search_alg=searcher, scheduler=make_scheduler(cfg, output),
+                search_alg=searcher,
+                scheduler=make_scheduler(cfg, output, keep_state=continued is not None),
                 num_samples=cfg.search.num_samples,
                 max_concurrent_trials=cfg.search.max_concurrent,
                 reuse_actors=cfg.resources.reuse_actors),

@@ -204,7 +204,30 @@ class MirroredOptunaSearch(OptunaSearch):
         # runs them again, but their record is final and must not be touched.
         searcher_finished(self).update(tid for tid, ot in trials.items()
                                        if stored[storage_id(ot)].state.is_finished())
-        owned = {storage_id(t) for t in trials.values()}
+        self._take_stock(stored, owned={storage_id(t) for t in trials.values()})
+
+    def continue_study(self) -> tuple[int, int] | None:
+        """The study's last run, whose Tune state is gone (its folder lost with its machine;
+        the study kept, in PostgreSQL or copied away), goes on in a new Tune run: its trials
+        in the study count towards num_samples and those left RUNNING are adopted with their
+        drawn values and trained again from the start. That run's finished and adopted
+        trials; None when the study holds no trial (a new run). A run folder restored
+        elsewhere has another experiment path, so the run is the study's last one, whose id
+        this searcher takes over, not this searcher's own."""
+        stored = {storage_id(t): t for t in searcher_study(self).get_trials(deepcopy=False)}
+        runs = [t.user_attrs[self.RUN_ATTR] for t in sorted(stored.values(), key=lambda t: t.number)
+                if self.RUN_ATTR in t.user_attrs]
+        if not runs:
+            return None
+        if runs[-1] != self._run_id:
+            log.info("continuing the study's last run, %s, from %s", runs[-1], self._run_id)
+            self._run_id = runs[-1]
+        self._take_stock(stored, owned=set())
+        return self._asked - len(self._orphans), len(self._orphans)
+
+    def _take_stock(self, stored: dict[int, optuna.trial.FrozenTrial], owned: set[int]) -> None:
+        """This run's trials in the study that no Tune trial owns and that were left RUNNING
+        are adopted first; every trial of this run counts towards num_samples."""
         self._orphans = [
             sid for sid, t in stored.items()
             if t.state == TrialState.RUNNING and sid not in owned
