@@ -7,10 +7,11 @@
 # from its per-training checkpoints). Every segment's wall time goes to $OUT/stages.tsv, so
 # the whole job's time is their sum even across stops; the final job's results are copied to
 # benchmarks/results/night/<data>-<point>/ when it ends, with summary.md
-# (benchmarks/night_summary.py: the report's claim and tables, the wall time). The search's
-# study (SQLite) is copied there too as soon as the search ends: commit it, and a run folder
-# lost with its machine resumes at the final job (whose finished trainings so far are in
-# $out/final/trainings.jsonl: copy it there to keep their numbers while it runs).
+# (benchmarks/night_summary.py: the report's claim and tables, the wall time). What the run
+# needs to go on (the search's study, the rung state, the final job's trainings.jsonl) is
+# kept there every 10 minutes and at each segment's end (benchmarks/night_keep.py): commit
+# it, and a run folder lost with its machine is restored from it on the next run (the
+# search goes on from its study; the final job's trainings start again).
 #
 #   bash benchmarks/night.sh accurate                      # fmnist-taco6
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
@@ -38,36 +39,43 @@ reuse=()
 results=benchmarks/results/night/$name-$point
 mkdir -p "$out" "$results"
 
-# one line per segment: stage, start, end (UTC), seconds, exit status
+keep() { python benchmarks/night_keep.py keep "$out" "$results" || true; }
+keeper=
+trap '[ -z "$keeper" ] || kill "$keeper" 2>/dev/null || true' EXIT  # a stopped run's keeper too
+
+# one line per segment: stage, start, end (UTC), seconds, exit status; what the run needs to
+# go on is kept in the results folder meanwhile
 segment() {
   local stage=$1 start rc=0 t0
   shift
   start=$(date -u +%FT%TZ)
   t0=$(date +%s)
+  (while sleep 600; do keep; done) &
+  keeper=$!
   "$@" || rc=$?
+  kill "$keeper" 2>/dev/null || true
   printf '%s\t%s\t%s\t%d\t%d\n' "$stage" "$start" "$(date -u +%FT%TZ)" \
     $(($(date +%s) - t0)) "$rc" >> "$out/stages.tsv"
   cp "$out/stages.tsv" "$results/stages.tsv"
+  keep
   return "$rc"
 }
 
-# The search's result is its study: kept with the results (committed with them), so that a
-# lost run folder (a machine given back) costs the final job's trainings, never the search.
-# A run folder without the study takes it, and the wall times so far, from there.
+# a run folder lost with its machine (a study kept, none here) goes on from what was kept
 if [ ! -f "$out/study.db" ] && [ -f "$results/study.db" ] && [ -z "${LITESEARCH_STORAGE:-}" ]; then
-  cp "$results/study.db" "$results/stages.tsv" "$out/"
-  touch "$out/search.done"
-  echo "night.sh: the search's study taken from $results (run folder $out was empty)"
+  python benchmarks/night_keep.py restore "$out" "$results"
 fi
+
 if [ ! -f "$out/search.done" ]; then
   resume=()
-  [ -d "$out/ray/$study" ] && resume=(--resume)  # Tune's state: an interrupted search
+  # Tune's state (an interrupted search), or only its study (a restored run folder)
+  if [ -d "$out/ray/$study" ] || [ -f "$out/study.db" ]; then resume=(--resume); fi
   segment search python tune_jobs/search.py --data "$data" --point "$point" --study "$study" \
     --output "$out" "${resume[@]}"
   touch "$out/search.done"
+  keep
 fi
-[ -f "$out/trials.csv" ] && cp "$out/trials.csv" "$results/"  # written by every search that ended
-[ -f "$out/study.db" ] && cp "$out/study.db" "$results/"  # SQLite (no $LITESEARCH_STORAGE)
+if [ -f "$out/trials.csv" ]; then cp "$out/trials.csv" "$results/"; fi  # every search that ended
 
 # a finished final job is not assessed again when a chain of runs is re-run (delete
 # final.done to redo it, e.g. after a change to the final job: its trainings are kept)
@@ -75,6 +83,7 @@ if [ ! -f "$out/final.done" ]; then
   segment final python tune_jobs/final.py --study "$study" --output "$out" \
     --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes" "${reuse[@]}"
   touch "$out/final.done"
+  keep
+  cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png} "$results/"
+  python benchmarks/night_summary.py "$results"  # BENCHMARKS.md's section: $results/summary.md
 fi
-cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png,trainings.jsonl} "$results/"
-python benchmarks/night_summary.py "$results"  # BENCHMARKS.md's section: $results/summary.md
