@@ -136,18 +136,20 @@ def test_a_run_folder_without_tune_state_continues_its_study(tmp_path, cache_dir
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     first, moved = tmp_path / "a", tmp_path / "b"
-    args = ["--study", "lost", "--config", "configs/ci.yaml", "--num-samples", "5",
+    args = ["--study", "lost", "--config", "configs/ci.yaml", "--num-samples", "8",
             "--set", f"data.cache_dir={cache_dir}"]
     env = {**os.environ, "LITESEARCH_STORAGE": ""}
-    proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
-                             "--output", str(first)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "first.txt"
+    with log.open("w") as f:
+        proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
+                                 "--output", str(first)], cwd=REPO, env=env, stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     db = first / "study.db"
     deadline = time.monotonic() + 240  # generous: a hang guard for a loaded machine
     while _finished(db, "lost") < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert proc.poll() is None, "the search ended before it could be interrupted"
+    assert proc.poll() is None, ("the search ended before it could be interrupted: "
+                                 + log.read_text()[-3000:])
     assert _finished(db, "lost") >= 1, "no trial finished in 240 s"
     os.killpg(proc.pid, 9)
     proc.wait()
@@ -161,7 +163,7 @@ def test_a_run_folder_without_tune_state_continues_its_study(tmp_path, cache_dir
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     said = re.search(r"continuing study 'lost', whose (\d+) finished trial\(s\) of this run "
-                     r"count towards the 5 samples; (\d+) left running", out.stderr)
+                     r"count towards the 8 samples; (\d+) left running", out.stderr)
     assert said, out.stderr[-3000:]
     assert int(said.group(1)) == sum(t.state.is_finished() and "duplicate_of" not in t.user_attrs
                                      for t in before)
@@ -173,7 +175,7 @@ def test_a_run_folder_without_tune_state_continues_its_study(tmp_path, cache_dir
     assert all(t.state.is_finished() for t in study.trials)
     assert {t.number: (t.state, t.values) for t in study.trials if t.number in kept} == kept
     trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
-    assert len(trained) == 5, [(t.number, t.state, t.user_attrs) for t in study.trials]
+    assert len(trained) == 8, [(t.number, t.state, t.user_attrs) for t in study.trials]
 
 
 def test_ctrl_c_then_final_says_the_search_is_partial(tmp_path, cache_dir) -> None:
