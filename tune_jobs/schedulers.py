@@ -42,14 +42,21 @@ class _Persisted:
         self._state_file = state_file
         Path(state_file).parent.mkdir(parents=True, exist_ok=True)
         self._saved: bytes = b""
-        if keep and os.path.isfile(state_file):
+        if keep:
             # a run that goes on without Tune's state (`continue_study`): the rungs so far
             # judge its next trials as they judged the first (the old trials' ids stay in
             # them as the population each rung compares against)
-            with open(state_file, "rb") as f:
-                restore_scheduler_state(self, {**pickle.load(f), "_state_file": state_file})
+            self._read_saved()
         else:
             Path(state_file).unlink(missing_ok=True)  # a new run starts with empty rungs
+
+    def _read_saved(self) -> None:
+        """The last state written to `_state_file`, if any; the file stays this run's own
+        (a run folder moved since keeps writing where it is now)."""
+        if os.path.isfile(self._state_file):
+            with open(self._state_file, "rb") as f:
+                restore_scheduler_state(self, {**pickle.load(f),
+                                               "_state_file": self._state_file})
 
     def _persist(self) -> None:
         # a few kB, compared before written: a rung's record is never lost to a kill, and
@@ -67,9 +74,7 @@ class _Persisted:
         # Tune unpickles the scheduler of the run's start: take the last saved state instead
         restore_scheduler_state(self, state)
         self._saved = b""
-        if os.path.isfile(self._state_file):
-            with open(self._state_file, "rb") as f:
-                restore_scheduler_state(self, pickle.load(f))
+        self._read_saved()
 
 
 class ResumableASHA(_Persisted, ASHAScheduler):
