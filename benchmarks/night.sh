@@ -5,7 +5,8 @@
 # to the size MobileNetV3-Small ships at). Resumable: run the same command again after a stop
 # (Ctrl+C, a reboot) and it goes on where it was (the search with --resume, the final job
 # from its per-training checkpoints). Every segment's wall time goes to $OUT/stages.tsv, so
-# the whole job's time is their sum even across stops; the final job's results are copied to
+# the whole job's time is their sum even across stops (benchmarks/night_clock.py: a segment
+# killed with its machine counts up to its last minute); the final job's results are copied to
 # benchmarks/results/night/<data>-<point>/ when it ends, with summary.md
 # (benchmarks/night_summary.py: the report's claim and tables, the wall time). What the run
 # needs to go on (the search's study, the rung state, the final job's trainings.jsonl) is
@@ -34,29 +35,34 @@ study=night-$name-$point
 seeds=${SEEDS:-10}
 sizes=${BASELINE_SIZES:-96}
 baselines=mobilenet_v3_small,shufflenet_v2_x0_5
+tick=${TICK:-60}  # seconds between the clock's ticks; a keep every 10 ticks
 reuse=()
 [ -n "${REUSE_FROM:-}" ] && reuse=(--reuse-from "$REUSE_FROM")
-results=benchmarks/results/night/$name-$point
+results=${RESULTS:-benchmarks/results/night/$name-$point}  # committed
 mkdir -p "$out" "$results"
 
 keep() { python benchmarks/night_keep.py keep "$out" "$results" || true; }
 keeper=
 trap '[ -z "$keeper" ] || kill "$keeper" 2>/dev/null || true' EXIT  # a stopped run's keeper too
 
-# one line per segment: stage, start, end (UTC), seconds, exit status; what the run needs to
-# go on is kept in the results folder meanwhile
+# one line per segment in $out/stages.tsv: stage, start, end (UTC), seconds, exit status; the
+# clock ticks every minute and what the run needs to go on is kept every 10 minutes
 segment() {
-  local stage=$1 start rc=0 t0
+  local stage=$1 rc=0
   shift
-  start=$(date -u +%FT%TZ)
-  t0=$(date +%s)
-  (while sleep 600; do keep; done) &
+  python benchmarks/night_clock.py start "$out" "$stage"
+  (trap 'exit 0' TERM  # after the tick or keep under way, which `stop` must not overtake
+   i=0
+   while :; do
+     sleep "$tick" & wait $!
+     python benchmarks/night_clock.py tick "$out" || true
+     i=$((i + 1)); [ $((i % 10)) -ne 0 ] || keep
+   done) &
   keeper=$!
   "$@" || rc=$?
   kill "$keeper" 2>/dev/null || true
-  printf '%s\t%s\t%s\t%d\t%d\n' "$stage" "$start" "$(date -u +%FT%TZ)" \
-    $(($(date +%s) - t0)) "$rc" >> "$out/stages.tsv"
-  cp "$out/stages.tsv" "$results/stages.tsv"
+  wait "$keeper" 2>/dev/null || true
+  python benchmarks/night_clock.py stop "$out" "$rc"
   keep
   return "$rc"
 }

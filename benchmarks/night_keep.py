@@ -6,7 +6,8 @@ costs only the work since the last keep, not a 3-hour search.
     python benchmarks/night_keep.py restore RUN RESULTS   # night.sh, when RUN has no study
 
 Kept: the search's study (SQLite, copied consistently while the search writes it), the
-scheduler's rung state (`*.pkl`, a few kB), the markers of finished stages (`*.done`), and
+scheduler's rung state (`*.pkl`, a few kB), the markers of finished stages (`*.done`), the
+run's clock (`stages.tsv` and the open segment, `stage.open`: benchmarks/night_clock.py), and
 the final job's finished trainings so far (`trainings.jsonl`). Not kept: Tune's experiment
 folder and the final job's checkpoints (hundreds of MB): a restored search goes on from its
 study (`search.py --resume` without Tune's state: the trials left running are trained
@@ -23,7 +24,9 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from tune_jobs.finaljob.runs import TRAININGS  # under the run folder's final/
+from night_clock import OPEN, STAGES  # the run's clock
+
+from tune_jobs.finaljob import TRAININGS  # under the run folder's final/
 
 STUDY = "study.db"
 
@@ -39,7 +42,7 @@ def _copy_study(src: Path, dst: Path) -> None:
 
 
 def _small_files(folder: Path) -> list[Path]:
-    return sorted(p for pattern in ("*.pkl", "*.done") for p in folder.glob(pattern))
+    return sorted(p for pattern in ("*.pkl", "*.done", OPEN) for p in folder.glob(pattern))
 
 
 def keep(run: Path, results: Path) -> list[str]:
@@ -49,9 +52,12 @@ def keep(run: Path, results: Path) -> list[str]:
     if (run / STUDY).is_file():
         _copy_study(run / STUDY, results / STUDY)
         kept.append(STUDY)
-    for f in _small_files(run):
-        shutil.copy2(f, results / f.name)
-        kept.append(f.name)
+    for f in [*_small_files(run), run / STAGES]:
+        if f.is_file():
+            shutil.copy2(f, results / f.name)
+            kept.append(f.name)
+    if not (run / OPEN).exists():  # the segment has ended: its line is in stages.tsv now
+        (results / OPEN).unlink(missing_ok=True)
     if (run / "final" / TRAININGS).is_file():
         shutil.copy2(run / "final" / TRAININGS, results / TRAININGS)
         kept.append(TRAININGS)
@@ -69,7 +75,7 @@ def restore(run: Path, results: Path) -> list[str]:
     run.mkdir(parents=True, exist_ok=True)
     _copy_study(results / STUDY, run / STUDY)
     restored = [STUDY]
-    for f in [*_small_files(results), results / "stages.tsv"]:
+    for f in [*_small_files(results), results / STAGES]:
         if f.is_file():
             shutil.copy2(f, run / f.name)
             restored.append(f.name)

@@ -20,7 +20,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from tune_jobs.finaljob.runs import TRAININGS
+from tune_jobs.finaljob import TRAININGS
 from tune_jobs.finaljob.stats import estimate
 
 # the report's sections the summary quotes, by the start of their heading

@@ -1,8 +1,8 @@
 """benchmarks/night_keep.py: what a night run needs to go on, kept in its results folder and
 put back into a new run folder (a run folder lost with its machine)."""
 
-import importlib.util
 import sqlite3
+import sys
 import threading
 
 import optuna
@@ -10,10 +10,8 @@ import pytest
 
 from conftest import REPO
 
-spec = importlib.util.spec_from_file_location("night_keep",
-                                              REPO / "benchmarks" / "night_keep.py")
-night_keep = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(night_keep)
+sys.path.insert(0, str(REPO / "benchmarks"))
+import night_keep
 
 
 def _study(folder, trials: int) -> optuna.Study:

@@ -6,3 +6,7 @@ export and meta (what ships), preprocess (a deployed model's image pipeline), qu
 (int8 beside fp32), results (what it measured, as types), report (report.md and plots), job
 (the phases, in order), remote (all of it as a Ray task on a GPU node). Kept free of imports so
 that `predict.py` can read `meta` without torch."""
+
+# in a final job's folder: every finished training, one JSON line each as it ends
+# (runs.record); here, without imports, for the tools that read it beside a running job
+TRAININGS = "trainings.jsonl"

@@ -28,6 +28,7 @@ from data_utils.dataset import PreparedData
 from data_utils.loader import BatchLoader
 from models.spec import ModelSpec
 from tune_jobs.config import Config
+from tune_jobs.finaljob import TRAININGS
 from tune_jobs.finaljob.assess import TrainingCheck
 from tune_jobs.finaljob.recipes import Recipe, recipe_label
 from tune_jobs.trial.engine import evaluate, per_class_f1, train_epoch
@@ -199,9 +200,6 @@ class Run:
         """Every epoch trained by another run (`--reuse-from`): none of its time is this
         job's."""
         return bool(self.history) and all("from" in h for h in self.history)
-
-
-TRAININGS = "trainings.jsonl"  # in a final job's folder: every finished training, as it ends
 
 
 def record(folder: Path, name: str, run: Run) -> None:
