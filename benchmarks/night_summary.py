@@ -18,7 +18,10 @@ import csv
 import json
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+from night_clock import LOST
 
 from tune_jobs.finaljob import TRAININGS
 from tune_jobs.finaljob.stats import estimate
@@ -41,18 +44,38 @@ def quote_section(report: str, heading: str) -> list[str]:
     return ["#" + lines[start], *lines[start + 1:end]]
 
 
-def wall_time(stages: Path) -> dict[str, tuple[int, int]]:
+@dataclass
+class StageTime:
+    seconds: int = 0
+    segments: int = 0
+    lost: int = 0  # segments killed before they ended (night_clock's LOST): up to their last tick
+
+
+def wall_time(stages: Path) -> dict[str, StageTime]:
     """Seconds and segments per stage (search, final) from night.sh's stages.tsv."""
-    seconds: Counter[str] = Counter()
-    segments: Counter[str] = Counter()
+    times: dict[str, StageTime] = {}
     with stages.open() as f:
         for row in csv.reader(f, delimiter="\t"):
             if len(row) != 5:
                 raise SystemExit(f"{stages}: a line of {len(row)} fields, not 5 (stage, start, "
                                  f"end, seconds, exit status): {row}")
-            seconds[row[0]] += int(row[3])
-            segments[row[0]] += 1
-    return {stage: (seconds[stage], segments[stage]) for stage in seconds}
+            t = times.setdefault(row[0], StageTime())
+            t.seconds += int(row[3])
+            t.segments += 1
+            t.lost += int(row[4]) == LOST
+    return times
+
+
+def time_text(times: dict[str, StageTime]) -> str:
+    """'9.2 h in all (search 3.1 h over 2 segments, 1 of them lost ...; final ...)'."""
+    total = sum(t.seconds for t in times.values())
+    parts = []
+    for stage, t in times.items():
+        lost = (f", {t.lost} of them killed with the run and counted to its last tick"
+                if t.lost else "")
+        parts.append(f"{stage} {_minutes(t.seconds)} over {t.segments} "
+                     f"segment{'s' * (t.segments > 1)}{lost}")
+    return f"{_minutes(total)} in all ({'; '.join(parts)}; stages.tsv)"
 
 
 def trial_counts(trials: Path) -> tuple[int, Counter[str]]:
@@ -68,14 +91,9 @@ def _minutes(seconds: int) -> str:
 
 def summary(folder: Path) -> str:
     report = (folder / "report.md").read_text()
-    times = wall_time(folder / "stages.tsv")
-    total = sum(s for s, _ in times.values())
     n, states = trial_counts(folder / "trials.csv")
     ended = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
-    time_line = "; ".join(f"{stage} {_minutes(s)} over {k} segment{'s' * (k > 1)}"
-                          for stage, (s, k) in times.items())
-    lines = [f"Wall time on this machine: {_minutes(total)} in all ({time_line}; "
-             "stages.tsv). "
+    lines = [f"Wall time on this machine: {time_text(wall_time(folder / 'stages.tsv'))}. "
              f"The search: {n} trials ({ended}; trials.csv). "
              "The sections below are the final job's report.md as written.", ""]
     for heading in QUOTED:
@@ -100,11 +118,9 @@ def finished_trainings(path: Path) -> dict[tuple[str, str], dict[int, dict]]:
 
 def progress(folder: Path) -> str:
     """The final job so far: each training kind's finished seeds, mean and interval."""
-    times = wall_time(folder / "stages.tsv")
-    total = sum(s for s, _ in times.values())
     lines = [f"The final job is still running: its finished trainings so far ({TRAININGS}); "
-             f"wall time so far {_minutes(total)} (stages.tsv, up to the last segment that "
-             "ended).", "",
+             f"wall time so far {time_text(wall_time(folder / 'stages.tsv'))}, up to the "
+             "last segment that ended.", "",
              "| training | judged on | seeds | macro-F1 | minutes each (median) |",
              "|---|---|---|---|---|"]
     for (name, split), seeds in finished_trainings(folder / TRAININGS).items():

@@ -87,7 +87,7 @@ def test_the_night_summary_quotes_the_report_and_sums_every_segment(finished_run
     folder.mkdir()
     shutil.copy(out / "final" / "report.md", folder)
     (folder / "stages.tsv").write_text(
-        "search\t2026-12-04T12:06:17Z\t2026-12-04T13:11:55Z\t3938\t130\n"
+        "search\t2026-12-04T12:06:17Z\t2026-12-04T13:11:55Z\t3938\t137\n"  # killed
         "search\t2026-12-04T14:35:00Z\t2026-12-04T15:40:00Z\t3900\t0\n"
         "final\t2026-12-04T15:40:00Z\t2026-12-04T17:40:00Z\t7200\t0\n")
     (folder / "trials.csv").write_text("number,state,f1\n0,COMPLETE,0.8\n1,PRUNED,0.5\n"
@@ -97,7 +97,8 @@ def test_the_night_summary_quotes_the_report_and_sums_every_segment(finished_run
     assert done.returncode == 0, done.stderr
     text = (folder / "summary.md").read_text()
     assert text == done.stdout
-    assert "4.2 h in all (search 2.2 h over 2 segments; final 2.0 h over 1 segment" in text
+    assert ("4.2 h in all (search 2.2 h over 2 segments, 1 of them killed with the run and "
+            "counted to its last tick; final 2.0 h over 1 segment; stages.tsv)") in text
     assert "3 trials (COMPLETE 1, PRUNED 2" in text
     claim = metrics.claim
     assert f"### Claim ({claim.point} operating point): {claim.verdict}" in text
@@ -132,7 +133,7 @@ def test_the_night_summary_of_a_final_job_still_running(finished_run, tmp_path) 
     assert done.returncode == 0, done.stderr
     text = (folder / "progress.md").read_text()
     assert text == done.stdout and not (folder / "summary.md").exists()
-    assert "wall time so far 66 min" in text
+    assert "wall time so far 66 min in all (search 66 min over 1 segment; stages.tsv)" in text
     searched = next(m for m in metrics.models if m.name == "searched")
     row = next(line for line in text.splitlines() if line.startswith("| searched | test |"))
     assert f"| {searched.f1.text()} |" in row  # the same seeds, counted once each
