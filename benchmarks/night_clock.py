@@ -76,19 +76,20 @@ def start(run: Path, stage: str, now: float | None = None) -> str | None:
     return lost
 
 
-def tick(run: Path, now: float | None = None) -> None:
+def _opened(run: Path, action: str) -> dict:
     segment = _read_open(run)
     if segment is None:
-        raise SystemExit(f"{run / OPEN}: no open segment to tick (start one first)")
-    _write_open(run, segment | {"alive": time.time() if now is None else now})
+        raise SystemExit(f"{run / OPEN}: no open segment to {action} (start one first)")
+    return segment
+
+
+def tick(run: Path, now: float | None = None) -> None:
+    _write_open(run, _opened(run, "tick") | {"alive": time.time() if now is None else now})
 
 
 def stop(run: Path, rc: int, now: float | None = None) -> str:
     """Close the open segment with exit status `rc`; its line."""
-    segment = _read_open(run)
-    if segment is None:
-        raise SystemExit(f"{run / OPEN}: no open segment to stop (start one first)")
-    return _close(run, segment, time.time() if now is None else now, rc)
+    return _close(run, _opened(run, "stop"), time.time() if now is None else now, rc)
 
 
 def main() -> None:

@@ -42,7 +42,9 @@ def _copy_study(src: Path, dst: Path) -> None:
 
 
 def _small_files(folder: Path) -> list[Path]:
-    return sorted(p for pattern in ("*.pkl", "*.done", OPEN) for p in folder.glob(pattern))
+    """The rung state, the stage markers and the run's clock that `folder` holds."""
+    return sorted(p for pattern in ("*.pkl", "*.done", OPEN, STAGES)
+                  for p in folder.glob(pattern))
 
 
 def keep(run: Path, results: Path) -> list[str]:
@@ -52,10 +54,9 @@ def keep(run: Path, results: Path) -> list[str]:
     if (run / STUDY).is_file():
         _copy_study(run / STUDY, results / STUDY)
         kept.append(STUDY)
-    for f in [*_small_files(run), run / STAGES]:
-        if f.is_file():
-            shutil.copy2(f, results / f.name)
-            kept.append(f.name)
+    for f in _small_files(run):
+        shutil.copy2(f, results / f.name)
+        kept.append(f.name)
     if not (run / OPEN).exists():  # the segment has ended: its line is in stages.tsv now
         (results / OPEN).unlink(missing_ok=True)
     if (run / "final" / TRAININGS).is_file():
@@ -75,10 +76,9 @@ def restore(run: Path, results: Path) -> list[str]:
     run.mkdir(parents=True, exist_ok=True)
     _copy_study(results / STUDY, run / STUDY)
     restored = [STUDY]
-    for f in [*_small_files(results), results / STAGES]:
-        if f.is_file():
-            shutil.copy2(f, run / f.name)
-            restored.append(f.name)
+    for f in _small_files(results):
+        shutil.copy2(f, run / f.name)
+        restored.append(f.name)
     if (results / TRAININGS).is_file():  # new lines append after the kept ones
         (run / "final").mkdir(exist_ok=True)
         shutil.copy2(results / TRAININGS, run / "final" / TRAININGS)
