@@ -10,6 +10,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -71,3 +73,17 @@ def kill_processes_of(port: int) -> None:
         if any(m in cmdline for m in marks):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
+
+
+def submit_when_the_agent_is_up(submit: Callable[[], subprocess.CompletedProcess],
+                                tries: int = 12, wait_s: float = 5) -> subprocess.CompletedProcess:
+    """Run `submit` (a `ray job submit`) again while Ray answers 500 "No available agent to
+    submit job, please try again later": right after a head starts its job agent may still be
+    registering (the dashboard waits only 10 s for it, seen exceeded under load), and a user
+    tries again; so does this, for up to a minute. Any other outcome is returned as it is."""
+    for _ in range(tries - 1):
+        done = submit()
+        if done.returncode == 0 or "No available agent" not in done.stdout + done.stderr:
+            return done
+        time.sleep(wait_s)
+    return submit()

@@ -27,7 +27,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
-from raynodes import RayNodes
+from raynodes import RayNodes, submit_when_the_agent_is_up
 
 from conftest import REPO, debian_postgres_host, free_ports
 from tune_jobs.internals import validate_cluster_config
@@ -268,7 +268,7 @@ def test_search_submitted_as_a_job_to_a_two_node_cluster(two_node_cluster, tmp_p
                                                          postgres_url) -> None:
     cluster = two_node_cluster
     study = f"job-{uuid.uuid4().hex[:8]}"
-    submit = subprocess.run(
+    submit = submit_when_the_agent_is_up(lambda: subprocess.run(
         ["ray", "job", "submit", "--address", cluster.url, "--working-dir", str(REPO),
          "--submission-id", study, "--no-wait", "--",
          "python", "tune_jobs/search.py", "--config", "configs/ci.yaml", "--study", study,
@@ -277,7 +277,7 @@ def test_search_submitted_as_a_job_to_a_two_node_cluster(two_node_cluster, tmp_p
          # (ci trials take seconds) could end before the worker node's first worker is up,
          # every trial on the head (seen under load)
          "--set", "resources.reuse_actors=false"],
-        env=cluster.env, capture_output=True, text=True, timeout=120, cwd=REPO)
+        env=cluster.env, capture_output=True, text=True, timeout=120, cwd=REPO))
     assert submit.returncode == 0, submit.stdout + submit.stderr
 
     # follow it through the Jobs REST API, as the SDK and the dashboard do (with the token)

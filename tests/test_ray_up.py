@@ -45,6 +45,7 @@ from typing import NamedTuple
 
 import pytest
 import yaml
+from raynodes import submit_when_the_agent_is_up
 
 import browser
 from conftest import REPO, debian_postgres_host, free_ports
@@ -322,32 +323,21 @@ def _cluster_config(local: Path, shared: Path, path: Path) -> Path:
     return path
 
 
-def _ray(env: dict, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def _ray(env: dict, *args: str, timeout: float = 900,
+         check: bool = True) -> subprocess.CompletedProcess:
     """`ray ARGS` from the repository root; its output also goes to $RAYUP_LOG_DIR (the test's
-    folder by default), where a slow or failed step can be read while the test runs."""
+    folder by default), where a slow or failed step can be read while the test runs. With
+    `check`, a non-zero exit fails the test with the output's tail."""
     log = Path(env["RAYUP_LOG_DIR"]) / f"ray-{args[0]}-{time.monotonic_ns()}.log"
     with open(log, "w") as out:
         done = subprocess.run([RAY, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=out, text=True, timeout=timeout)
         out.write(done.stdout)
     output = log.read_text()
-    assert done.returncode == 0, f"ray {' '.join(args[:2])} failed ({log}):\n{output[-6000:]}"
+    assert not check or done.returncode == 0, \
+        f"ray {' '.join(args[:2])} failed ({log}):\n{output[-6000:]}"
     done.stderr = output
     return done
-
-
-def _submit_when_the_agent_is_up(env: dict, *args: str) -> subprocess.CompletedProcess:
-    """`ray job submit ARGS`. Right after `ray up` the head's job agent may still be starting:
-    Ray answers 500 "No available agent to submit job, please try again later", and a user
-    tries again; so does this, for up to a minute."""
-    for attempt in range(12):
-        try:
-            return _ray(env, "job", "submit", *args, timeout=900)
-        except AssertionError as err:
-            if "No available agent" not in str(err) or attempt == 11:
-                raise
-            time.sleep(5)
-    raise AssertionError("unreachable")
 
 
 class Trial(NamedTuple):
@@ -470,10 +460,11 @@ def test_ray_up_worker_job_exec_dashboards_and_down(machines, tmp_path) -> None:
 
         start = time.monotonic()
         job_env = {**env, "RAY_ADDRESS": f"http://127.0.0.1:{port}"}
-        job = _submit_when_the_agent_is_up(
-            job_env, "--working-dir", ".", "--submission-id", study, "--", "python",
-            "tune_jobs/search.py", "--config", "configs/ci.yaml", "--output", "runs/ci",
-            "--study", study)
+        job = submit_when_the_agent_is_up(lambda: _ray(
+            job_env, "job", "submit", "--working-dir", ".", "--submission-id", study, "--",
+            "python", "tune_jobs/search.py", "--config", "configs/ci.yaml", "--output",
+            "runs/ci", "--study", study, check=False))
+        assert job.returncode == 0, f"ray job submit failed:\n{job.stderr[-6000:]}"
         timings["search job"] = time.monotonic() - start
         assert "succeeded" in job.stdout + job.stderr
         assert "postgresql+psycopg2://litesearch:***@" in job.stdout  # the head's study, masked
