@@ -34,9 +34,9 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from train_speed import NETS
 
 from common import emit
-from train_speed import NETS
 
 SIZE = 48  # px: the final job's searched size on fmnist-taco6
 Step = Callable[[], None]
@@ -52,7 +52,10 @@ def separate(nets: list[nn.Module], x: torch.Tensor, y: torch.Tensor, compiled: 
     return step
 
 
-def stacked(nets: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> Step:
+def stack(nets: list[nn.Module]) -> tuple[dict, dict, Callable]:
+    """The K nets as one: their parameters and buffers stacked (each seed keeps its own
+    BatchNorm statistics) and a loss over all K, each seed on its own images, its own dropout
+    masks (as K separate trainings would draw), returning the K losses."""
     params, buffers = stack_module_state(nets)
     params = {k: v.detach().requires_grad_() for k, v in params.items()}
     skeleton = copy.deepcopy(nets[0]).to("meta")  # the structure; the stacked tensors are its state
@@ -61,8 +64,11 @@ def stacked(nets: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> Step:
     def one(p: dict, b: dict, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         return loss(functional_call(skeleton, (p, b), (xi,)), yi)
 
-    # each seed its own dropout masks, as K separate trainings would draw
-    losses = vmap(one, randomness="different")
+    return params, buffers, vmap(one, randomness="different")
+
+
+def stacked(nets: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> Step:
+    params, buffers, losses = stack(nets)
 
     def step() -> None:
         losses(params, buffers, x, y).sum().backward()

@@ -187,6 +187,32 @@ def test_the_training_speed_benchmark_profiles_and_compares(tmp_path) -> None:
     assert set(rows) == {"eager", "channels_last"} and rows["eager"]["ratio"] == 1.0
 
 
+def test_stacked_seeds_compute_what_separate_trainings_compute() -> None:
+    """The stacking benchmark compares like with like: two seeds stacked with vmap give each
+    seed the loss and the gradients it gets alone (its own BatchNorm batch statistics too).
+    ShuffleNetV2 has no dropout, so the two ways draw nothing random."""
+    import torch
+    import torchvision
+    from seed_stacking import stack
+    from torch import nn
+
+    torch.manual_seed(0)
+    nets = [torchvision.models.shufflenet_v2_x0_5(num_classes=6).train() for _ in range(2)]
+    x, y = torch.randn(2, 4, 3, 48, 48), torch.randint(0, 6, (2, 4))
+    params, buffers, losses = stack(nets)
+    stacked_losses = losses(params, buffers, x, y)
+    stacked_losses.sum().backward()
+    for k, net in enumerate(nets):
+        alone = nn.CrossEntropyLoss()(net(x[k]), y[k])
+        alone.backward()
+        assert stacked_losses[k].item() == pytest.approx(alone.item(), rel=1e-5)
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(params[name].grad[k], p.grad, rtol=1e-4, atol=1e-5)
+        # and the stacked BatchNorm statistics moved as each seed's own did
+        torch.testing.assert_close(buffers["conv1.1.running_mean"][k],
+                                   net.conv1[1].running_mean)
+
+
 def test_the_compile_check_pairs_seeds_and_times_epochs_after_the_first() -> None:
     from compile_f1 import summarize
 
