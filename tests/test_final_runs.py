@@ -55,9 +55,8 @@ def test_the_recipe_choice_reads_validation_not_test(tmp_path, cache_dir) -> Non
         if test is not None:
             bench.data[32] = dataclasses.replace(bench.prepared(32), test=test)
         with Batch(bench, 4) as batch:
-            _, trials = choose_recipes(batch, {name: net}, {name: recipes_for(name, params)},
-                                       seed=1)
-        trials = trials[name]
+            ((_, trials),) = choose_recipes(batch, {name: net},
+                                            {name: recipes_for(name, params)}, seed=1)
         return bench, trials, select_recipe(trials)
 
     bench, trials, picked = choice(tmp_path / "a")
@@ -146,7 +145,8 @@ def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
                                                                       cache_dir) -> None:
     """Trainings submitted once others' results are read (a baseline's seeds after its recipe
     trials) go to the same workers while a longer training still runs: no worker waits at the
-    end of a group. Results come back in the order asked; every training is logged once."""
+    end of a group. A group is given back as soon as it is done, before a group asked first
+    that still trains. Results come back in the order asked; every training is logged once."""
     from tune_jobs.finaljob.batch import Batch
     from tune_jobs.finaljob.runs import TRAININGS, Bench, Job, Net
     from tune_jobs.trial.space import TrainParams
@@ -163,15 +163,18 @@ def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
 
     with Batch(bench, 3) as batch:
         short, long = batch.submit([job("short", 16), job("long", 160)])  # 100x the pixels
-        batch.results([short])
-        assert not long.done()
+        groups = batch.as_done({"long": [long], "short": [short]})
+        first, ((_, short_run),) = next(groups)
+        assert first == "short" and not long.done()
         (later,) = batch.submit([job("later", 16)])
         ((model, run),) = batch.results([later])
         assert not long.done(), "the later training waited for the long one"
+        assert [key for key, _ in groups] == ["long"]
         out = batch.results([long, short])
     assert isinstance(model, torch.nn.Module) and run.split == "train"
     assert [r.history for _, r in out] == [bench.finished[2].history,
                                            bench.finished[0].history]
+    assert short_run.history == bench.finished[0].history
     assert len(bench.finished) == 3
     # each finished training on its own line of trainings.jsonl, in the order it finished
     lines = [json.loads(x) for x in (tmp_path / TRAININGS).read_text().splitlines()]

@@ -12,7 +12,9 @@ import dataclasses
 import logging
 import multiprocessing
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ from torch import nn
 from tune_jobs.finaljob.runs import Bench, Job, Run, record
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")  # what names a group of trainings (`Batch.as_done`)
 
 
 def run_all(bench: Bench, jobs: list[Job]) -> list[tuple[nn.Module, Run]]:
@@ -84,12 +87,8 @@ class Batch:
     def results(self, futures: list[Future]) -> list[tuple[nn.Module, Run]]:
         """Wait for `futures` (logging every training of the batch that finishes meanwhile);
         each training's model and run, in the futures' order."""
-        if any(f in self.pending for f in futures):
-            for future in as_completed(list(self.pending)):
-                self.pending.remove(future)
-                self._finished(self.jobs[future], future)
-                if not any(f in self.pending for f in futures):
-                    break
+        while self.pending.intersection(futures):
+            self._log_next()
         out = []
         for future in futures:
             model, run = future.result()
@@ -98,6 +97,26 @@ class Batch:
                 model.load_state_dict(state)
             out.append((model.to(self.bench.device), run))
         return out
+
+    def as_done(self, groups: dict[K, list[Future]]
+                ) -> Iterator[tuple[K, list[tuple[nn.Module, Run]]]]:
+        """Each group's `results` as soon as all its trainings are done, the first done first
+        (not in the order asked): what waits for a group (a model's seeds for its recipe
+        trials) can be submitted while another group still trains."""
+        left = dict(groups)
+        while left:
+            done = [key for key, futures in left.items() if not self.pending.intersection(futures)]
+            if not done:
+                self._log_next()
+            for key in done:
+                yield key, self.results(left.pop(key))
+
+    def _log_next(self) -> None:
+        """Wait for the next pending training(s) to finish and log them, in submission order."""
+        finished, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+        for future in [f for f in self.jobs if f in finished]:
+            self.pending.remove(future)
+            self._finished(self.jobs[future], future)
 
     def _finished(self, job: Job, future: Future) -> None:
         run = future.result()[1]  # a failed training raises here

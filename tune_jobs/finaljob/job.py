@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,18 +174,15 @@ def recipe_trials(name: str, choices: list[RecipeChoice], runs: list[Run]
 
 
 def choose_recipes(batch: Batch, nets: dict[str, Net], choices: dict[str, list[RecipeChoice]],
-                   seed: int, alongside: Sequence[Job] = ()
-                   ) -> tuple[list[Future], dict[str, list[RecipeTrial]]]:
+                   seed: int) -> Iterator[tuple[str, list[RecipeTrial]]]:
     """Every baseline trained on the training split in each of its `choices` (`recipes_for`:
-    each recipe at each input size), judged on validation: each baseline's recipe trials. The
-    independent trainings `alongside` are queued right behind them, so that the workers
-    train those while the last recipe trials finish; their futures are returned."""
+    each recipe at each input size), judged on validation: each baseline's recipe trials,
+    submitted now and given back per net as soon as that net's trials are all done (the
+    first done first), so that what waits for them can go to the workers at once."""
     trials = {name: batch.submit(recipe_jobs(name, net, choices[name], seed))
               for name, net in nets.items()}
-    others = batch.submit(list(alongside))
-    return others, {name: recipe_trials(name, choices[name],
-                                        [run for _, run in batch.results(trials[name])])
-                    for name in nets}
+    return ((name, recipe_trials(name, choices[name], [run for _, run in done]))
+            for name, done in batch.as_done(trials))
 
 
 def seed_jobs(name: str, net: Net, params: TrainParams, seeds: list[int]) -> list[Job]:
@@ -294,11 +291,11 @@ class Trainings:
 def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[str, Net]
                  ) -> Trainings:
     """Phase 2, on one pool of workers: every baseline's recipe trials, the searched model's
-    seeds behind them, and once the trials have chosen each baseline's recipe and input size,
-    every baseline's seeds (queued behind the searched ones, so no worker waits for the
-    recipe choice). Where the claim lets the searched net ship at a baseline's input size
-    (`size_cap`), it is tried at those sizes beside the baselines' trials, and its seeds
-    wait for the choice as the baselines' do."""
+    seeds behind them, and each baseline's seeds as soon as its own trials have chosen its
+    recipe and input size (so no worker waits while another net's last trial finishes).
+    Where the claim lets the searched net ship at a baseline's input size (`size_cap`), it is
+    tried at those sizes beside the baselines' trials, and its seeds wait for its own choice
+    and for that baseline's."""
     searched_net = Net(spec, spec.num_classes)
     sizes = (s.cfg.final.baseline_image_sizes if s.opts.baseline_sizes is None
              else s.opts.baseline_sizes)
@@ -312,19 +309,29 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
                                                            s.seeds)
     total = sum(map(len, choices.values())) + (len(nets) + 1) * len(s.seeds)
     with Batch(s.bench, total) as batch:
-        searched, trials = choose_recipes(batch, tried, choices, s.seeds[0], searched_first)
-        picked = {name: select_recipe(t) for name, t in trials.items() if name != SEARCHED}
-        if SEARCHED in trials:
-            assert cap is not None
-            won = picked[SEARCHED] = select_recipe(trials[SEARCHED], picked[cap].image_size)
-            name = SEARCHED if won.image_size == params.image_size else f"{SEARCHED}-{won.label}"
-            searched = batch.submit(seed_jobs(name, searched_net, TrainParams(**won.params),
-                                              s.seeds))
-        baselines = {name: batch.submit(seed_jobs(f"{name}-{picked[name].label}", net,
-                                                  TrainParams(**picked[name].params), s.seeds))
-                     for name, net in nets.items()}
+        each_done = choose_recipes(batch, tried, choices, s.seeds[0])
+        searched = batch.submit(searched_first)  # behind the recipe trials
+        trials: dict[str, list[RecipeTrial]] = {}
+        picked: dict[str, RecipeTrial] = {}
+        baselines: dict[str, list[Future]] = {}
+        # each model's seeds are queued as soon as its own recipe is chosen, so no worker
+        # waits while another model's last recipe trial finishes (the searched net's wait
+        # for `cap`'s choice too: that baseline's size caps the searched net's)
+        for name, its_trials in each_done:
+            trials[name] = its_trials
+            if name != SEARCHED:
+                picked[name] = select_recipe(its_trials)
+                baselines[name] = batch.submit(seed_jobs(
+                    f"{name}-{picked[name].label}", nets[name],
+                    TrainParams(**picked[name].params), s.seeds))
+            if SEARCHED in trials and cap in picked and SEARCHED not in picked:
+                won = picked[SEARCHED] = select_recipe(trials[SEARCHED], picked[cap].image_size)
+                label = (SEARCHED if won.image_size == params.image_size
+                         else f"{SEARCHED}-{won.label}")
+                searched = batch.submit(seed_jobs(label, searched_net,
+                                                  TrainParams(**won.params), s.seeds))
         return Trainings(batch.results(searched),
-                         {name: batch.results(f) for name, f in baselines.items()},
+                         {name: batch.results(baselines[name]) for name in nets},
                          trials, picked)
 
 
