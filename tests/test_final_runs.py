@@ -3,6 +3,7 @@ validation only, a training that did not learn is flagged, another run's checkpo
 over only for the same training on the same rows, and Ctrl+C ends a batch at once. (Apart from
 test_final.py and its module-wide final job, so that pytest-xdist runs the two side by side.)"""
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -201,40 +202,49 @@ run_all(bench, [Job(f"job{i}", Net("tv/mobilenet_v3_small", 6), params, i, "trai
 """
 
 
-@pytest.mark.parametrize("to", ["group", "parent"])
+@pytest.mark.parametrize(("to", "sig", "raised"), [
+    ("group", signal.SIGINT, "KeyboardInterrupt"), ("parent", signal.SIGINT, "KeyboardInterrupt"),
+    ("parent", signal.SIGTERM, "Stopped: stopped by signal 15")])
 def test_ctrl_c_ends_a_batch_of_trainings_now_and_starts_no_queued_one(tmp_path, cache_dir,
-                                                                       to) -> None:
-    """SIGINT to the terminal's process group (Ctrl+C) or to the final job alone (`kill -INT`)
-    mid-batch: the job ends within seconds, its pool's workers with it, and the trainings still
-    queued never start (the pool's exit used to wait for all of them, hours in a night run)."""
-    folder = tmp_path / "final"
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_BATCH, str(folder), str(cache_dir)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while len(list(folder.glob("checkpoint-*.pt"))) < 2 and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        time.sleep(0.2)
-    assert len(list(folder.glob("checkpoint-*.pt"))) == 2, "no two trainings started"
-    if to == "group":
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        proc.send_signal(signal.SIGINT)
+                                                                       to, sig, raised) -> None:
+    """SIGINT to the terminal's process group (Ctrl+C) or to the final job alone (`kill -INT`),
+    or SIGTERM to it alone (`kill`, a batch system's stop) mid-batch: the job ends within
+    seconds, its pool's workers with it (a parent killed alone used to leave them training on),
+    and the trainings still queued never start (the pool's exit used to wait for all of them,
+    hours in a night run)."""
+    folder, log = tmp_path / "final", tmp_path / "stderr.txt"
+    # stderr to a file, not a pipe: a worker that outlived the job would hold a pipe open
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-c", CTRL_C_BATCH, str(folder), str(cache_dir)],
+                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
     try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the batch went on after Ctrl+C")
-    assert proc.returncode != 0
-    assert "KeyboardInterrupt" in proc.stderr.read()
-    deadline = time.monotonic() + 20  # multiprocessing's resource tracker goes last
-    while time.monotonic() < deadline:
+        deadline = time.monotonic() + 180
+        while len(list(folder.glob("checkpoint-*.pt"))) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert len(list(folder.glob("checkpoint-*.pt"))) == 2, "no two trainings started"
+        if to == "group":
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("a process of the job's session outlived it")
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the batch went on after the signal")
+        deadline = time.monotonic() + 20  # multiprocessing's resource tracker goes last
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"a process of the job's session outlived it: {log.read_text()[-2000:]}")
+    finally:  # nothing of a failed run trains on behind the tests
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    assert raised in log.read_text(), log.read_text()[-3000:]
     started = sorted(p.name.split("-")[1] for p in folder.glob("checkpoint-*.pt"))
     assert started == ["job0", "job1"], started

@@ -79,10 +79,10 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigError, DataError, NoCompleteTrial) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl+C, or SIGTERM mid-batch (finaljob.batch.Stopped)
         print("interrupted: run the same command again to go on (finished trainings are "
               "kept, the others resume from their last finished epoch)", file=sys.stderr)
-        return 130  # as a shell says
+        return 128 + getattr(stop, "signum", 2)  # as a shell says: 130 (SIGINT), 143 (SIGTERM)
     print((output / "final" / "report.md").read_text())
     print(f"test macro-F1 {metrics.model.test.f1:.4f}, score "
           f"{metrics.model.scores.score:.4f}; artifacts in {output / 'final'}")

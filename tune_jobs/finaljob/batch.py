@@ -1,9 +1,9 @@
 """Many trainings of the final job at once. On a CPU they go to a pool of processes with one
 thread each (small nets use a second core poorly inside one training and fully as a second
 training); trainings that wait for others' results are submitted to the same pool once those
-results are read, so no worker idles while work is queued. Ctrl+C ends the pool at once, and
-every finished training is logged with the time the batch has left and recorded in the
-final job's trainings.jsonl.
+results are read, so no worker idles while work is queued. Ctrl+C or SIGTERM (`kill`, a batch
+system's stop) ends the pool at once, its workers with it, and every finished training is
+logged with the time the batch has left and recorded in the final job's trainings.jsonl.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -36,7 +38,10 @@ class Batch:
     another as they are submitted (one worker, a GPU). Trainings that wait for others' results
     (a baseline's seeds wait for its recipe trials) are submitted to the same pool once those
     results are read, so no worker idles at the end of one group while another is queued.
-    Leaving the `with` block on an exception (Ctrl+C, a failed training) ends the pool at once."""
+    Leaving the `with` block on an exception (Ctrl+C, a failed training) ends the pool at once;
+    while a pool trains, SIGTERM raises `Stopped` (a KeyboardInterrupt) in the main thread, so
+    `kill` ends it as Ctrl+C does: a killed parent alone would leave its workers training on,
+    writing the checkpoints a rerun resumes from (and a backgrounded job ignores SIGINT)."""
 
     def __init__(self, bench: Bench, total: int) -> None:
         self.bench = bench
@@ -48,6 +53,9 @@ class Batch:
             # spawn: a fork of a process that already ran torch can deadlock in its thread pools
             self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_start_worker, initargs=(worker,))
+        self.on_term = None  # SIGTERM's handler before this batch's, restored at its end
+        if self.pool is not None and threading.current_thread() is threading.main_thread():
+            self.on_term = signal.signal(signal.SIGTERM, _raise_stopped)
         self.jobs: dict[Future, Job] = {}  # every training submitted to the pool
         self.pending: set[Future] = set()  # of those, the ones not yet logged as finished
 
@@ -57,6 +65,8 @@ class Batch:
     def __exit__(self, kind: type | None, *_: object) -> None:
         if self.pool is None:
             return
+        if self.on_term is not None:
+            signal.signal(signal.SIGTERM, self.on_term)
         if kind is not None:
             _stop(self.pool)
         else:
@@ -172,6 +182,16 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM while a batch trains: the batch ends as on Ctrl+C."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(f"stopped by signal {signum}")
+
+
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Ctrl+C or a failed training: end the batch now. Leaving the pool's `with` would wait
     for every queued training (hours), and a worker that got the terminal's SIGINT abandons
@@ -202,4 +222,4 @@ def _run_in_worker(job: Job) -> tuple[dict, Run]:
     return {k: v.cpu() for k, v in model.state_dict().items()}, run
 
 
-__all__ = ["Batch", "BatchProgress", "run_all"]
+__all__ = ["Batch", "BatchProgress", "Stopped", "run_all"]
