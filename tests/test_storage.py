@@ -52,3 +52,35 @@ def test_study_round_trip_in_postgres(postgres_url: str) -> None:
     again = optuna.load_study(study_name=name, storage=open_storage(postgres_url))
     assert len(again.trials) == 3
     assert again.best_value == min(t.value for t in study.trials)
+
+
+def _open_behind(url: str, barrier, results) -> None:
+    """One process of the race below: open `url` once every other process is ready too."""
+    barrier.wait()
+    try:
+        open_storage(url)
+        results.put("ok")
+    except ConnectionError as err:
+        results.put(str(err))
+
+
+def test_processes_opening_one_fresh_database_at_once_all_open_it(tmp_path) -> None:
+    """Four processes open the same new SQLite study file at the same moment (a search and
+    what reads its study; CI once lost a search this way): each creates Optuna's tables, all
+    but one used to fail ("table ... already exists", "UNIQUE constraint failed:
+    alembic_version"; 2 of 5 rounds here). Each opens it, on three fresh files."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path}/study{round_}.db"
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_behind, args=(url, barrier, results))
+                 for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=30)
+        assert outcomes == ["ok"] * 4, outcomes
+    optuna.create_study(study_name="s", storage=open_storage(url))  # a usable schema

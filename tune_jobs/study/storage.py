@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import optuna
@@ -81,18 +82,31 @@ def resolve_storage_url(url: str | None, run_dir: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+# Processes opening one fresh database at once (a search and whatever reads its study, trials
+# on a new cluster) each create Optuna's tables; all but one fail on what another has just
+# written (SQLite: "table ... already exists", "UNIQUE constraint failed: alembic_version";
+# PostgreSQL: "duplicate key value"). Opening again finds the schema in place.
+_SCHEMA_RACE = re.compile(r"already exists|UNIQUE constraint failed|duplicate key value")
+SCHEMA_RACE_TRIES = 5
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage (what OptunaSearch takes: an object, not a URL)."""
     normalized = normalize_url(url)
-    try:
-        # A dead server must fail in seconds, not hang a search before it starts.
-        engine = ({"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
-                  if normalized.startswith("postgresql") else {})
-        storage = StudyStorage(normalized, engine_kwargs=engine)
-        _OPENED[mask_url(storage.url)] = storage.url
-        return storage
-    except Exception as err:  # driver errors carry the URL; re-raise without the password
-        raise ConnectionError(
-            f"cannot open the study storage {mask_url(normalized)}: "
-            f"{mask_url(str(err)).splitlines()[0]}"
-        ) from None
+    # A dead server must fail in seconds, not hang a search before it starts.
+    engine = ({"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+              if normalized.startswith("postgresql") else {})
+    for attempt in range(1, SCHEMA_RACE_TRIES + 1):
+        try:
+            storage = StudyStorage(normalized, engine_kwargs=engine)
+            _OPENED[mask_url(storage.url)] = storage.url
+            return storage
+        except Exception as err:  # driver errors carry the URL; re-raise without the password
+            if attempt < SCHEMA_RACE_TRIES and _SCHEMA_RACE.search(str(err)):
+                time.sleep(0.2 * attempt)  # another process is creating the tables
+                continue
+            raise ConnectionError(
+                f"cannot open the study storage {mask_url(normalized)}: "
+                f"{mask_url(str(err)).splitlines()[0]}"
+            ) from None
+    raise AssertionError("unreachable")
