@@ -1,12 +1,14 @@
 """Where a final-job training's time goes on a CPU, and which changes buy speed.
 
     python benchmarks/train_speed.py [--data DIR] [--nets searched mobilenet_v3_small ...]
-        [--steps 30] [--repeats 3] [--threads 1] [--quick] [--json FILE]
+        [--image-size 48] [--steps 30] [--repeats 3] [--threads 1] [--quick] [--json FILE]
 
 The nets: the searched net of the committed fmnist-taco6 final job
 (`results/final_fmnist13_full`, rebuilt from its trial's values on configs/demo.yaml's space,
 48 px) and the two baselines at the same size, each with that trial's recipe (batch 64, SGD),
 on fmnist-taco6's training split through the real loader and augmentation (`make_recipe`).
+`--image-size 96` times all three at the baselines' usual size instead (where the accurate
+point's final job trains them).
 
 1. Profile (eager fp32, the final job's way: one thread per training): one training step split
    into data (batch, augmentation, `to_input`), forward (with the loss), backward and optimizer
@@ -174,7 +176,7 @@ def gemm_peak(threads: int, dtype: torch.dtype = torch.float32, n: int = 1024) -
     return 2 * n ** 3 * reps / (time.perf_counter() - start)
 
 
-def profile(net: str, data, cfg, steps: int, threads: int) -> dict:
+def profile(net: str, data, cfg, steps: int, threads: int, size: int) -> dict:
     torch.set_num_threads(threads)
     trainer = Trainer(net, Change(threads=threads), data.train.images, data.train.labels, cfg)
     for _ in range(3):  # warm-up: the allocator, oneDNN's kernels
@@ -195,16 +197,17 @@ def profile(net: str, data, cfg, steps: int, threads: int) -> dict:
         checkpoint_seconds = time.perf_counter() - start
     start = time.perf_counter()
     reference = models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
-    latency_ratio(trainer.model.eval(), reference, 48, reference_size=cfg.objective.reference_size,
-                  threads=threads)
+    latency_ratio(trainer.model.eval(), reference, size,
+                  reference_size=cfg.objective.reference_size, threads=threads)
     latency_seconds = time.perf_counter() - start
-    macs = count_macs(NETS[net]()[0], 48)
+    macs = count_macs(NETS[net]()[0], size)
     flops = 6 * macs * images / step_seconds
     epoch = {"train steps": epoch_train, "evaluation": eval_seconds,
              "checkpoint": checkpoint_seconds}
     total = sum(epoch.values())
     return {
-        "net": net, "threads": threads, "images_per_second": images / step_seconds,
+        "net": net, "image_size": size, "threads": threads,
+        "images_per_second": images / step_seconds,
         "macs": macs, "gflops": flops / 1e9, "peak_share": flops / gemm_peak(threads),
         "step_share": {k: v / step_seconds for k, v in timer.items()},
         "epoch_seconds": total, "epoch_share": {k: v / total for k, v in epoch.items()},
@@ -272,6 +275,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="an ImageFolder")
     p.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS))
     p.add_argument("--changes", nargs="+", default=list(CHANGES), choices=list(CHANGES))
+    p.add_argument("--image-size", type=int, default=48,
+                   help="decode and train at this size (the searched trial's own: 48)")
     p.add_argument("--steps", type=int, default=30, help="training steps per timing")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds of all changes")
     p.add_argument("--threads", type=int, default=1, help="threads of the profile")
@@ -284,16 +289,18 @@ def main(args: argparse.Namespace) -> dict:
     if args.quick:
         args.steps, args.repeats = 5, 1
     cfg = load_config("demo.yaml", [f"data.path={args.data}"])
-    data = prepare_data(args.data, 48, val_fraction=cfg.data.val_fraction,
+    data = prepare_data(args.data, args.image_size, val_fraction=cfg.data.val_fraction,
                         cache_dir=cfg.data.cache_dir, progress=False)
     changes = ["eager", *[c for c in args.changes if c != "eager"]]
     if not native_bf16():
         changes = [c for c in changes if not CHANGES[c].bf16]
-    profiles = [profile(net, data, cfg, args.steps, args.threads) for net in args.nets]
+    profiles = [profile(net, data, cfg, args.steps, args.threads, args.image_size)
+                for net in args.nets]
     rows = [r for net in args.nets
             for r in compare(net, data, cfg, args.steps, args.repeats, changes)]
     return emit("train_speed", markdown(profiles, rows), rows, args.json, profiles=profiles,
-                steps=args.steps, repeats=args.repeats, native_bf16=native_bf16(),
+                image_size=args.image_size, steps=args.steps, repeats=args.repeats,
+                native_bf16=native_bf16(),
                 data=str(args.data))
 
 

@@ -177,9 +177,11 @@ def test_the_training_speed_benchmark_profiles_and_compares(tmp_path) -> None:
     out = tmp_path / "train_speed.json"
     train_speed.main(train_speed.get_args_parser().parse_args(
         ["--data", str(demo_root()), "--nets", "searched", "--changes", "eager",
-         "channels_last", "--steps", "2", "--repeats", "1", "--json", str(out)]))
+         "channels_last", "--steps", "2", "--repeats", "1", "--image-size", "40",
+         "--json", str(out)]))
     saved = json.loads(out.read_text())
     (profile,) = saved["profiles"]
+    assert profile["image_size"] == saved["image_size"] == 40
     assert sum(profile["step_share"].values()) == pytest.approx(1.0)
     assert sum(profile["epoch_share"].values()) == pytest.approx(1.0)
     assert 0 < profile["peak_share"] < 1 and profile["images_per_second"] > 0
