@@ -300,8 +300,7 @@ def main(args: argparse.Namespace) -> dict:
             for r in compare(net, data, cfg, args.steps, args.repeats, changes)]
     return emit("train_speed", markdown(profiles, rows), rows, args.json, profiles=profiles,
                 image_size=args.image_size, steps=args.steps, repeats=args.repeats,
-                native_bf16=native_bf16(),
-                data=str(args.data))
+                native_bf16=native_bf16(), data=str(args.data))
 
 
 if __name__ == "__main__":
