@@ -12,7 +12,10 @@
 # needs to go on (the search's study, the rung state, the final job's trainings.jsonl) is
 # kept there every 10 minutes and at each segment's end (benchmarks/night_keep.py): commit
 # it, and a run folder lost with its machine is restored from it on the next run (the
-# search goes on from its study; the final job's trainings start again).
+# search goes on from its study; the final job takes each finished training from the kept
+# trainings.jsonl and trains again only each model's median run, for the weights it ships).
+# No int8: it would need every seed's weights, which a lost run folder takes with it, and
+# neither claim is about int8.
 #
 #   bash benchmarks/night.sh accurate                      # fmnist-taco6
 #   bash benchmarks/night.sh fast /path/to/crops           # any TACO-shaped ImageFolder
@@ -87,7 +90,8 @@ if [ -f "$out/trials.csv" ]; then cp "$out/trials.csv" "$results/"; fi  # every 
 # final.done to redo it, e.g. after a change to the final job: its trainings are kept)
 if [ ! -f "$out/final.done" ]; then
   segment final python tune_jobs/final.py --study "$study" --output "$out" \
-    --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes" "${reuse[@]}"
+    --baselines "$baselines" --seeds "$seeds" --baseline-sizes "$sizes" --no-int8 \
+    "${reuse[@]}"
   touch "$out/final.done"
   keep
   cp "$out"/final/{metrics.json,report.md,pareto.png,retrain_curves.png} "$results/"

@@ -11,8 +11,10 @@ run's clock (`stages.tsv` and the open segment, `stage.open`: benchmarks/night_c
 the final job's finished trainings so far (`trainings.jsonl`). Not kept: Tune's experiment
 folder and the final job's checkpoints (hundreds of MB): a restored search goes on from its
 study (`search.py --resume` without Tune's state: the trials left running are trained
-again), and a restored final job trains every training again; the kept trainings.jsonl
-stays as the record, the new lines appended after it (the last line of a training counts).
+again), and a restored final job takes each finished training from the kept trainings.jsonl
+(its numbers and history: finaljob/runs.py, `Records`) and trains again only the runs whose
+weights it ships (each model's median; every seed under int8), the new lines appended after
+the kept ones (the last line of a training counts).
 """
 
 from __future__ import annotations

@@ -421,6 +421,31 @@ def test_final_reuse_from_the_same_job_takes_over_every_training(finished_run,
     assert again == {m.name: [r.f1 for r in m.runs] for m in first.models}
 
 
+def test_a_final_job_whose_run_folder_was_lost_trains_again_only_what_it_ships(
+        finished_run, tmp_path) -> None:
+    """The fixture's run folder lost with its machine, its trainings.jsonl kept and put back
+    in a new one (benchmarks/night_keep.py): the final job takes every finished training
+    from it and trains again only each model's median run, for the weights it exports and
+    times; every run's test F1 is the fixture's (the retrained ones from the same seed)."""
+    from tune_jobs.finaljob import TRAININGS
+
+    out, study, first = finished_run
+    (tmp_path / "final").mkdir()
+    shutil.copy(out / "final" / TRAININGS, tmp_path / "final" / TRAININGS)
+    metrics = run_final(study, tmp_path, FinalOptions(
+        baselines=BASELINES, progress=False, seeds=2, top_k=2, baseline_sizes=(24,),
+        int8=False))
+    # top-k checks, 2 seeds per model, 2 recipes x 2 sizes per baseline; + 3 medians again
+    n = 2 * len(first.candidates) + 2 * 3 + 2 * 2 * 2
+    assert metrics.trainings == n + 3
+    trained = sorted(p.name.split("-")[1] for p in (tmp_path / "final").glob("checkpoint-*"))
+    assert len(trained) == 3, trained
+    assert {m.name: [r.f1 for r in m.runs] for m in metrics.models} == {
+        m.name: [r.f1 for r in m.runs] for m in first.models}
+    assert metrics.chosen.number == first.chosen.number
+    assert (tmp_path / "final" / "model.onnx").is_file()
+
+
 def test_the_accurate_claim_tries_the_searched_net_at_the_budget_nets_sizes(finished_run,
                                                                              tmp_path) -> None:
     """The accurate point's budget is mobilenet_v3_small's latency as it ships, at 24 px when

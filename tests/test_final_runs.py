@@ -142,6 +142,66 @@ def test_reuse_from_takes_over_the_same_training_on_the_same_rows_only(tmp_path,
         reuse_folder(str(tmp_path / "nowhere"))
 
 
+def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
+        tmp_path, cache_dir, caplog) -> None:
+    """A run folder lost with its machine, its trainings.jsonl put back: a finished training
+    is taken from its line (its numbers and history, no weights, no line appended), not
+    trained again; asked for its weights it is trained again from its seed, to the same
+    F1. A line of other rows, or of other epochs, is not taken; a line from before tags (no
+    tag, digest or history) is, by name, split, seed and epochs, with its verdict; a line cut
+    off mid-write is skipped with a warning."""
+    from tune_jobs.finaljob.batch import run_all
+    from tune_jobs.finaljob.runs import TRAININGS, Bench, Job, Net
+    from tune_jobs.trial.space import TrainParams
+
+    caplog.set_level(logging.INFO, logger="tune_jobs.finaljob")
+    params = TrainParams(image_size=16, batch_size=64, optimizer="sgd", lr=0.05,
+                         weight_decay=1e-4, schedule="cosine", label_smoothing=0.0,
+                         augment_magnitude=0.0)
+    job = Job("mnv3", Net("tv/mobilenet_v3_small", 6), params, 1, "trainval")
+    folder = tmp_path / "final"
+    jsonl = folder / TRAININGS
+
+    def run(j: Job = job, cfg_overrides=(), epochs: int = 1):
+        cfg = load_config("ci.yaml", [f"data.cache_dir={cache_dir}", *cfg_overrides])
+        bench = Bench(cfg, folder, epochs=epochs, device=torch.device("cpu"), progress=False)
+        caplog.clear()
+        ((model, got),) = run_all(bench, [j])
+        return model, got
+
+    _, first = run()
+    assert not first.from_record and first.tag and first.digest
+    (checkpoint,) = folder.glob("checkpoint-*.pt")
+    checkpoint.unlink()  # the machine is gone; trainings.jsonl was kept
+    lines = jsonl.read_text()
+    model, recorded = run()
+    assert model is None and recorded.from_record and "taken from trainings.jsonl" in caplog.text
+    assert (recorded.f1, recorded.per_class_f1, recorded.history) == (
+        first.f1, first.per_class_f1, first.history)
+    assert recorded.training == first.training
+    assert not list(folder.glob("checkpoint-*.pt")) and jsonl.read_text() == lines
+
+    model, weighed = run(dataclasses.replace(job, from_record=False))
+    assert isinstance(model, torch.nn.Module) and not weighed.from_record
+    assert weighed.f1 == first.f1  # the same seed, data order and augmentation
+    checkpoint.unlink()
+
+    # other rows, or other epochs: trained, not taken
+    assert not run(cfg_overrides=["data.val_fraction=0.3"])[1].from_record
+    assert not run(epochs=2)[1].from_record
+    for stale in folder.glob("checkpoint-*.pt"):
+        stale.unlink()
+
+    # a line from before tags, and a line cut off by a kill mid-write
+    line = json.loads(lines.splitlines()[0])
+    legacy = {k: v for k, v in line.items() if k not in ("tag", "digest", "history")}
+    jsonl.write_text(json.dumps(legacy) + "\n" + lines.splitlines()[0][:40] + "\n")
+    model, old = run()
+    assert model is None and old.from_record and old.f1 == first.f1 and old.history == []
+    assert old.training.trained == first.training.trained
+    assert "1 line(s) that are not a finished training skipped" in caplog.text
+
+
 def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,
                                                                       cache_dir) -> None:
     """Trainings submitted once others' results are read (a baseline's seeds after its recipe

@@ -3,7 +3,9 @@ thread each (small nets use a second core poorly inside one training and fully a
 training); trainings that wait for others' results are submitted to the same pool once those
 results are read, so no worker idles while work is queued. Ctrl+C or SIGTERM (`kill`, a batch
 system's stop) ends the pool at once, its workers with it, and every finished training is
-logged with the time the batch has left and recorded in the final job's trainings.jsonl.
+logged with the time the batch has left and recorded in the final job's trainings.jsonl
+(unless it came from there). A training that came from trainings.jsonl has no weights: its
+model is None.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 K = TypeVar("K")  # what names a group of trainings (`Batch.as_done`)
 
 
-def run_all(bench: Bench, jobs: list[Job]) -> list[tuple[nn.Module, Run]]:
+def run_all(bench: Bench, jobs: list[Job]) -> list[tuple[nn.Module | None, Run]]:
     """Every job, in order; on a CPU up to `bench.workers` at once, one thread each."""
     with Batch(bench, len(jobs)) as batch:
         return batch.results(batch.submit(jobs))
@@ -94,22 +96,23 @@ class Batch:
         self._finished(job, ran)
         return ran
 
-    def results(self, futures: list[Future]) -> list[tuple[nn.Module, Run]]:
+    def results(self, futures: list[Future]) -> list[tuple[nn.Module | None, Run]]:
         """Wait for `futures` (logging every training of the batch that finishes meanwhile);
-        each training's model and run, in the futures' order."""
+        each training's model (None: taken from trainings.jsonl) and run, in the futures'
+        order."""
         while self.pending.intersection(futures):
             self._log_next()
         out = []
         for future in futures:
             model, run = future.result()
-            if not isinstance(model, nn.Module):  # a worker's weights: the net rebuilt here
+            if isinstance(model, dict):  # a worker's weights: the net rebuilt here
                 state, model = model, self.jobs[future].net()
                 model.load_state_dict(state)
-            out.append((model.to(self.bench.device), run))
+            out.append((None if model is None else model.to(self.bench.device), run))
         return out
 
     def as_done(self, groups: dict[K, list[Future]]
-                ) -> Iterator[tuple[K, list[tuple[nn.Module, Run]]]]:
+                ) -> Iterator[tuple[K, list[tuple[nn.Module | None, Run]]]]:
         """Each group's `results` as soon as all its trainings are done, the first done first
         (not in the order asked): what waits for a group (a model's seeds for its recipe
         trials) can be submitted while another group still trains."""
@@ -132,7 +135,8 @@ class Batch:
         run = future.result()[1]  # a failed training raises here
         self.progress.done(job, run)
         self.bench.finished.append(run)
-        record(self.bench.folder, job.name, run)
+        if not run.from_record:  # its line is there
+            record(self.bench.folder, job.name, run)
 
 
 class BatchProgress:
@@ -151,6 +155,8 @@ class BatchProgress:
 
     def submitted(self, jobs: list[Job]) -> None:
         self.waiting += jobs
+        # more than announced (runs trained again for their weights): count them too
+        self.total = max(self.total, self.finished + len(self.waiting))
 
     def done(self, job: Job, run: Run) -> None:
         self.waiting.remove(job)
@@ -159,7 +165,8 @@ class BatchProgress:
         spent = time.monotonic() - self.started
         log.info("training %d of %d done%s: %s seed %d, macro-F1 %.4f on %s; %s spent, about "
                  "%s left in this batch", self.finished, self.total,
-                 f" (taken over from {run.history[0]['from']})" if run.taken_over else "",
+                 f" (taken over from {run.history[0]['from']})" if run.taken_over
+                 else " (earlier, as trainings.jsonl records it)" if run.from_record else "",
                  job.name, job.seed, run.f1, "validation" if job.split == "train" else "test",
                  _minutes(spent), _minutes(self.left()))
 
@@ -216,10 +223,10 @@ def _start_worker(bench: Bench) -> None:
     _WORKER = bench
 
 
-def _run_in_worker(job: Job) -> tuple[dict, Run]:
+def _run_in_worker(job: Job) -> tuple[dict | None, Run]:
     assert _WORKER is not None
     model, run = _WORKER.run(job)
-    return {k: v.cpu() for k, v in model.state_dict().items()}, run
+    return None if model is None else {k: v.cpu() for k, v in model.state_dict().items()}, run
 
 
 __all__ = ["Batch", "BatchProgress", "Stopped", "run_all"]

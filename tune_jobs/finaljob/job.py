@@ -75,7 +75,9 @@ from tune_jobs.trial.space import TrainParams, candidate_from_config
 log = logging.getLogger(__name__)
 SEARCHED = "searched"  # the searched model among the models, as metrics.json names it
 
-Trained = list[tuple[nn.Module, Run]]  # one model's runs, one per seed
+# one model's runs, one per seed; a run taken from trainings.jsonl has no weights (None)
+# until `weighed` trains it again where they are needed
+Trained = list[tuple[nn.Module | None, Run]]
 
 
 # --------------------------------------------------------------------------------- benchmark
@@ -191,7 +193,35 @@ def seed_jobs(name: str, net: Net, params: TrainParams, seeds: list[int]) -> lis
 
 def shipped(trained: Trained) -> tuple[nn.Module, Run]:
     """The median run by test macro-F1: the one exported and benchmarked in full."""
-    return trained[median_index([r.f1 for _, r in trained])]
+    model, run = trained[median_index([r.f1 for _, r in trained])]
+    assert model is not None, "weighed() gives the median run its weights"
+    return model, run
+
+
+def weighed(batch: Batch, trained: dict[str, Trained], jobs: dict[str, list[Job]],
+            every_seed: bool) -> dict[str, Trained]:
+    """Each model's runs with the weights the assessment needs: the median run's (exported,
+    benchmarked, timed for the claim), and every seed's when int8 quantizes each. A run taken
+    from trainings.jsonl (its checkpoint lost with an earlier run folder) is trained again
+    for them from its seed, and its new run replaces the recorded one, so what ships is what
+    the statistics describe; until every median has weights, as a retrained run that lands
+    off its record can move the median. All models' retrainings go to the workers at once."""
+    trained = {name: list(runs) for name, runs in trained.items()}
+    while True:
+        lost = {name: [i for i in (range(len(runs)) if every_seed
+                                   else [median_index([r.f1 for _, r in runs])])
+                       if runs[i][0] is None]
+                for name, runs in trained.items()}
+        lost = {name: ix for name, ix in lost.items() if ix}
+        if not lost:
+            return trained
+        again = {name: batch.submit([dataclasses.replace(jobs[name][i], from_record=False)
+                                     for i in ix]) for name, ix in lost.items()}
+        for name, ix in lost.items():
+            for i, (model, run) in zip(ix, batch.results(again[name]), strict=True):
+                log.info("%s seed %d trained again for its weights: macro-F1 %.4f (recorded "
+                         "%.4f)", name, run.seed, run.f1, trained[name][i][1].f1)
+                trained[name][i] = (model, run)
 
 
 def int8_of(name: str, trained: Trained, data: PreparedData, meta: ModelMeta, cfg: Config,
@@ -257,6 +287,11 @@ class Setting:
         n = opts.seeds or cfg.final.seeds
         return cls(study, opts, cfg, bench, [cfg.search.seed + 1 + i for i in range(n)], folder)
 
+    @property
+    def int8(self) -> bool:
+        """Whether every model's seeds are quantized to int8 and measured beside fp32."""
+        return self.cfg.final.int8 if self.opts.int8 is None else self.opts.int8
+
 
 def choose(s: Setting) -> tuple[StudyTrial, str, list[CandidateCheck]]:
     """Phase 1: the trial to retrain, why, and the top-k re-evaluation that chose it."""
@@ -295,7 +330,8 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
     recipe and input size (so no worker waits while another net's last trial finishes).
     Where the claim lets the searched net ship at a baseline's input size (`size_cap`), it is
     tried at those sizes beside the baselines' trials, and its seeds wait for its own choice
-    and for that baseline's."""
+    and for that baseline's. Runs taken from trainings.jsonl get back the weights the
+    assessment needs (`weighed`)."""
     searched_net = Net(spec, spec.num_classes)
     sizes = (s.cfg.final.baseline_image_sizes if s.opts.baseline_sizes is None
              else s.opts.baseline_sizes)
@@ -307,6 +343,7 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
         choices[SEARCHED], tried[SEARCHED] = resized, searched_net
     searched_first = [] if SEARCHED in tried else seed_jobs(SEARCHED, searched_net, params,
                                                            s.seeds)
+    jobs = {SEARCHED: searched_first}  # each model's seeds, to train again for weights
     total = sum(map(len, choices.values())) + (len(nets) + 1) * len(s.seeds)
     with Batch(s.bench, total) as batch:
         each_done = choose_recipes(batch, tried, choices, s.seeds[0])
@@ -321,18 +358,19 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
             trials[name] = its_trials
             if name != SEARCHED:
                 picked[name] = select_recipe(its_trials)
-                baselines[name] = batch.submit(seed_jobs(
-                    f"{name}-{picked[name].label}", nets[name],
-                    TrainParams(**picked[name].params), s.seeds))
+                jobs[name] = seed_jobs(f"{name}-{picked[name].label}", nets[name],
+                                       TrainParams(**picked[name].params), s.seeds)
+                baselines[name] = batch.submit(jobs[name])
             if SEARCHED in trials and cap in picked and SEARCHED not in picked:
                 won = picked[SEARCHED] = select_recipe(trials[SEARCHED], picked[cap].image_size)
                 label = (SEARCHED if won.image_size == params.image_size
                          else f"{SEARCHED}-{won.label}")
-                searched = batch.submit(seed_jobs(label, searched_net,
-                                                  TrainParams(**won.params), s.seeds))
-        return Trainings(batch.results(searched),
-                         {name: batch.results(baselines[name]) for name in nets},
-                         trials, picked)
+                jobs[SEARCHED] = seed_jobs(label, searched_net, TrainParams(**won.params),
+                                           s.seeds)
+                searched = batch.submit(jobs[SEARCHED])
+        done = weighed(batch, {SEARCHED: batch.results(searched)} | {
+            name: batch.results(baselines[name]) for name in nets}, jobs, s.int8)
+        return Trainings(done.pop(SEARCHED), done, trials, picked)
 
 
 @dataclass
@@ -356,7 +394,6 @@ def assess_models(s: Setting, spec: ModelSpec, trainings: Trainings, data: Prepa
     spec.to_yaml(folder / "spec.yaml")
     save_state(model, spec, meta, folder / "model.pt")
     reference = models.build(cfg.objective.reference, input_size=cfg.objective.reference_size)
-    quantized = cfg.final.int8 if opts.int8 is None else opts.int8
     # (name, its seeds' runs, where its exports go, their file stem)
     outputs = [(SEARCHED, trainings.searched, folder, "model")] + [
         (name, trained, folder / "baselines", name)
@@ -374,7 +411,7 @@ def assess_models(s: Setting, spec: ModelSpec, trainings: Trainings, data: Prepa
         results.append(summarize(name, picked.recipe if picked else Recipe.SEARCHED, size,
                                  trained, median, assessed[name],
                                  trainings.recipe_trials.get(name, [])))
-        if quantized:
+        if s.int8:
             int8.append(int8_of(name, trained, at, meta_at, cfg, target / f"{stem}.int8.onnx",
                                 opts.threads))
     return Assessed(assessed.pop(SEARCHED), assessed, results, int8, run.history)

@@ -2,7 +2,10 @@
 on validation) or on train + validation (judged on test). Every run checkpoints each epoch under
 its own tag, so an interrupted final job resumes each run where it stopped and never repeats a
 finished one; another run folder's checkpoints of the same trainings on the same data are taken
-over the same way (`--reuse-from`). Many runs at once: finaljob/batch.py.
+over the same way (`--reuse-from`). A finished training whose checkpoint is gone (a run folder
+lost with its machine, its trainings.jsonl kept elsewhere and put back) is taken from its line
+in trainings.jsonl, without its weights: the job trains again only the runs whose weights it
+ships (finaljob/job.py, `weighed`). Many runs at once: finaljob/batch.py.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import zlib
@@ -194,6 +198,9 @@ class Run:
     per_class_f1: dict[str, float]
     training: TrainingCheck
     history: list[dict]  # per epoch: epoch, loss, lr, seconds, and `from` if taken over
+    tag: str = ""  # the training's identity (`Bench.run`): net, recipe, epochs, split, seed
+    digest: str = ""  # the data it trained on (`training_digest`)
+    from_record: bool = False  # taken from trainings.jsonl: finished earlier, weights not kept
 
     @property
     def taken_over(self) -> bool:
@@ -205,16 +212,75 @@ class Run:
 def record(folder: Path, name: str, run: Run) -> None:
     """Append the finished training `name` to `folder`/trainings.jsonl, one JSON line: its
     numbers outlive the job (a job stopped before its report, a run folder lost with its
-    machine once the file was copied away). A re-run appends again as each training
-    resumes from its checkpoint, so the last line of a (name, split, seed) is its result."""
+    machine once the file was copied away), and with its tag, data digest and history a
+    line stands in for the training when its checkpoint is gone (`Records`). A re-run
+    appends again as each training resumes from its checkpoint, so the last line of a
+    (name, split, seed) is its result."""
     line = {"name": name, "split": run.split, "seed": run.seed, "f1": run.f1,
             "accuracy": run.accuracy, "per_class_f1": run.per_class_f1,
             "trained": run.training.trained, "epochs": len(run.history),
             "seconds": round(sum(h["seconds"] for h in run.history if "from" not in h), 1),
-            "taken_over": run.taken_over}
+            "taken_over": run.taken_over, "tag": run.tag, "digest": run.digest,
+            "history": run.history}
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / TRAININGS).open("a") as f:
         f.write(json.dumps(line) + "\n")
+
+
+@dataclass
+class Records:
+    """The finished trainings that `folder`/trainings.jsonl records, read once, by tag (the
+    last line of each counts). A line is taken only for the same tag, data digest and epochs;
+    a line written before tags were recorded (no `tag`) for the same name, split, seed and
+    epochs, trusted as this run folder's own, as a checkpoint without a digest is. A line
+    that does not parse (a job killed while appending it) is skipped, with a warning."""
+
+    folder: Path
+    lines: dict[str, dict] | None = None  # tag, or name/split/seed of a line without one
+
+    @staticmethod
+    def legacy_key(name: str, split: str, seed: int) -> str:
+        return f"{name}\t{split}\ts{seed}"
+
+    def _read(self) -> dict[str, dict]:
+        lines: dict[str, dict] = {}
+        path = self.folder / TRAININGS
+        bad = 0
+        for text in path.read_text().splitlines() if path.is_file() else []:
+            try:
+                line = json.loads(text)
+                key = line.get("tag") or self.legacy_key(line["name"], line["split"],
+                                                         int(line["seed"]))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                bad += 1
+                continue
+            lines[key] = line
+        if bad:
+            log.warning("%s: %d line(s) that are not a finished training skipped", path, bad)
+        return lines
+
+    def find(self, job: Job, tag: str, digest: str, epochs: int) -> Run | None:
+        """The recorded run of this training, or None."""
+        if self.lines is None:
+            self.lines = self._read()
+        line = self.lines.get(tag)
+        if line is None or line.get("digest") != digest:
+            line = self.lines.get(self.legacy_key(job.name, job.split, job.seed))
+            if line is None or "tag" in line:
+                return None
+        if line.get("epochs") != epochs:
+            return None
+        try:
+            history = list(line.get("history") or [])
+            check = (training_check(history) if history  # a line without: its verdict only
+                     else TrainingCheck(math.nan, math.nan, bool(line["trained"])))
+            return Run(job.seed, job.split, float(line["f1"]), float(line["accuracy"]),
+                       {str(k): float(v) for k, v in line["per_class_f1"].items()}, check,
+                       history, tag, digest, from_record=True)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            log.warning("%s: the line of %s lacks a field; training it again",
+                        self.folder / TRAININGS, tag)
+            return None
 
 
 @dataclass(frozen=True)
@@ -232,13 +298,16 @@ class Net:
 
 @dataclass(frozen=True)
 class Job:
-    """One training: `net` initialised from `seed`, trained with `params` on `split`."""
+    """One training: `net` initialised from `seed`, trained with `params` on `split`.
+    `from_record`: its line in trainings.jsonl may stand in for it when its checkpoint is
+    gone (the run without weights); False trains it again for its weights."""
 
     name: str
     net: Net
     params: TrainParams
     seed: int
     split: Split
+    from_record: bool = True
 
 
 @dataclass
@@ -247,7 +316,8 @@ class Bench:
     size), the device, the epochs, the folder its checkpoints go to, and how many runs may
     train at once (`workers`; CPU only: one GPU trains them one after another). `reuse`:
     another run's checkpoint folder, whose trainings of the same jobs on the same data are
-    taken over instead of repeated. `finished`: every run of this job so far, in order."""
+    taken over instead of repeated. `finished`: every run of this job so far, in order.
+    `records`: the finished trainings its trainings.jsonl holds (read once per process)."""
 
     cfg: Config
     folder: Path
@@ -258,15 +328,18 @@ class Bench:
     reuse: Path | None = None
     data: dict[int, PreparedData] = dataclasses.field(default_factory=dict)
     finished: list[Run] = dataclasses.field(default_factory=list)
+    records: Records | None = None
 
     def prepared(self, size: int) -> PreparedData:
         if size not in self.data:
             self.data[size] = prepare_run_data(self.cfg, size, self.progress)
         return self.data[size]
 
-    def run(self, job: Job) -> tuple[nn.Module, Run]:
+    def run(self, job: Job) -> tuple[nn.Module | None, Run]:
         """Train the job's net and measure it on the split that judges it (validation for
-        a run on the training split; the test split is read only for `trainval` runs)."""
+        a run on the training split; the test split is read only for `trainval` runs). A
+        training finished earlier whose checkpoint is gone comes from trainings.jsonl
+        (`job.from_record`), without its weights (None)."""
         data = self.prepared(job.params.image_size)
         parts = [data.train] if job.split == "train" else [data.train, data.val]
         judge = data.val if job.split == "train" else data.test
@@ -274,8 +347,6 @@ class Bench:
         labels = np.concatenate([p.labels for p in parts])
         digest = training_digest(self.cfg, data.classes, [h for p in parts for h in p.hashes],
                                  labels)
-        torch.manual_seed(job.seed)
-        model = job.net()
         # a checkpoint is resumed only by the same network, recipe, epochs, split and seed
         recipe_id = zlib.crc32(json.dumps([dataclasses.asdict(job.params), self.epochs,
                                            repr(job.net), job.split, job.seed]).encode())
@@ -284,6 +355,15 @@ class Bench:
         checkpoint = self.folder / f"checkpoint-{tag}.pt"
         if self.reuse is not None and not checkpoint.exists():
             adopt(self.reuse / checkpoint.name, checkpoint, tag, self.epochs, digest)
+        if job.from_record and not checkpoint.exists():
+            self.records = self.records or Records(self.folder)
+            recorded = self.records.find(job, tag, digest, self.epochs)
+            if recorded is not None:
+                log.info("%s: finished earlier, taken from %s (its weights were not kept)",
+                         tag, TRAININGS)
+                return None, recorded
+        torch.manual_seed(job.seed)
+        model = job.net()
         history = retrain(model, images, labels, job.params, self.cfg, len(data.classes),
                           self.epochs, checkpoint, tag, self.device, self.progress, job.seed,
                           digest)
@@ -295,7 +375,7 @@ class Bench:
         log.info("%s: macro-F1 %.4f on %s", tag, ev.f1,
                  "validation" if job.split == "train" else "test")
         return model, Run(job.seed, job.split, ev.f1, ev.accuracy, per_class,
-                          training_check(history), history)
+                          training_check(history), history, tag, digest)
 
 
 @dataclass(frozen=True)
@@ -328,5 +408,5 @@ def select_recipe(trials: list[RecipeTrial], max_size: int | None = None) -> Rec
     return max(pool, key=lambda t: t.val_f1)
 
 
-__all__ = ["COMPILE_MIN_IMAGES", "TRAININGS", "Bench", "Job", "Net", "RecipeTrial", "Run",
-           "Split", "compiles", "record", "retrain", "select_recipe", "training_check"]
+__all__ = ["COMPILE_MIN_IMAGES", "TRAININGS", "Bench", "Job", "Net", "RecipeTrial", "Records",
+           "Run", "Split", "compiles", "record", "retrain", "select_recipe", "training_check"]
