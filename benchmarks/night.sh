@@ -26,9 +26,9 @@
 #       # NAME names the run, study and results folder (default: the data folder's name)
 #   REUSE_FROM=runs/night-fmnist-taco6-accurate OUT=runs/y bash benchmarks/night.sh fast
 #       # another run's finished trainings of the same net, recipe, seed and rows are taken
-#       # over instead of repeated (final.py --reuse-from); a baseline's recipes keep the
-#       # searched trial's input size, batch size and augmentation, so across points that is
-#       # only where the two chosen trials share them
+#       # over instead of repeated (final.py --reuse-from), and each baseline is also tried
+#       # with the recipe and size that run chose for it: where that wins again, its seeds
+#       # there are taken over (a baseline's own recipes keep this run's searched pipeline)
 set -euo pipefail
 point=${1:?usage: night.sh fast|accurate [DATA]}
 data=${2:-../shared/data/fmnist-taco6}

@@ -446,6 +446,40 @@ def test_a_final_job_whose_run_folder_was_lost_trains_again_only_what_it_ships(
     assert (tmp_path / "final" / "model.onnx").is_file()
 
 
+def test_reuse_from_a_lost_run_tries_its_baseline_recipe_and_takes_over_its_records(
+        finished_run, tmp_path) -> None:
+    """`--reuse-from` a run folder lost with its machine (its final/trainings.jsonl and
+    metrics.json kept, no checkpoint) by a final job of another trial: the recipe that run
+    chose for the baseline is tried beside this job's own ("reused"), its recipe trial is
+    taken over from the kept line (same validation F1), and where it wins, so are its seeds
+    (their test F1s, the median trained again for its weights)."""
+    from tune_jobs.finaljob import TRAININGS
+    from tune_jobs.finaljob.runs import select_recipe
+    from tune_jobs.study.trials import study_trials
+
+    out, study, first = finished_run
+    lost = tmp_path / "lost" / "final"
+    lost.mkdir(parents=True)
+    for name in (TRAININGS, "metrics.json"):
+        shutil.copy(out / "final" / name, lost / name)
+    other = next(t for t in study_trials(study)
+                 if t.spec and t.number != first.chosen.number and t.f1 is not None)
+    metrics = run_final(study, tmp_path, FinalOptions(
+        baselines=("mobilenet_v3_small",), progress=False, seeds=2, int8=False,
+        trial=other.number, baseline_sizes=(24,), reuse_from=str(tmp_path / "lost")))
+    before = next(m for m in first.models if m.name == "mobilenet_v3_small")
+    chosen_there = select_recipe(before.recipe_trials)
+    _, baseline = metrics.models
+    (reused,) = [t for t in baseline.recipe_trials if t.recipe == "reused"]
+    assert reused.params == chosen_there.params and reused.val_f1 == chosen_there.val_f1
+    assert str(tmp_path / "lost") in reused.source
+    assert len(baseline.recipe_trials) == 5  # 2 recipes x 2 sizes of its own, and RUN's
+    if baseline.recipe == "reused":
+        assert [r.f1 for r in baseline.runs] == [r.f1 for r in before.runs]
+        assert sum(r.taken_over for r in baseline.runs) == 1  # the median trained again
+    assert metrics.taken_over >= 1
+
+
 def test_the_accurate_claim_tries_the_searched_net_at_the_budget_nets_sizes(finished_run,
                                                                              tmp_path) -> None:
     """The accurate point's budget is mobilenet_v3_small's latency as it ships, at 24 px when

@@ -175,7 +175,7 @@ def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
     checkpoint.unlink()  # the machine is gone; trainings.jsonl was kept
     lines = jsonl.read_text()
     model, recorded = run()
-    assert model is None and recorded.from_record and "taken from trainings.jsonl" in caplog.text
+    assert model is None and recorded.from_record and f"taken from {jsonl}" in caplog.text
     assert (recorded.f1, recorded.per_class_f1, recorded.history) == (
         first.f1, first.per_class_f1, first.history)
     assert recorded.training == first.training

@@ -26,8 +26,10 @@ import models
 from data_utils.dataset import PreparedData
 from models.spec import ModelSpec
 from tune_jobs.config import Config, ConfigError
+from tune_jobs.finaljob import TRAININGS
 from tune_jobs.finaljob.assess import (
     Assessment,
+    TrainingCheck,
     costs,
     reference_ratio,
     scores,
@@ -115,14 +117,39 @@ def load_run_config(study: optuna.Study, data: str | None) -> Config:
 
 
 def reuse_folder(run: str | None) -> Path | None:
-    """`--reuse-from RUN`: the folder of RUN's final-job checkpoints, or a clear error."""
+    """`--reuse-from RUN`: the folder of RUN's final-job checkpoints (or of its
+    trainings.jsonl, the checkpoints lost with their machine), or a clear error."""
     if run is None:
         return None
     folder = Path(run) / "final"
-    if not any(folder.glob("checkpoint-*.pt")):
-        raise ConfigError(f"--reuse-from {run}: no final-job checkpoints in {folder}; give the "
-                          "run folder (--output) of a final job that has trained")
+    if not any(folder.glob("checkpoint-*.pt")) and not (folder / TRAININGS).is_file():
+        raise ConfigError(f"--reuse-from {run}: no final-job checkpoints or {TRAININGS} in "
+                          f"{folder}; give the run folder (--output) of a final job that has "
+                          "trained")
     return folder
+
+
+def reused_recipes(folder: Path | None, names: list[str]) -> dict[str, RecipeChoice]:
+    """The recipe (and input size) that the run of `--reuse-from` chose for each of the
+    baselines `names`, by the same rule from its metrics.json's recipe trials: tried here
+    too, so a baseline keeps the best recipe either run found, and its trainings there are
+    taken over where it wins again. None before that run's final job has ended."""
+    path = folder / "metrics.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        trials = {m["name"]: [RecipeTrial(Recipe(t["recipe"]), t["source"], t["params"],
+                                          t["val_f1"], TrainingCheck(**t["training"]))
+                              for t in m["recipe_trials"]]
+                  for m in json.loads(path.read_text())["models"]}
+        won = {name: select_recipe(trials[name]) for name in names if trials.get(name)}
+        return {name: RecipeChoice(Recipe.REUSED, TrainParams(**t.params),
+                                   f"chosen by {folder.parent} ({t.label}: {t.source})")
+                for name, t in won.items()}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"--reuse-from: {path} is not a final job's metrics.json "
+                          f"({type(err).__name__}: {err}); give a run whose final job ended, "
+                          "or delete the file to reuse its trainings alone") from err
 
 
 def train_params(t: StudyTrial, cfg: Config) -> tuple[ModelSpec, TrainParams]:
@@ -336,6 +363,9 @@ def train_models(s: Setting, spec: ModelSpec, params: TrainParams, nets: dict[st
     sizes = (s.cfg.final.baseline_image_sizes if s.opts.baseline_sizes is None
              else s.opts.baseline_sizes)
     choices = {name: recipes_for(name, params, sizes) for name in nets}
+    for name, reused in reused_recipes(s.bench.reuse, list(nets)).items():
+        if all(c.params != reused.params for c in choices[name]):  # else it is tried already
+            choices[name].append(reused)
     cap = size_cap(s.cfg, nets)
     resized = sizes_for(params, sizes) if cap else []
     tried = dict(nets)

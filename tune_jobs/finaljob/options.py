@@ -62,7 +62,8 @@ def add_final_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse-from", metavar="RUN", help="another run folder (e.g. the other "
                    "operating point's on the same data): its final job's trainings of the "
                    "same net, recipe, seed and epochs on the same rows (checked by content) "
-                   "are taken over instead of trained again")
+                   "are taken over instead of trained again, and each baseline is also tried "
+                   "with the recipe RUN chose for it")
     p.add_argument("--no-int8", dest="int8", action="store_false", default=None,
                    help="skip the int8 quantization and its benchmark (default: final.int8)")
 

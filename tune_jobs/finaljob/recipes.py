@@ -4,6 +4,8 @@ size and epochs. A baseline is trained with the searched recipe and with its fam
 one (at the searched input size and at any of final.baseline_image_sizes), and the better on
 validation is used: the searched recipe was tuned for the searched net,
 and a comparison against a baseline the recipe cannot train says nothing about the baseline.
+With `--reuse-from RUN` the recipe RUN chose for the baseline is tried too (`Recipe.REUSED`):
+one more chance for the baseline, and where it wins, RUN's trainings of it are taken over.
 Under the accurate claim the searched net is tried at the same sizes with its own recipe
 (`sizes_for`; `claims.size_cap` says when and up to which size).
 """
@@ -23,6 +25,7 @@ class Recipe(StrEnum):
 
     SEARCHED = "searched"  # the chosen trial's, as the search found it
     STANDARD = "standard"  # its family's standard recipe (`STANDARD_RECIPES`)
+    REUSED = "reused"  # the recipe the run of `--reuse-from` chose for this baseline
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,14 @@ def training_digest(cfg: Config, classes: list[str], rows: list[str], labels: np
     return h.hexdigest()[:16]
 
 
+def identity(tag: str) -> str:
+    """What makes a training the same training, whatever its job is named: a tag's end,
+    `{split}-s{seed}-{recipe id}` (the recipe id hashes the net, recipe, epochs, split and
+    seed), so that another run's training of one recipe under another label (a baseline's
+    recipe chosen there, `Recipe.REUSED` here) is taken over all the same."""
+    return "-".join(tag.rsplit("-", 3)[1:])
+
+
 def _resumable(state: dict, tag: str, epochs: int, digest: str) -> bool:
     """A checkpoint of this training: the same tag and epochs, and the same data (a checkpoint
     written before digests were recorded has none and is trusted as before)."""
@@ -110,14 +118,18 @@ def _resumable(state: dict, tag: str, epochs: int, digest: str) -> bool:
             and state.get("digest", digest) == digest)
 
 
-def adopt(source: Path, checkpoint: Path, tag: str, epochs: int, digest: str) -> bool:
-    """Copy another run's checkpoint of this training (finished or not) to `checkpoint`,
-    where `retrain` resumes it, each epoch of its history marked with where it was trained
-    (`from`); False, with the reason logged, when it is not the same training on the same
-    data."""
+def adopt(folder: Path, checkpoint: Path, tag: str, epochs: int, digest: str) -> bool:
+    """Copy another run's checkpoint of this training (finished or not; its own name, else
+    any of the same `identity`) from `folder` to `checkpoint`, where `retrain` resumes it,
+    each epoch of its history marked with where it was trained (`from`); False, with the
+    reason logged, when there is none or it is not the same training on the same data."""
+    source = folder / checkpoint.name
+    if not source.is_file():
+        source = next(iter(sorted(folder.glob(f"checkpoint-*-{identity(tag)}.pt"))), source)
     if not source.is_file():
         return False
     state = torch.load(source, map_location="cpu", weights_only=False)
+    state = {**state, "tag": tag} if identity(state.get("tag", "")) == identity(tag) else state
     if not _resumable(state, tag, epochs, digest) or "digest" not in state:
         log.info("%s: not reused from %s: %s", tag, source.parent, "other data or settings"
                  if "digest" in state else "written before its data was recorded")
@@ -229,14 +241,17 @@ def record(folder: Path, name: str, run: Run) -> None:
 
 @dataclass
 class Records:
-    """The finished trainings that `folder`/trainings.jsonl records, read once, by tag (the
-    last line of each counts). A line is taken only for the same tag, data digest and epochs;
-    a line written before tags were recorded (no `tag`) for the same name, split, seed and
-    epochs, trusted as this run folder's own, as a checkpoint without a digest is. A line
-    that does not parse (a job killed while appending it) is skipped, with a warning."""
+    """The finished trainings that `folder`/trainings.jsonl records, read once, by `identity`
+    (the last line of each counts). A line is taken only for the same identity, data digest
+    and epochs; a line written before tags were recorded (no `tag`) for the same name, split,
+    seed and epochs, and only in this run folder's own file (`taken` False), trusted as
+    that folder's, as a checkpoint without a digest is. A line that does not parse (a job
+    killed while appending it) is skipped, with a warning. `taken`: the file is another
+    run's (`--reuse-from`): its runs come with each epoch marked `from` that folder."""
 
     folder: Path
-    lines: dict[str, dict] | None = None  # tag, or name/split/seed of a line without one
+    taken: bool = False
+    lines: dict[str, dict] | None = None  # identity, or name/split/seed of a line without
 
     @staticmethod
     def legacy_key(name: str, split: str, seed: int) -> str:
@@ -249,8 +264,8 @@ class Records:
         for text in path.read_text().splitlines() if path.is_file() else []:
             try:
                 line = json.loads(text)
-                key = line.get("tag") or self.legacy_key(line["name"], line["split"],
-                                                         int(line["seed"]))
+                key = (identity(line["tag"]) if line.get("tag")
+                       else self.legacy_key(line["name"], line["split"], int(line["seed"])))
             except (ValueError, KeyError, TypeError, AttributeError):
                 bad += 1
                 continue
@@ -263,15 +278,16 @@ class Records:
         """The recorded run of this training, or None."""
         if self.lines is None:
             self.lines = self._read()
-        line = self.lines.get(tag)
+        line = self.lines.get(identity(tag))
         if line is None or line.get("digest") != digest:
             line = self.lines.get(self.legacy_key(job.name, job.split, job.seed))
-            if line is None or "tag" in line:
+            if line is None or "tag" in line or self.taken:
                 return None
         if line.get("epochs") != epochs:
             return None
         try:
-            history = list(line.get("history") or [])
+            history = [{**h, "from": str(self.folder)} if self.taken else h
+                       for h in line.get("history") or []]
             check = (training_check(history) if history  # a line without: its verdict only
                      else TrainingCheck(math.nan, math.nan, bool(line["trained"])))
             return Run(job.seed, job.split, float(line["f1"]), float(line["accuracy"]),
@@ -328,7 +344,7 @@ class Bench:
     reuse: Path | None = None
     data: dict[int, PreparedData] = dataclasses.field(default_factory=dict)
     finished: list[Run] = dataclasses.field(default_factory=list)
-    records: Records | None = None
+    records: list[Records] | None = None  # this job's trainings.jsonl, then `reuse`'s
 
     def prepared(self, size: int) -> PreparedData:
         if size not in self.data:
@@ -354,14 +370,17 @@ class Bench:
         self.folder.mkdir(parents=True, exist_ok=True)
         checkpoint = self.folder / f"checkpoint-{tag}.pt"
         if self.reuse is not None and not checkpoint.exists():
-            adopt(self.reuse / checkpoint.name, checkpoint, tag, self.epochs, digest)
+            adopt(self.reuse, checkpoint, tag, self.epochs, digest)
         if job.from_record and not checkpoint.exists():
-            self.records = self.records or Records(self.folder)
-            recorded = self.records.find(job, tag, digest, self.epochs)
-            if recorded is not None:
-                log.info("%s: finished earlier, taken from %s (its weights were not kept)",
-                         tag, TRAININGS)
-                return None, recorded
+            if self.records is None:
+                self.records = [Records(self.folder)] + (
+                    [Records(self.reuse, taken=True)] if self.reuse is not None else [])
+            for records in self.records:
+                recorded = records.find(job, tag, digest, self.epochs)
+                if recorded is not None:
+                    log.info("%s: finished earlier, taken from %s (its weights were not kept)",
+                             tag, records.folder / TRAININGS)
+                    return None, recorded
         torch.manual_seed(job.seed)
         model = job.net()
         history = retrain(model, images, labels, job.params, self.cfg, len(data.classes),
@@ -409,4 +428,5 @@ def select_recipe(trials: list[RecipeTrial], max_size: int | None = None) -> Rec
 
 
 __all__ = ["COMPILE_MIN_IMAGES", "TRAININGS", "Bench", "Job", "Net", "RecipeTrial", "Records",
-           "Run", "Split", "compiles", "record", "retrain", "select_recipe", "training_check"]
+           "Run", "Split", "compiles", "identity", "record", "retrain", "select_recipe",
+           "training_check"]
