@@ -8,13 +8,14 @@ costs only the work since the last keep, not a 3-hour search.
 Kept: the search's study (SQLite, copied consistently while the search writes it), the
 scheduler's rung state (`*.pkl`, a few kB), the markers of finished stages (`*.done`), the
 run's clock (`stages.tsv` and the open segment, `stage.open`: benchmarks/night_clock.py), and
-the final job's finished trainings so far (`trainings.jsonl`). Not kept: Tune's experiment
-folder and the final job's checkpoints (hundreds of MB): a restored search goes on from its
-study (`search.py --resume` without Tune's state: the trials left running are trained
-again), and a restored final job takes each finished training from the kept trainings.jsonl
-(its numbers and history: finaljob/runs.py, `Records`) and trains again only the runs whose
-weights it ships (each model's median; every seed under int8), the new lines appended after
-the kept ones (the last line of a training counts).
+the final job's finished trainings so far (`trainings.jsonl`; and once it ended, its
+`metrics.json`, copied by night.sh, restored for another run's `--reuse-from`). Not kept:
+Tune's experiment folder and the final job's checkpoints (hundreds of MB): a restored search
+goes on from its study (`search.py --resume` without Tune's state: the trials left running
+are trained again), and a restored final job takes each finished training from the kept
+trainings.jsonl (its numbers and history: finaljob/runs.py, `Records`) and trains again only
+the runs whose weights it ships (each model's median; every seed under int8), the new lines
+appended after the kept ones (the last line of a training counts).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from night_clock import OPEN, STAGES  # the run's clock
 from tune_jobs.finaljob import TRAININGS  # under the run folder's final/
 
 STUDY = "study.db"
+METRICS = "metrics.json"  # night.sh copies a finished final job's there
 
 
 def _copy_study(src: Path, dst: Path) -> None:
@@ -81,10 +83,13 @@ def restore(run: Path, results: Path) -> list[str]:
     for f in _small_files(results):
         shutil.copy2(f, run / f.name)
         restored.append(f.name)
-    if (results / TRAININGS).is_file():  # new lines append after the kept ones
-        (run / "final").mkdir(exist_ok=True)
-        shutil.copy2(results / TRAININGS, run / "final" / TRAININGS)
-        restored.append(TRAININGS)
+    # new lines append after the kept trainings; a finished job's metrics.json is what
+    # another run's --reuse-from reads each baseline's chosen recipe from
+    for name in (TRAININGS, METRICS):
+        if (results / name).is_file():
+            (run / "final").mkdir(exist_ok=True)
+            shutil.copy2(results / name, run / "final" / name)
+            restored.append(name)
     return restored
 
 

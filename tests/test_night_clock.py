@@ -1,6 +1,7 @@
 """benchmarks/night_clock.py: a night run's wall time, one line per segment, including the
 segments that never ended (killed, machine lost), counted up to their last tick."""
 
+import shutil
 import subprocess
 import sys
 
@@ -62,6 +63,23 @@ def test_a_lost_run_folder_gets_its_open_segment_back_and_no_ended_one_twice(tmp
     night_keep.keep(run, results)
     assert not (results / "stage.open").exists()
     assert len(_lines(results)) == 2
+
+
+def test_a_lost_run_folder_gets_its_finished_trainings_and_metrics_back(tmp_path) -> None:
+    """What another run's `--reuse-from` reads comes back into final/: the trainings so far,
+    and a finished final job's metrics.json (each baseline's chosen recipe)."""
+    run, results, again = tmp_path / "run", tmp_path / "results", tmp_path / "again"
+    (run / "final").mkdir(parents=True)
+    (run / "study.db").write_bytes(b"")
+    (run / "final" / "trainings.jsonl").write_text('{"name": "a"}\n')
+    assert "trainings.jsonl" in night_keep.keep(run, results)
+    assert night_keep.restore(again, results)[-1] == "trainings.jsonl"
+    assert not (again / "final" / "metrics.json").exists()
+    (results / "metrics.json").write_text("{}")  # night.sh copies it when the job ends
+    shutil.rmtree(again)
+    assert night_keep.restore(again, results)[-2:] == ["trainings.jsonl", "metrics.json"]
+    assert (again / "final" / "trainings.jsonl").read_text() == '{"name": "a"}\n'
+    assert (again / "final" / "metrics.json").read_text() == "{}"
 
 
 def test_a_damaged_open_segment_names_its_file_and_what_to_do(tmp_path) -> None:
