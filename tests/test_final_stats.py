@@ -263,6 +263,14 @@ def test_every_finished_training_logs_one_line_with_the_time_left(caplog) -> Non
     assert "2.0 min spent, about 12.5 min left" in first
     assert second.startswith("training 2 of 6 done: baseline seed 1")
     assert "about 7.0 min left" in second
+    # a line of trainings.jsonl from before epochs were recorded says no cost: not "0 min"
+    unknown = BatchProgress(2, epochs=10, workers=2)
+    unknown.submitted(searched[:2])
+    with caplog.at_level("INFO", logger="tune_jobs.finaljob.batch"):
+        unknown.done(searched[0], dataclasses.replace(_run(1, 0.8), history=[]))
+        assert "an unknown time left" in caplog.messages[-1]
+        unknown.done(searched[1], dataclasses.replace(_run(2, 0.8), history=epochs))
+        assert "no time left" in caplog.messages[-1]
 
 
 def test_final_compile_auto_compiles_only_a_training_long_enough_to_pay_back() -> None:

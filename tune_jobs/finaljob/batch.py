@@ -162,19 +162,24 @@ class BatchProgress:
         self.waiting.remove(job)
         self.finished += 1
         self.seconds.setdefault(job.name, []).extend(h["seconds"] for h in run.history)
-        spent = time.monotonic() - self.started
-        log.info("training %d of %d done%s: %s seed %d, macro-F1 %.4f on %s; %s spent, about "
-                 "%s left in this batch", self.finished, self.total,
+        spent, left = time.monotonic() - self.started, self.left()
+        log.info("training %d of %d done%s: %s seed %d, macro-F1 %.4f on %s; %s spent, %s "
+                 "left in this batch", self.finished, self.total,
                  f" (taken over from {run.history[0]['from']})" if run.taken_over
                  else " (earlier, as trainings.jsonl records it)" if run.from_record else "",
                  job.name, job.seed, run.f1, "validation" if job.split == "train" else "test",
-                 _minutes(spent), _minutes(self.left()))
+                 _minutes(spent), "no time" if left == 0 else "an unknown time"
+                 if left is None else f"about {_minutes(left)}")
 
-    def left(self) -> float:
-        """Seconds of training still waiting or still to be submitted, over the workers."""
+    def left(self) -> float | None:
+        """Seconds of training still waiting or still to be submitted, over the workers;
+        None while no finished training has said what an epoch costs (only lines of
+        trainings.jsonl from before epochs were recorded)."""
+        if self.finished >= self.total and not self.waiting:
+            return 0.0
         every = [s for per_name in self.seconds.values() for s in per_name]
         if not every:
-            return 0.0
+            return None
         unsubmitted = self.total - self.finished - len(self.waiting)
         cost = (sum(_mean(self.seconds.get(job.name) or every) for job in self.waiting)
                 + unsubmitted * _mean(every))
