@@ -38,7 +38,9 @@ def chromium(profile: Path) -> Iterator:
 
 
 def _page_text(driver) -> str:
-    return driver.find_element(By.TAG_NAME, "body").text
+    # read in the page in one step: a body element found first and read after can be
+    # replaced in between by the dashboard's re-render (StaleElementReferenceException)
+    return driver.execute_script("return document.body ? document.body.innerText : ''") or ""
 
 
 def _wait_for_text(driver, words: Iterable[str], what: str) -> str:
