@@ -162,9 +162,10 @@ def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
     folder = tmp_path / "final"
     jsonl = folder / TRAININGS
 
-    def run(j: Job = job, cfg_overrides=(), epochs: int = 1):
+    def run(j: Job = job, cfg_overrides=(), epochs: int = 1, at=folder, reuse=None):
         cfg = load_config("ci.yaml", [f"data.cache_dir={cache_dir}", *cfg_overrides])
-        bench = Bench(cfg, folder, epochs=epochs, device=torch.device("cpu"), progress=False)
+        bench = Bench(cfg, at, epochs=epochs, device=torch.device("cpu"), progress=False,
+                      reuse=reuse)
         caplog.clear()
         ((model, got),) = run_all(bench, [j])
         return model, got
@@ -200,6 +201,16 @@ def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
     assert model is None and old.from_record and old.f1 == first.f1 and old.history == []
     assert old.training.trained == first.training.trained
     assert "1 line(s) that are not a finished training skipped" in caplog.text
+    # ... written again with the tag and digest it was matched by, once: another run folder
+    # (`--reuse-from`, under another job name) takes it over by what it is
+    retagged = json.loads(jsonl.read_text().splitlines()[-1])
+    assert (retagged["tag"], retagged["digest"], retagged["f1"]) == (first.tag, first.digest,
+                                                                      first.f1)
+    run()
+    assert len(jsonl.read_text().splitlines()) == 3
+    model, there = run(dataclasses.replace(job, name="mnv3-reused"), at=tmp_path / "other",
+                       reuse=folder)
+    assert model is None and there.from_record and there.f1 == first.f1
 
 
 def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,

@@ -23,7 +23,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from tune_jobs.finaljob.runs import Bench, Job, Run, record
+from tune_jobs.finaljob.runs import Bench, Job, Run, record, retag
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")  # what names a group of trainings (`Batch.as_done`)
@@ -135,8 +135,10 @@ class Batch:
         run = future.result()[1]  # a failed training raises here
         self.progress.done(job, run)
         self.bench.finished.append(run)
-        if not run.from_record:  # its line is there
+        if not run.from_record:
             record(self.bench.folder, job.name, run)
+        elif not run.history:  # a line from before tags: written again with them
+            retag(self.bench.folder, job, run)
 
 
 class BatchProgress:

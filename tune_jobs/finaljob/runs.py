@@ -239,6 +239,18 @@ def record(folder: Path, name: str, run: Run) -> None:
         f.write(json.dumps(line) + "\n")
 
 
+def retag(folder: Path, job: Job, run: Run) -> None:
+    """A line from before tags, taken for `run`: append it again with the tag and digest it
+    was matched by (its numbers as they were), once, so that another run's `--reuse-from`
+    can match it by what it is and on which rows, as it does every newer line."""
+    lines = Records(folder)._read()
+    line = lines.get(Records.legacy_key(job.name, job.split, job.seed))
+    if line is None or "tag" in line or identity(run.tag) in lines:
+        return
+    with (folder / TRAININGS).open("a") as f:
+        f.write(json.dumps({**line, "tag": run.tag, "digest": run.digest}) + "\n")
+
+
 @dataclass
 class Records:
     """The finished trainings that `folder`/trainings.jsonl records, read once, by `identity`
@@ -428,5 +440,5 @@ def select_recipe(trials: list[RecipeTrial], max_size: int | None = None) -> Rec
 
 
 __all__ = ["COMPILE_MIN_IMAGES", "TRAININGS", "Bench", "Job", "Net", "RecipeTrial", "Records",
-           "Run", "Split", "compiles", "identity", "record", "retrain", "select_recipe",
-           "training_check"]
+           "Run", "Split", "compiles", "identity", "record", "retag", "retrain",
+           "select_recipe", "training_check"]
