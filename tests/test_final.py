@@ -466,14 +466,14 @@ def test_reuse_from_a_lost_run_tries_its_baseline_recipe_and_takes_over_its_reco
                  if t.spec and t.number != first.chosen.number and t.f1 is not None)
     metrics = run_final(study, tmp_path, FinalOptions(
         baselines=("mobilenet_v3_small",), progress=False, seeds=2, int8=False,
-        trial=other.number, baseline_sizes=(24,), reuse_from=str(tmp_path / "lost")))
+        trial=other.number, baseline_sizes=(), reuse_from=str(tmp_path / "lost")))
     before = next(m for m in first.models if m.name == "mobilenet_v3_small")
     chosen_there = select_recipe(before.recipe_trials)
     _, baseline = metrics.models
     (reused,) = [t for t in baseline.recipe_trials if t.recipe == "reused"]
     assert reused.params == chosen_there.params and reused.val_f1 == chosen_there.val_f1
     assert str(tmp_path / "lost") in reused.source
-    assert len(baseline.recipe_trials) == 5  # 2 recipes x 2 sizes of its own, and RUN's
+    assert len(baseline.recipe_trials) == 3  # its 2 recipes at the searched size, and RUN's
     if baseline.recipe == "reused":
         assert [r.f1 for r in baseline.runs] == [r.f1 for r in before.runs]
         assert sum(r.taken_over for r in baseline.runs) == 1  # the median trained again
