@@ -280,3 +280,36 @@ def test_final_compile_auto_compiles_only_a_training_long_enough_to_pay_back() -
     assert compiles("auto", 30, 9_000)  # fmnist-taco6's training split: compiled
     assert compiles("auto", 1, COMPILE_MIN_IMAGES) and not compiles("auto", 1, 199_999)
     assert compiles(True, 1, 10) and not compiles(False, 100, 10**6)
+
+
+def test_reused_recipes_read_the_other_runs_choice_or_name_its_bad_metrics(tmp_path) -> None:
+    """`--reuse-from`: each baseline's recipe as that run chose it (the best validation F1
+    among the recipe trials that trained), none before its job ended, and a metrics.json
+    that is not a final job's a clear error naming the file."""
+    import json
+
+    from tune_jobs.config import ConfigError
+    from tune_jobs.finaljob.job import reused_recipes
+
+    assert reused_recipes(None, ["mnv3"]) == {}
+    assert reused_recipes(tmp_path, ["mnv3"]) == {}  # its final job has not ended
+    params = dataclasses.asdict(SEARCHED)
+
+    def trial(recipe: str, size: int, f1: float, trained: bool = True) -> dict:
+        return {"recipe": recipe, "source": f"{recipe} source", "val_f1": f1,
+                "params": {**params, "image_size": size},
+                "training": {"first_loss": 1.8, "last_loss": 0.9 if trained else 1.8,
+                             "trained": trained}}
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": [
+        {"name": "searched", "recipe_trials": []},
+        {"name": "mnv3", "recipe_trials": [trial("searched", 48, 0.80),
+                                           trial("standard", 96, 0.90, trained=False),
+                                           trial("standard", 48, 0.85)]}]}))
+    (choice,) = reused_recipes(tmp_path, ["mnv3", "other"]).values()
+    assert (choice.recipe, choice.label) == ("reused", "reused-48px")
+    assert choice.params.optimizer == params["optimizer"] and choice.params.image_size == 48
+    assert str(tmp_path.parent) in choice.source and "standard-48px" in choice.source
+    (tmp_path / "metrics.json").write_text('{"models": [{"name": "mnv3"}]}')
+    with pytest.raises(ConfigError, match=r"metrics.json is not a final job's metrics.json"):
+        reused_recipes(tmp_path, ["mnv3"])
