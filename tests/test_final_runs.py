@@ -210,7 +210,8 @@ def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
     assert len(jsonl.read_text().splitlines()) == 3
     model, there = run(dataclasses.replace(job, name="mnv3-reused"), at=tmp_path / "other",
                        reuse=folder)
-    assert model is None and there.from_record and there.f1 == first.f1
+    assert model is None and there.from_record and there.f1 == first.f1 and there.taken_over
+    assert not old.taken_over and not recorded.taken_over
 
 
 def test_a_batch_trains_what_is_submitted_later_beside_what_still_runs(tmp_path,

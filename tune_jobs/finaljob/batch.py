@@ -167,8 +167,7 @@ class BatchProgress:
         spent, left = time.monotonic() - self.started, self.left()
         log.info("training %d of %d done%s: %s seed %d, macro-F1 %.4f on %s; %s spent, %s "
                  "left in this batch", self.finished, self.total,
-                 f" (taken over from {run.history[0]['from']})" if run.taken_over
-                 else " (earlier, as trainings.jsonl records it)" if run.from_record else "",
+                 _how(run),
                  job.name, job.seed, run.f1, "validation" if job.split == "train" else "test",
                  _minutes(spent), "no time" if left == 0 else "an unknown time"
                  if left is None else f"about {_minutes(left)}")
@@ -186,6 +185,13 @@ class BatchProgress:
         cost = (sum(_mean(self.seconds.get(job.name) or every) for job in self.waiting)
                 + unsubmitted * _mean(every))
         return cost * self.epochs / self.workers
+
+
+def _how(run: Run) -> str:
+    """Where a finished training came from, for its log line ('' when trained here)."""
+    if run.taken_over:
+        return f" (taken over from {run.history[0]['from'] if run.history else 'another run'})"
+    return " (earlier, as trainings.jsonl records it)" if run.from_record else ""
 
 
 def _mean(seconds: list[float]) -> float:

@@ -213,12 +213,14 @@ class Run:
     tag: str = ""  # the training's identity (`Bench.run`): net, recipe, epochs, split, seed
     digest: str = ""  # the data it trained on (`training_digest`)
     from_record: bool = False  # taken from trainings.jsonl: finished earlier, weights not kept
+    recorded_elsewhere: bool = False  # ... from another run's (`--reuse-from`)
 
     @property
     def taken_over(self) -> bool:
         """Every epoch trained by another run (`--reuse-from`): none of its time is this
-        job's."""
-        return bool(self.history) and all("from" in h for h in self.history)
+        job's (a line from before epochs were recorded says so by where it was read)."""
+        return self.recorded_elsewhere or (bool(self.history)
+                                           and all("from" in h for h in self.history))
 
 
 def record(folder: Path, name: str, run: Run) -> None:
@@ -304,7 +306,8 @@ class Records:
                      else TrainingCheck(math.nan, math.nan, bool(line["trained"])))
             return Run(job.seed, job.split, float(line["f1"]), float(line["accuracy"]),
                        {str(k): float(v) for k, v in line["per_class_f1"].items()}, check,
-                       history, tag, digest, from_record=True)
+                       history, tag, digest, from_record=True,
+                       recorded_elsewhere=self.taken)
         except (KeyError, TypeError, ValueError, AttributeError):
             log.warning("%s: the line of %s lacks a field; training it again",
                         self.folder / TRAININGS, tag)
