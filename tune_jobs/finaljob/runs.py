@@ -210,7 +210,7 @@ class Run:
     per_class_f1: dict[str, float]
     training: TrainingCheck
     history: list[dict]  # per epoch: epoch, loss, lr, seconds, and `from` if taken over
-    tag: str = ""  # the training's identity (`Bench.run`): net, recipe, epochs, split, seed
+    tag: str = ""  # the training's tag (`Bench.run`): job name, then its `identity`
     digest: str = ""  # the data it trained on (`training_digest`)
     from_record: bool = False  # taken from trainings.jsonl: finished earlier, weights not kept
     recorded_elsewhere: bool = False  # ... from another run's (`--reuse-from`)
