@@ -150,7 +150,7 @@ def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
     F1. A line of other rows, or of other epochs, is not taken; a line from before tags (no
     tag, digest or history) is, by name, split, seed and epochs, with its verdict; a line cut
     off mid-write is skipped with a warning."""
-    from tune_jobs.finaljob.batch import run_all
+    from tune_jobs.finaljob.batch import Batch, run_all
     from tune_jobs.finaljob.runs import TRAININGS, Bench, Job, Net
     from tune_jobs.trial.space import TrainParams
 
@@ -181,6 +181,12 @@ def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
         first.f1, first.per_class_f1, first.history)
     assert recorded.training == first.training
     assert not list(folder.glob("checkpoint-*.pt")) and jsonl.read_text() == lines
+    # a batch of two workers starts none for trainings that their lines stand in for
+    cfg = load_config("ci.yaml", [f"data.cache_dir={cache_dir}"])
+    with Batch(Bench(cfg, folder, epochs=1, device=torch.device("cpu"), progress=False,
+                     workers=2), 2) as batch:
+        assert [run.f1 for _, run in batch.results(batch.submit([job, job]))] == [first.f1] * 2
+        assert batch.pool is None
 
     model, weighed = run(dataclasses.replace(job, from_record=False))
     assert isinstance(model, torch.nn.Module) and not weighed.from_record

@@ -23,7 +23,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from tune_jobs.finaljob.runs import Bench, Job, Run, record, retag
+from tune_jobs.finaljob.runs import Bench, Job, Run, record
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")  # what names a group of trainings (`Batch.as_done`)
@@ -47,17 +47,10 @@ class Batch:
 
     def __init__(self, bench: Bench, total: int) -> None:
         self.bench = bench
-        n = min(bench.workers, total)
-        self.progress = BatchProgress(total, bench.epochs, n)
-        self.pool: ProcessPoolExecutor | None = None
-        if n > 1 and bench.device.type == "cpu":
-            worker = dataclasses.replace(bench, progress=False, workers=1, data={}, finished=[])
-            # spawn: a fork of a process that already ran torch can deadlock in its thread pools
-            self.pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_worker, initargs=(worker,))
+        self.workers = min(bench.workers, total) if bench.device.type == "cpu" else 1
+        self.progress = BatchProgress(total, bench.epochs, self.workers)
+        self.pool: ProcessPoolExecutor | None = None  # started by the first job that trains
         self.on_term = None  # SIGTERM's handler before this batch's, restored at its end
-        if self.pool is not None and threading.current_thread() is threading.main_thread():
-            self.on_term = signal.signal(signal.SIGTERM, _raise_stopped)
         self.jobs: dict[Future, Job] = {}  # every training submitted to the pool
         self.pending: set[Future] = set()  # of those, the ones not yet logged as finished
 
@@ -86,15 +79,31 @@ class Batch:
         return [futures[i] for i in range(len(jobs))]
 
     def _start(self, job: Job) -> Future:
-        if self.pool is not None:
-            future = self.pool.submit(_run_in_worker, job)
+        # a training trainings.jsonl records is read here: no worker starts for it (a job
+        # restarted after its trainings finished starts none)
+        recorded = self.bench.recorded(job) if self.workers > 1 else None
+        if recorded is None and self.workers > 1:
+            future = self._pool().submit(_run_in_worker, job)
             self.jobs[future] = job
             self.pending.add(future)
             return future
         ran: Future = Future()
-        ran.set_result(self.bench.run(job))
+        ran.set_result((None, recorded) if recorded is not None else self.bench.run(job))
         self._finished(job, ran)
         return ran
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            # (records=[]: what trainings.jsonl records was taken here, in `_start`)
+            worker = dataclasses.replace(self.bench, progress=False, workers=1, data={},
+                                         finished=[], records=[])
+            # spawn: a fork of a process that already ran torch can deadlock in its thread pools
+            self.pool = ProcessPoolExecutor(self.workers,
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_start_worker, initargs=(worker,))
+            if threading.current_thread() is threading.main_thread():
+                self.on_term = signal.signal(signal.SIGTERM, _raise_stopped)
+        return self.pool
 
     def results(self, futures: list[Future]) -> list[tuple[nn.Module | None, Run]]:
         """Wait for `futures` (logging every training of the batch that finishes meanwhile);
@@ -138,7 +147,7 @@ class Batch:
         if not run.from_record:
             record(self.bench.folder, job.name, run)
         elif not run.history:  # a line from before tags: written again with them
-            retag(self.bench.folder, job, run)
+            self.bench.record_files()[0].retag(job, run)
 
 
 class BatchProgress:

@@ -111,6 +111,12 @@ def identity(tag: str) -> str:
     return "-".join(tag.rsplit("-", 3)[1:])
 
 
+def taken_from(folder: Path, history: list[dict]) -> list[dict]:
+    """A history taken over from `folder`: each epoch marked `from` where it was trained
+    (kept when marked already: the run that trained it, not the one that passed it on)."""
+    return [{"from": str(folder), **h} for h in history]
+
+
 def _resumable(state: dict, tag: str, epochs: int, digest: str) -> bool:
     """A checkpoint of this training: the same tag and epochs, and the same data (a checkpoint
     written before digests were recorded has none and is trusted as before)."""
@@ -134,7 +140,7 @@ def adopt(folder: Path, checkpoint: Path, tag: str, epochs: int, digest: str) ->
         log.info("%s: not reused from %s: %s", tag, source.parent, "other data or settings"
                  if "digest" in state else "written before its data was recorded")
         return False
-    state["history"] = [{"from": str(source.parent), **h} for h in state["history"]]
+    state["history"] = taken_from(source.parent, state["history"])
     _save(checkpoint, state)
     log.info("%s: reused from %s (%d of %d epochs done there)", tag, source.parent,
              state["epoch"], epochs)
@@ -241,18 +247,6 @@ def record(folder: Path, name: str, run: Run) -> None:
         f.write(json.dumps(line) + "\n")
 
 
-def retag(folder: Path, job: Job, run: Run) -> None:
-    """A line from before tags, taken for `run`: append it again with the tag and digest it
-    was matched by (its numbers as they were), once, so that another run's `--reuse-from`
-    can match it by what it is and on which rows, as it does every newer line."""
-    lines = Records(folder)._read()
-    line = lines.get(Records.legacy_key(job.name, job.split, job.seed))
-    if line is None or "tag" in line or identity(run.tag) in lines:
-        return
-    with (folder / TRAININGS).open("a") as f:
-        f.write(json.dumps({**line, "tag": run.tag, "digest": run.digest}) + "\n")
-
-
 @dataclass
 class Records:
     """The finished trainings that `folder`/trainings.jsonl records, read once, by `identity`
@@ -288,20 +282,24 @@ class Records:
             log.warning("%s: %d line(s) that are not a finished training skipped", path, bad)
         return lines
 
-    def find(self, job: Job, tag: str, digest: str, epochs: int) -> Run | None:
-        """The recorded run of this training, or None."""
+    def _lines(self) -> dict[str, dict]:
         if self.lines is None:
             self.lines = self._read()
-        line = self.lines.get(identity(tag))
+        return self.lines
+
+    def find(self, job: Job, tag: str, digest: str, epochs: int) -> Run | None:
+        """The recorded run of this training, or None."""
+        lines = self._lines()
+        line = lines.get(identity(tag))
         if line is None or line.get("digest") != digest:
-            line = self.lines.get(self.legacy_key(job.name, job.split, job.seed))
+            line = lines.get(self.legacy_key(job.name, job.split, job.seed))
             if line is None or "tag" in line or self.taken:
                 return None
         if line.get("epochs") != epochs:
             return None
         try:
-            history = [{**h, "from": str(self.folder)} if self.taken else h
-                       for h in line.get("history") or []]
+            history = line.get("history") or []
+            history = taken_from(self.folder, history) if self.taken else history
             check = (training_check(history) if history  # a line without: its verdict only
                      else TrainingCheck(math.nan, math.nan, bool(line["trained"])))
             return Run(job.seed, job.split, float(line["f1"]), float(line["accuracy"]),
@@ -312,6 +310,19 @@ class Records:
             log.warning("%s: the line of %s lacks a field; training it again",
                         self.folder / TRAININGS, tag)
             return None
+
+    def retag(self, job: Job, run: Run) -> None:
+        """A line from before tags, taken for `run`: append it again with the tag and digest
+        it was matched by (its numbers as they were), once, so that another run's
+        `--reuse-from` can match it by what it is and on which rows, as it does every newer
+        line."""
+        lines = self._lines()
+        line = lines.get(self.legacy_key(job.name, job.split, job.seed))
+        if self.taken or line is None or "tag" in line or identity(run.tag) in lines:
+            return
+        lines[identity(run.tag)] = {**line, "tag": run.tag, "digest": run.digest}
+        with (self.folder / TRAININGS).open("a") as f:
+            f.write(json.dumps(lines[identity(run.tag)]) + "\n")
 
 
 @dataclass(frozen=True)
@@ -366,36 +377,58 @@ class Bench:
             self.data[size] = prepare_run_data(self.cfg, size, self.progress)
         return self.data[size]
 
-    def run(self, job: Job) -> tuple[nn.Module | None, Run]:
-        """Train the job's net and measure it on the split that judges it (validation for
-        a run on the training split; the test split is read only for `trainval` runs). A
-        training finished earlier whose checkpoint is gone comes from trainings.jsonl
-        (`job.from_record`), without its weights (None)."""
+    def record_files(self) -> list[Records]:
+        """This job's trainings.jsonl, then `reuse`'s, each read once."""
+        if self.records is None:
+            self.records = [Records(self.folder)] + (
+                [Records(self.reuse, taken=True)] if self.reuse is not None else [])
+        return self.records
+
+    def _parts(self, job: Job) -> tuple[list, str, str, Path]:
+        """The splits the job trains on, its data digest, its tag and its checkpoint."""
         data = self.prepared(job.params.image_size)
         parts = [data.train] if job.split == "train" else [data.train, data.val]
-        judge = data.val if job.split == "train" else data.test
-        images = np.concatenate([p.images for p in parts])
-        labels = np.concatenate([p.labels for p in parts])
         digest = training_digest(self.cfg, data.classes, [h for p in parts for h in p.hashes],
-                                 labels)
+                                 np.concatenate([p.labels for p in parts]))
         # a checkpoint is resumed only by the same network, recipe, epochs, split and seed
         recipe_id = zlib.crc32(json.dumps([dataclasses.asdict(job.params), self.epochs,
                                            repr(job.net), job.split, job.seed]).encode())
         tag = f"{job.name}-{job.split}-s{job.seed}-{recipe_id:08x}"
+        return parts, digest, tag, self.folder / f"checkpoint-{tag}.pt"
+
+    def recorded(self, job: Job) -> Run | None:
+        """The job's run as trainings.jsonl records it (this job's, then `reuse`'s), when it
+        has no checkpoint here or to take over (`job.from_record`); else None: it trains,
+        or resumes or takes over a checkpoint. Cheap: a batch asks before it starts a worker."""
+        return self._recorded(job, *self._parts(job)[1:])
+
+    def _recorded(self, job: Job, digest: str, tag: str, checkpoint: Path) -> Run | None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        checkpoint = self.folder / f"checkpoint-{tag}.pt"
         if self.reuse is not None and not checkpoint.exists():
             adopt(self.reuse, checkpoint, tag, self.epochs, digest)
-        if job.from_record and not checkpoint.exists():
-            if self.records is None:
-                self.records = [Records(self.folder)] + (
-                    [Records(self.reuse, taken=True)] if self.reuse is not None else [])
-            for records in self.records:
-                recorded = records.find(job, tag, digest, self.epochs)
-                if recorded is not None:
-                    log.info("%s: finished earlier, taken from %s (its weights were not kept)",
-                             tag, records.folder / TRAININGS)
-                    return None, recorded
+        if not job.from_record or checkpoint.exists():
+            return None
+        for records in self.record_files():
+            found = records.find(job, tag, digest, self.epochs)
+            if found is not None:
+                log.info("%s: finished earlier, taken from %s (its weights were not kept)",
+                         tag, records.folder / TRAININGS)
+                return found
+        return None
+
+    def run(self, job: Job) -> tuple[nn.Module | None, Run]:
+        """Train the job's net and measure it on the split that judges it (validation for
+        a run on the training split; the test split is read only for `trainval` runs). A
+        training finished earlier whose checkpoint is gone comes from trainings.jsonl
+        (`recorded`), without its weights (None)."""
+        parts, digest, tag, checkpoint = self._parts(job)
+        found = self._recorded(job, digest, tag, checkpoint)
+        if found is not None:
+            return None, found
+        data = self.prepared(job.params.image_size)
+        judge = data.val if job.split == "train" else data.test
+        images = np.concatenate([p.images for p in parts])
+        labels = np.concatenate([p.labels for p in parts])
         torch.manual_seed(job.seed)
         model = job.net()
         history = retrain(model, images, labels, job.params, self.cfg, len(data.classes),
@@ -443,5 +476,5 @@ def select_recipe(trials: list[RecipeTrial], max_size: int | None = None) -> Rec
 
 
 __all__ = ["COMPILE_MIN_IMAGES", "TRAININGS", "Bench", "Job", "Net", "RecipeTrial", "Records",
-           "Run", "Split", "compiles", "identity", "record", "retag", "retrain",
+           "Run", "Split", "compiles", "identity", "record", "retrain",
            "select_recipe", "training_check"]
