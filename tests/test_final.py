@@ -392,12 +392,21 @@ def test_the_final_job_runs_as_a_ray_task_on_a_gpu_node(finished_run, tmp_path, 
     assert json.loads((final / "metrics.json").read_text())["epochs"] == 2
 
 
-def test_final_reuse_from_the_same_job_takes_over_every_training(finished_run,
-                                                                   tmp_path) -> None:
-    """`final.py --reuse-from` the fixture's run with its options: every training (top-k
-    checks, recipe trials, seeds) is taken over, the report says so, and the test F1 of every
-    run is the fixture's own. A folder without checkpoints is a clear error."""
+def test_reuse_from_a_run_folder_lost_with_its_machine_trains_again_only_what_it_ships(
+        finished_run, tmp_path) -> None:
+    """`final.py --reuse-from KEPT` with the fixture's options, KEPT being what
+    benchmarks/night_keep.py keeps of the fixture's run folder lost with its machine (its
+    final/trainings.jsonl and metrics.json, no checkpoint): every finished training (top-k
+    checks, recipe trials, seeds) is taken from its line, and only each model's median is
+    trained again, for the weights the job exports and times, to the fixture's test F1 (the
+    same seed); the report says so. A folder with neither file is a clear error."""
+    from tune_jobs.finaljob import TRAININGS
+
     out, study, first = finished_run
+    kept = tmp_path / "kept"
+    (kept / "final").mkdir(parents=True)
+    for name in (TRAININGS, "metrics.json"):
+        shutil.copy(out / "final" / name, kept / "final" / name)
     cmd = [sys.executable, str(REPO / "tune_jobs" / "final.py"), "--study", study.study_name,
            "--storage", f"sqlite:///{out}/study.db", "--output", str(tmp_path / "run"),
            "--baselines", ",".join(BASELINES), "--seeds", "2", "--top-k", "2",
@@ -407,43 +416,23 @@ def test_final_reuse_from_the_same_job_takes_over_every_training(finished_run,
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"--reuse-from {tmp_path / 'elsewhere'}: no final-job checkpoints" in done.stderr
 
-    done = subprocess.run([*cmd, "--reuse-from", str(out)], capture_output=True, text=True,
+    done = subprocess.run([*cmd, "--reuse-from", str(kept)], capture_output=True, text=True,
                           cwd=REPO, timeout=420)
     assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((tmp_path / "run" / "final" / "metrics.json").read_text())
-    # top-k checks, 2 seeds per model, 2 recipes x 2 sizes per baseline
-    n = 2 * len(first.candidates) + 2 * 3 + 2 * 2 * 2
-    assert (metrics["trainings"], metrics["taken_over"]) == (n, n)
-    assert metrics["reused_from"] == str(out)
-    report = (tmp_path / "run" / "final" / "report.md").read_text()
-    assert f"{n} of this job's {n} trainings were taken over from `{out}`" in report
-    again = {m["name"]: [r["f1"] for r in m["runs"]] for m in metrics["models"]}
-    assert again == {m.name: [r.f1 for r in m.runs] for m in first.models}
-
-
-def test_a_final_job_whose_run_folder_was_lost_trains_again_only_what_it_ships(
-        finished_run, tmp_path) -> None:
-    """The fixture's run folder lost with its machine, its trainings.jsonl kept and put back
-    in a new one (benchmarks/night_keep.py): the final job takes every finished training
-    from it and trains again only each model's median run, for the weights it exports and
-    times; every run's test F1 is the fixture's (the retrained ones from the same seed)."""
-    from tune_jobs.finaljob import TRAININGS
-
-    out, study, first = finished_run
-    (tmp_path / "final").mkdir()
-    shutil.copy(out / "final" / TRAININGS, tmp_path / "final" / TRAININGS)
-    metrics = run_final(study, tmp_path, FinalOptions(
-        baselines=BASELINES, progress=False, seeds=2, top_k=2, baseline_sizes=(24,),
-        int8=False))
+    final = tmp_path / "run" / "final"
+    metrics = json.loads((final / "metrics.json").read_text())
     # top-k checks, 2 seeds per model, 2 recipes x 2 sizes per baseline; + 3 medians again
     n = 2 * len(first.candidates) + 2 * 3 + 2 * 2 * 2
-    assert metrics.trainings == n + 3
-    trained = sorted(p.name.split("-")[1] for p in (tmp_path / "final").glob("checkpoint-*"))
-    assert len(trained) == 3, trained
-    assert {m.name: [r.f1 for r in m.runs] for m in metrics.models} == {
-        m.name: [r.f1 for r in m.runs] for m in first.models}
-    assert metrics.chosen.number == first.chosen.number
-    assert (tmp_path / "final" / "model.onnx").is_file()
+    assert (metrics["trainings"], metrics["taken_over"]) == (n + 3, n)
+    assert metrics["reused_from"] == str(kept)
+    trained = sorted(p.name for p in final.glob("checkpoint-*"))
+    assert len(trained) == 3 and all("-trainval-" in name for name in trained), trained
+    report = (final / "report.md").read_text()
+    assert f"{n} of this job's {n + 3} trainings were taken over from `{kept}`" in report
+    again = {m["name"]: [r["f1"] for r in m["runs"]] for m in metrics["models"]}
+    assert again == {m.name: [r.f1 for r in m.runs] for m in first.models}
+    assert metrics["chosen"]["number"] == first.chosen.number
+    assert (final / "model.onnx").is_file()
 
 
 def test_reuse_from_a_lost_run_tries_its_baseline_recipe_and_takes_over_its_records(
