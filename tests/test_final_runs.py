@@ -191,6 +191,10 @@ def test_a_finished_training_whose_checkpoint_is_gone_comes_from_its_record(
     model, weighed = run(dataclasses.replace(job, from_record=False))
     assert isinstance(model, torch.nn.Module) and not weighed.from_record
     assert weighed.f1 == first.f1  # the same seed, data order and augmentation
+    # that retrain stopped before its epoch ended: the line is taken, not the epoch repeated
+    state = torch.load(checkpoint, weights_only=False)
+    torch.save({**state, "epoch": 0, "history": []}, checkpoint)
+    assert run()[0] is None and checkpoint.is_file()
     checkpoint.unlink()
 
     # other rows, or other epochs: trained, not taken

@@ -3,9 +3,10 @@ on validation) or on train + validation (judged on test). Every run checkpoints 
 its own tag, so an interrupted final job resumes each run where it stopped and never repeats a
 finished one; another run folder's checkpoints of the same trainings on the same data are taken
 over the same way (`--reuse-from`). A finished training whose checkpoint is gone (a run folder
-lost with its machine, its trainings.jsonl kept elsewhere and put back) is taken from its line
-in trainings.jsonl, without its weights: the job trains again only the runs whose weights it
-ships (finaljob/job.py, `weighed`). Many runs at once: finaljob/batch.py.
+lost with its machine, its trainings.jsonl kept elsewhere and put back) or unfinished (a
+retrain for weights, stopped) is taken from its line in trainings.jsonl, without its weights:
+the job trains again only the runs whose weights it ships (finaljob/job.py, `weighed`). Many
+runs at once: finaljob/batch.py.
 """
 
 from __future__ import annotations
@@ -122,6 +123,11 @@ def _resumable(state: dict, tag: str, epochs: int, digest: str) -> bool:
     written before digests were recorded has none and is trusted as before)."""
     return (state.get("tag") == tag and state.get("epochs") == epochs
             and state.get("digest", digest) == digest)
+
+
+def _finished(checkpoint: Path, tag: str, epochs: int, digest: str) -> bool:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return _resumable(state, tag, epochs, digest) and state["epoch"] >= epochs
 
 
 def adopt(folder: Path, checkpoint: Path, tag: str, epochs: int, digest: str) -> bool:
@@ -398,22 +404,28 @@ class Bench:
 
     def recorded(self, job: Job) -> Run | None:
         """The job's run as trainings.jsonl records it (this job's, then `reuse`'s), when it
-        has no checkpoint here or to take over (`job.from_record`); else None: it trains,
-        or resumes or takes over a checkpoint. Cheap: a batch asks before it starts a worker."""
+        has no finished checkpoint here or to take over (`job.from_record`); else None: it
+        trains, or resumes or takes over a checkpoint. Cheap: a batch asks before it starts a
+        worker."""
         return self._recorded(job, *self._parts(job)[1:])
 
     def _recorded(self, job: Job, digest: str, tag: str, checkpoint: Path) -> Run | None:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.reuse is not None and not checkpoint.exists():
             adopt(self.reuse, checkpoint, tag, self.epochs, digest)
-        if not job.from_record or checkpoint.exists():
+        if not job.from_record:
             return None
         for records in self.record_files():
             found = records.find(job, tag, digest, self.epochs)
-            if found is not None:
-                log.info("%s: finished earlier, taken from %s (its weights were not kept)",
-                         tag, records.folder / TRAININGS)
-                return found
+            if found is None:
+                continue
+            # a finished checkpoint has the weights too; an unfinished one (a retrain for
+            # weights, killed) would repeat what the line records: it waits for `weighed`
+            if checkpoint.exists() and _finished(checkpoint, tag, self.epochs, digest):
+                return None
+            log.info("%s: finished earlier, taken from %s (its weights were not kept)", tag,
+                     records.folder / TRAININGS)
+            return found
         return None
 
     def run(self, job: Job) -> tuple[nn.Module | None, Run]:
