@@ -1,6 +1,7 @@
 """Phase 2 of a final job (the baselines' recipe trials, the searched model's seeds, the
 baselines' seeds) replayed on N workers under two schedules, from the training times a real
-run recorded in its checkpoints (each epoch's seconds):
+run recorded in its checkpoints (each epoch's seconds), and for a training whose checkpoint is
+gone (a run folder lost with its machine) in its trainings.jsonl line:
 
 - two batches (before 9209c93): the searched seeds and the recipe trials in one pool, every
   worker waiting for the last of them, then the baselines' seeds in a second pool;
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 
 from common import emit
+from tune_jobs.finaljob import TRAININGS
 
 CHECKPOINT = re.compile(r"checkpoint-(?P<name>.+)-(?P<split>train|trainval)-s(?P<seed>\d+)"
                         r"-[0-9a-f]{8}\.pt")
@@ -41,6 +43,7 @@ class Training:
     split: str
     seed: int
     seconds: float  # every epoch's, summed
+    recorded: bool = False  # from trainings.jsonl: its checkpoint is gone
 
     @property
     def recipe(self) -> re.Match | None:
@@ -48,7 +51,9 @@ class Training:
 
 
 def trainings(folder: Path) -> tuple[list[Training], list[str]]:
-    """The finished trainings of a final job's checkpoints, and why any file was left out."""
+    """The finished trainings of a final job's checkpoints, then those trainings.jsonl records
+    whose checkpoints are gone (the last line of each), and why any file or line was left
+    out."""
     found, left_out = [], []
     for path in sorted(folder.glob("checkpoint-*.pt")):
         m = CHECKPOINT.fullmatch(path.name)
@@ -61,7 +66,22 @@ def trainings(folder: Path) -> tuple[list[Training], list[str]]:
             continue
         found.append(Training(m["name"], m["split"], int(m["seed"]),
                               sum(h["seconds"] for h in state["history"])))
-    return found, left_out
+    have = {(t.name, t.split, t.seed) for t in found}
+    lines: dict[tuple, Training] = {}
+    path = folder / TRAININGS
+    for n, text in enumerate(path.read_text().splitlines() if path.is_file() else [], 1):
+        try:
+            line = json.loads(text)
+            history = line.get("history") or []
+            seconds = (sum(h["seconds"] for h in history) if history
+                       else float(line["seconds"]))  # a line from before histories: its total
+            t = Training(line["name"], line["split"], int(line["seed"]), seconds, True)
+        except (ValueError, KeyError, TypeError):
+            left_out.append(f"{TRAININGS} line {n}: not a finished training")
+            continue
+        if (t.name, t.split, t.seed) not in have:
+            lines[(t.name, t.split, t.seed)] = t
+    return found + list(lines.values()), left_out
 
 
 def phases(found: list[Training], searched_size: int
@@ -129,6 +149,7 @@ def main() -> None:
         raise SystemExit(f"{args.folder}: no finished recipe trials, searched seeds and "
                          "baseline seeds to replay (is the final job done?)")
     work = sum(t.seconds for t in trials + searched + baselines)
+    recorded = sum(t.recorded for t in trials + searched + baselines)
     rows = []
     for n in args.workers:
         before = two_batches(trials, searched, baselines, n)
@@ -142,6 +163,7 @@ def main() -> None:
         "one pool |", "|---:|---:|---:|---:|---:|",
         *(f"| {r['workers']} | {r['two_batches_s'] / 3600:.2f} h | {r['one_pool_s'] / 3600:.2f}"
           f" h | {r['all_busy_s'] / 3600:.2f} h | {r['ratio']:.3f}x |" for r in rows),
+        *([f"- from {TRAININGS} (checkpoint gone): {recorded} trainings"] if recorded else []),
         *(f"- left out: {why}" for why in left_out)])
     emit("final_schedule", markdown, rows, args.json, folder=str(args.folder),
          training_seconds=round(work), left_out=left_out)

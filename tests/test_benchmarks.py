@@ -4,6 +4,7 @@ benchmark turns reports into a best-score curve and a ratio, and the result-qual
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 
 import numpy as np
@@ -259,6 +260,22 @@ def test_the_schedule_replay_reads_finished_trainings_and_replays_both_schedules
     found, left_out = trainings(tmp_path)
     assert len(found) == 9 and len(left_out) == 2
     assert any("unfinished (1 of 2)" in why for why in left_out)
+    # checkpoints lost with their machine: trainings.jsonl's lines stand in (the last of
+    # each, its history's seconds, else a line's total); a checkpoint wins over a line
+    epoch = {"epoch": 1, "loss": 1.0, "lr": 0.1}
+    lines = [{"name": "b-searched-16px", "split": "train", "seed": 1, "seconds": 1.0,
+              "history": [{**epoch, "seconds": 7.0}, {**epoch, "seconds": 8.0}]},
+             {"name": "b-searched-16px", "split": "train", "seed": 1, "seconds": 1.0,
+              "history": [{**epoch, "seconds": 9.0}, {**epoch, "seconds": 9.0}]},
+             {"name": "b-standard-16px", "split": "train", "seed": 1, "seconds": 30.0},
+             {"name": "searched", "split": "trainval", "seed": 1, "seconds": 99.0}]
+    (tmp_path / "trainings.jsonl").write_text(
+        "\n".join(json.dumps(line) for line in lines) + '\n{"name": "cut off')
+    found, left_out = trainings(tmp_path)
+    recorded = {(t.name, t.seconds) for t in found if t.recorded}
+    assert recorded == {("b-searched-16px", 18.0), ("b-standard-16px", 30.0)}
+    assert len(found) == 11 and "trainings.jsonl line 5: not a finished training" in left_out
+    found = [t for t in found if not t.recorded]
     trials, searched, baselines = phases(found, searched_size=16)
     assert [t.name for t in trials] == ["a-searched-16px", "a-standard-16px",
                                         "a-searched-32px", "a-standard-32px"]
