@@ -79,16 +79,20 @@ class Batch:
         return [futures[i] for i in range(len(jobs))]
 
     def _start(self, job: Job) -> Future:
-        # a training trainings.jsonl records is read here: no worker starts for it (a job
-        # restarted after its trainings finished starts none)
-        recorded = self.bench.recorded(job) if self.workers > 1 else None
-        if recorded is None and self.workers > 1:
-            future = self._pool().submit(_run_in_worker, job)
-            self.jobs[future] = job
-            self.pending.add(future)
-            return future
+        if self.workers == 1:
+            result = self.bench.run(job)
+        else:
+            # a training trainings.jsonl records is read here: no worker starts for it (a job
+            # restarted after its trainings finished starts none)
+            recorded = self.bench.recorded(job)
+            if recorded is None:
+                future = self._pool().submit(_run_in_worker, job)
+                self.jobs[future] = job
+                self.pending.add(future)
+                return future
+            result = (None, recorded)
         ran: Future = Future()
-        ran.set_result((None, recorded) if recorded is not None else self.bench.run(job))
+        ran.set_result(result)
         self._finished(job, ran)
         return ran
 

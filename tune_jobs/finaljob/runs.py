@@ -126,7 +126,9 @@ def _resumable(state: dict, tag: str, epochs: int, digest: str) -> bool:
 
 
 def _finished(checkpoint: Path, tag: str, epochs: int, digest: str) -> bool:
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    # mmap: only the few fields read here come off the disk, not the weights (a restart
+    # over an intact run folder asks this of every finished training, in the parent)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
     return _resumable(state, tag, epochs, digest) and state["epoch"] >= epochs
 
 
