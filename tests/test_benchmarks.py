@@ -98,8 +98,6 @@ def test_the_quality_target_needs_a_better_interval_and_a_third_of_the_latency()
 
 def test_runs_of_one_seed_each_merge_into_one_summary(tmp_path) -> None:
     """asha_efficiency --merge: per-seed files (a resumable run) summarized together."""
-    import json
-
     from asha_efficiency import FULL, get_args_parser, main
 
     files = []
@@ -128,8 +126,6 @@ def test_runs_of_one_seed_each_merge_into_one_summary(tmp_path) -> None:
 
 def test_the_int8_latency_benchmark_measures_every_mode_and_format(tmp_path) -> None:
     """Two random candidates through every `objective.latency` mode and every int8 format."""
-    import json
-
     import int8_latency
 
     out = tmp_path / "int8_latency.json"
@@ -154,8 +150,6 @@ def test_the_committed_int8_result_renders_every_model(capsys) -> None:
 
 
 def test_the_mirror_benchmark_times_every_callback(tmp_path, capsys) -> None:
-    import json
-
     import mirror_writes
 
     out = tmp_path / "mirror.json"
@@ -169,8 +163,6 @@ def test_the_mirror_benchmark_times_every_callback(tmp_path, capsys) -> None:
 def test_the_training_speed_benchmark_profiles_and_compares(tmp_path) -> None:
     """Two steps of each timing on the demo data: the profile's phases add up, the step's
     FLOP/s is a share of the GEMM peak, every change is timed against eager."""
-    import json
-
     import train_speed
 
     from data_utils.demo import demo_root
@@ -301,7 +293,6 @@ def test_the_standin_crops_are_exactly_the_boxes_the_real_file_keeps(tmp_path, t
     crops are the mapped boxes of those photos (less the converter's under-8-px ones), each in
     its class's folder; missing or too little Fashion-MNIST is a clear error."""
     import csv
-    import json
 
     from taco_standin import StandinError, make, read_idx
 
