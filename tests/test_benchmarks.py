@@ -232,7 +232,9 @@ def test_the_schedule_replay_reads_finished_trainings_and_replays_both_schedules
     in `recipes_for`'s order, unfinished and foreign files named and left out. On two workers
     this run is one where the one pool ends later (a list schedule is not optimal)."""
     import torch
-    from final_schedule import one_pool, phases, trainings, two_batches
+    import dataclasses
+
+    from final_schedule import on_free_cores, one_pool, phases, trainings, two_batches
 
     def checkpoint(name: str, seconds: float, epochs: int = 2, done: int = 2) -> None:
         history = [{"epoch": e, "loss": 1.0, "lr": 0.1, "seconds": seconds / epochs}
@@ -280,6 +282,14 @@ def test_the_schedule_replay_reads_finished_trainings_and_replays_both_schedules
     # pool the baselines start when the recipe trials end, at 40: 80
     assert two_batches(trials, searched, baselines, 4) == pytest.approx(100)
     assert one_pool(trials, searched, baselines, 4) == pytest.approx(80)
+    # on free cores: a training whose epochs were slowed by other work is timed at the median
+    # epoch of the fastest of its kind; a line with only its total keeps it
+    slowed = [dataclasses.replace(t, epochs=(30.0, 50.0), seconds=80.0)
+              if (t.name, t.seed) == ("searched", 1) else t for t in trainings(tmp_path)[0]]
+    free = {(t.name, t.split, t.seed): t.seconds for t in on_free_cores(slowed)}
+    assert free[("searched", "trainval", 1)] == pytest.approx(20)
+    assert free[("b-searched-16px", "train", 1)] == pytest.approx(18)
+    assert free[("b-standard-16px", "train", 1)] == pytest.approx(30)
 
 
 def _write_idx(path, array: np.ndarray) -> None:
