@@ -231,9 +231,9 @@ def test_the_schedule_replay_reads_finished_trainings_and_replays_both_schedules
     """Phase 2 replayed from checkpoint files: the seconds of their epochs, the recipe trials
     in `recipes_for`'s order, unfinished and foreign files named and left out. On two workers
     this run is one where the one pool ends later (a list schedule is not optimal)."""
-    import torch
     import dataclasses
 
+    import torch
     from final_schedule import on_free_cores, one_pool, phases, trainings, two_batches
 
     def checkpoint(name: str, seconds: float, epochs: int = 2, done: int = 2) -> None:
