@@ -14,6 +14,7 @@ from tune_jobs.finaljob.claims import (
     Versus,
     judge,
     latency_limit,
+    onnxruntime_check,
     seeds_for_half_width,
     size_cap,
 )
@@ -92,6 +93,33 @@ def test_the_latency_limits() -> None:
     assert latency_limit(FAST, {}).ratio is None
     claim = judge(ACCURATE, {"searched": 0.3}, latency_limit(ACCURATE, ratios), [])
     assert claim.point == Point.ACCURATE
+
+
+def test_the_latency_condition_in_onnx_runtime_is_reported_beside_the_verdict() -> None:
+    """Derived from the baselines' exports as the claim's limit is from their ratios; never
+    a limit in ms from a ratio; the verdict still follows `objective.latency`, and the
+    report says when the two disagree."""
+    from tune_jobs.finaljob.report import _onnxruntime
+
+    ms = {"mobilenet_v3_small": 0.6, "shufflenet_v2_x0_5": 0.9}
+    fast = onnxruntime_check(FAST, 0.25, ms)
+    assert fast.limit_ms == pytest.approx(0.2) and not fast.met
+    assert "mobilenet_v3_small's ONNX Runtime latency 0.600 ms" in fast.basis
+    accurate = onnxruntime_check(ACCURATE, 0.55, ms)
+    assert accurate.limit_ms == 0.6 and accurate.met
+    # the budget's net not exported beside them, or a bare ratio budget: no limit in ms
+    assert onnxruntime_check(ACCURATE, 0.55, {"shufflenet_v2_x0_5": 0.9}) is None
+    plain_f1 = load_config("ci.yaml", ["objective.kind=f1", "objective.max_latency_ratio=2.5"])
+    assert onnxruntime_check(plain_f1, 0.55, ms) is None
+    assert onnxruntime_check(FAST, 0.25, {}) is None
+    good = versus("mobilenet_v3_small", SEARCHED, [0.70, 0.71, 0.69, 0.70, 0.71])
+    met = judge(FAST, {"searched": 0.3}, LatencyLimit(0.5, "x"), [good], fast)
+    assert met.verdict == ClaimVerdict.SHOWN and met.onnxruntime == fast
+    assert "not met; **the runtimes disagree**" in _onnxruntime(met)
+    agree = judge(ACCURATE, {"searched": 0.3}, LatencyLimit(0.5, "x"), [good], accurate)
+    assert "0.550 ms against 0.600 ms" in _onnxruntime(agree)
+    assert "met; it agrees." in _onnxruntime(agree)
+    assert _onnxruntime(judge(FAST, {"searched": 0.3}, LatencyLimit(0.5, "x"), [good])) == ""
 
 
 def test_only_the_accurate_budget_net_as_a_baseline_lets_the_searched_net_resize() -> None:

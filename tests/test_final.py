@@ -214,6 +214,13 @@ def test_metrics_have_the_fields_in_sane_ranges(finished_run) -> None:
     widths = [c["half_width"] for c in claim["checks"] if c["half_width"] is not None]
     assert claim["half_width"] == (max(widths) if widths else None)
     assert claim["verdict"] in ("shown", "not shown", "refuted", "not judged")
+    # the same condition in ONNX Runtime, from the median runs' exports as the report lists
+    # them, reported beside the verdict
+    ort = {m["name"]: m["onnxruntime_ms"] for m in on_disk["models"]}
+    o = claim["onnxruntime"]
+    assert o["searched_ms"] == ort["searched"]
+    assert o["limit_ms"] == pytest.approx(min(ort[b] for b in BASELINES) / 3)
+    assert o["met"] == (ort["searched"] <= o["limit_ms"])
     # top-k: two candidates of distinct architectures, each with two runs judged on validation
     cands = on_disk["candidates"]
     assert len(cands) == 2 and cands[0]["number"] == on_disk["chosen"]["number"]
@@ -505,6 +512,8 @@ def test_the_accurate_claim_tries_the_searched_net_at_the_budget_nets_sizes(fini
     claim = metrics.claim
     assert claim.point == "accurate"
     assert claim.latency_limit == claim.latency_ratios["mobilenet_v3_small"]
+    ort = {m.name: m.onnxruntime_ms for m in metrics.models}
+    assert claim.onnxruntime.limit_ms == ort["mobilenet_v3_small"]
     # the baseline's recipe trials and seeds are the fixture's, taken over
     assert metrics.taken_over >= 4 + 2
     report = (tmp_path / "final" / "report.md").read_text()

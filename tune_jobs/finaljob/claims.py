@@ -7,8 +7,13 @@ latency, read from the intervals over seeds. Two operating points, picked by the
 - accurate (`objective.kind: f1`): better than every baseline (the interval above zero) at
   <= the latency of `objective.max_latency_of` (else `objective.max_latency_ratio`).
 
-And the power it was judged with: the widest interval's half-width and the seeds per model
-that a +-0.01 claim would need, from the spreads seen. Free of torch.
+The verdict reads the latency as the search measured it (`objective.latency`); the same
+condition is also read in ONNX Runtime, the runtime the exports ship in (`RuntimeCheck`), and
+reported beside it: on small nets the two can disagree (eager PyTorch at batch 1 is mostly
+per-operator overhead, which ONNX Runtime does not have, so a net with few layers and many
+MACs looks faster there than it runs). And the power it was judged with: the widest
+interval's half-width and the seeds per model that a +-0.01 claim would need, from the
+spreads seen. Free of torch.
 """
 
 from __future__ import annotations
@@ -80,6 +85,20 @@ class Claim:
     half_width: float | None  # the widest interval's
     target_half_width: float
     seeds_for_target: int | None  # the most any check needs
+    onnxruntime: RuntimeCheck | None = None  # the latency condition in ONNX Runtime
+
+
+@dataclass(frozen=True)
+class RuntimeCheck:
+    """The claim's latency condition read again in ONNX Runtime: the fp32 exports of the
+    median runs at batch 1, in milliseconds (each timed on its own in the assessment), the
+    limit derived from the baselines' as the claim's is. Reported, not judged: the verdict
+    follows `objective.latency`, which the search used."""
+
+    searched_ms: float
+    limit_ms: float
+    basis: str
+    met: bool
 
 
 def seeds_for_half_width(std_a: float, std_b: float, half_width: float) -> int:
@@ -124,8 +143,10 @@ class LatencyLimit:
 
 
 def latency_limit(cfg: Config, baselines: dict[str, float],
-                  measured_of: float | None = None) -> LatencyLimit:
-    """The claim's latency limit from the baselines' latency ratios in the final job.
+                  measured_of: float | None = None, measure: str = "latency ratio {:.3f}"
+                  ) -> LatencyLimit:
+    """The claim's latency limit from the baselines' latency ratios in the final job (or
+    another latency of theirs, `measure` saying what it is).
     `measured_of`: `objective.max_latency_of`'s ratio when it is not among the baselines."""
     point, o = POINT_OF_KIND[cfg.objective.kind], cfg.objective
     if point == Point.FAST:
@@ -134,15 +155,28 @@ def latency_limit(cfg: Config, baselines: dict[str, float],
         name = min(baselines, key=lambda b: baselines[b])
         fraction = cfg.final.latency_fraction
         return LatencyLimit(fraction * baselines[name],
-                            f"{fraction:.3g} x {name}'s latency ratio {baselines[name]:.3f}")
+                            f"{fraction:.3g} x {name}'s {measure.format(baselines[name])}")
     if o.max_latency_of is not None:
         ratio = baselines.get(o.max_latency_of, measured_of)
         if ratio is None:
             raise ValueError(f"the latency ratio of {o.max_latency_of} was not measured")
-        return LatencyLimit(ratio, f"{o.max_latency_of}'s latency ratio {ratio:.3f}")
+        return LatencyLimit(ratio, f"{o.max_latency_of}'s {measure.format(ratio)}")
     if o.max_latency_ratio is not None:
         return LatencyLimit(o.max_latency_ratio, "objective.max_latency_ratio")
     return LatencyLimit(None, "no latency budget (objective.max_latency_of unset)")
+
+
+def onnxruntime_check(cfg: Config, searched_ms: float, baselines_ms: dict[str, float]
+                      ) -> RuntimeCheck | None:
+    """The latency condition in ONNX Runtime milliseconds; None where it has no limit there
+    (no baseline, or a budget net or ratio that was not exported beside them)."""
+    of = cfg.objective.max_latency_of
+    if POINT_OF_KIND[cfg.objective.kind] == Point.ACCURATE and of not in baselines_ms:
+        return None
+    limit = latency_limit(cfg, baselines_ms, measure="ONNX Runtime latency {:.3f} ms")
+    if limit.ratio is None:
+        return None
+    return RuntimeCheck(searched_ms, limit.ratio, limit.basis, searched_ms <= limit.ratio)
 
 
 def size_cap(cfg: Config, baselines: Collection[str]) -> str | None:
@@ -161,9 +195,10 @@ def size_cap(cfg: Config, baselines: Collection[str]) -> str | None:
 
 
 def judge(cfg: Config, ratios: dict[str, float], limit: LatencyLimit,
-          versus: Sequence[Versus]) -> Claim:
+          versus: Sequence[Versus], onnxruntime: RuntimeCheck | None = None) -> Claim:
     """The claim of the study's operating point against every baseline; `ratios`: the latency
-    ratios of the models timed together, the searched model's under "searched"."""
+    ratios of the models timed together, the searched model's under "searched";
+    `onnxruntime`: the latency condition read in ONNX Runtime, reported beside."""
     latency_ratio = ratios["searched"]
     point = POINT_OF_KIND[cfg.objective.kind]
     margin = cfg.final.margin if point == Point.FAST else 0.0
@@ -184,9 +219,9 @@ def judge(cfg: Config, ratios: dict[str, float], limit: LatencyLimit,
                  verdict=_overall(checks, fast_enough),
                  half_width=max(widths) if widths else None,
                  target_half_width=TARGET_HALF_WIDTH,
-                 seeds_for_target=max(needed) if needed else None)
+                 seeds_for_target=max(needed) if needed else None, onnxruntime=onnxruntime)
 
 
 __all__ = ["POINT_OF_KIND", "TARGET_HALF_WIDTH", "Claim", "ClaimCheck", "ClaimVerdict",
-           "LatencyLimit", "Point", "Versus", "judge", "latency_limit", "seeds_for_half_width",
-           "size_cap"]
+           "LatencyLimit", "Point", "RuntimeCheck", "Versus", "judge", "latency_limit",
+           "onnxruntime_check", "seeds_for_half_width", "size_cap"]

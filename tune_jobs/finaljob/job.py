@@ -46,6 +46,7 @@ from tune_jobs.finaljob.claims import (
     Versus,
     judge,
     latency_limit,
+    onnxruntime_check,
     size_cap,
 )
 from tune_jobs.finaljob.export import (
@@ -470,7 +471,10 @@ def claim(cfg: Config, trainings: Trainings, results: list[ModelResult],
     versus = [Versus(c.baseline, c.f1_difference, (searched.f1.std, b.f1.std),
                      searched.trained and b.trained)
               for c, b in zip(comparisons, results[1:], strict=True)]
-    return judge(cfg, ratios, limit, versus)
+    # the same condition in the runtime the exports ship in, from the assessment's timings
+    onnx = onnxruntime_check(cfg, searched.onnxruntime_ms,
+                             {b.name: b.onnxruntime_ms for b in results[1:]})
+    return judge(cfg, ratios, limit, versus, onnx)
 
 
 def write_outputs(s: Setting, metrics: FinalResult, chosen: StudyTrial,

@@ -14,6 +14,7 @@ import numpy as np
 from optuna.trial import TrialState
 
 from tune_jobs.finaljob.assess import Assessment
+from tune_jobs.finaljob.claims import Claim
 from tune_jobs.finaljob.results import FinalResult, ModelResult
 from tune_jobs.finaljob.stats import Estimate, estimate
 from tune_jobs.study.ranking import pareto_front
@@ -173,12 +174,26 @@ def _claim_section(metrics: FinalResult) -> list[str]:
     return [f"## Claim ({c.point} operating point): {c.verdict}", "",
             f"The searched model is {c.statement}. Latency ratio {c.latency_ratio:.3f} "
             f"against a limit of {limit}: {'met' if c.fast_enough else 'not met'} (the "
-            "models timed together, as the search timed candidates). Each baseline's check "
+            "models timed together, as the search timed candidates)." + _onnxruntime(c)
+            + " Each baseline's check "
             "reads the lower end of Welch's 95 % interval of the macro-F1 difference (searched "
             "- baseline) against the bound: above it, shown; the whole interval below, "
             "refuted; across it, not shown (more seeds could tell)." + power, "",
             _table(["baseline", "macro-F1 difference", "lower end must be", "verdict",
                     "half-width", f"seeds for ±{c.target_half_width:g}"], rows), ""]
+
+
+def _onnxruntime(c: Claim) -> str:
+    """The claim's latency condition in ONNX Runtime, and whether it agrees."""
+    o = c.onnxruntime
+    if o is None:
+        return ""
+    agree = ("it agrees" if o.met == c.fast_enough else
+             "**the runtimes disagree**: the verdict follows `objective.latency`, as the "
+             "search measured; set `objective.latency: ort` to search and judge in ONNX Runtime")
+    return (f" In ONNX Runtime (the fp32 exports at batch 1, each timed on its own): "
+            f"{o.searched_ms:.3f} ms against {o.limit_ms:.3f} ms ({o.basis}): "
+            f"{'met' if o.met else 'not met'}; {agree}.")
 
 
 def _recipe_section(metrics: FinalResult) -> list[str]:
