@@ -149,6 +149,29 @@ def test_the_committed_int8_result_renders_every_model(capsys) -> None:
         assert f"| {model} | QOperator U8S8 |" in shown and f"- {model}: " in shown
 
 
+def test_the_claim_latency_benchmark_times_a_study_trial_beside_the_baselines(tmp_path) -> None:
+    """The accurate night's searched net from its committed study, in two runtimes; a trial
+    the study does not have is a clear error."""
+    import shutil
+
+    import claim_latency
+
+    db = shutil.copy(REPO / "benchmarks/results/night/fmnist-taco6-accurate/study.db", tmp_path)
+    study = ["--storage", f"sqlite:///{db}", "--study", "night-fmnist-taco6-accurate"]
+    out = tmp_path / "claim_latency.json"
+    result = claim_latency.main([*study, "--trial", "51", "--sizes", "48", "--repeats", "1",
+                                 "--latency", "torch", "ort", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert [r["latency"] for r in result["rows"]] == ["torch", "ort"]
+    for r in result["rows"]:
+        assert set(r["ratios"]) == {"searched", "mobilenet_v3_small", "shufflenet_v2_x0_5"}
+        assert r["searched_over_mobilenet_v3_small"] == pytest.approx(
+            r["ratios"]["searched"] / r["ratios"]["mobilenet_v3_small"])
+        assert r["macs"]["searched"] == 10733952  # the net the search measured at 48 px
+    with pytest.raises(SystemExit, match=r"--trial 999: .* 60 trials"):
+        claim_latency.main([*study, "--trial", "999"])
+
+
 def test_the_mirror_benchmark_times_every_callback(tmp_path, capsys) -> None:
     import mirror_writes
 
