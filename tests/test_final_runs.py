@@ -279,7 +279,7 @@ params = TrainParams(image_size=32, batch_size=64, optimizer="sgd", lr=0.05, wei
                      schedule="cosine", label_smoothing=0.0, augment_magnitude=0.0)
 bench = Bench(cfg, Path(sys.argv[1]), epochs=200, device=torch.device("cpu"), progress=False,
               workers=2)
-run_all(bench, [Job(f"job{i}", Net("tv/mobilenet_v3_small", 6), params, i, "train")
+run_all(bench, [Job(f"job{i}", Net("tv/shufflenet_v2_x0_5", 6), params, i, "train")
                 for i in range(4)])
 """
 
