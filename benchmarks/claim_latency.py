@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{r['searched_over_mobilenet_v3_small']:.2f}x | "
           f"{r['macs']['searched'] / 1e6:.1f} M / {r['macs']['mobilenet_v3_small'] / 1e6:.1f} M |"
           for r in rows)])
-    return emit("claim_latency", markdown, rows, args.json, study=args.study, trial=args.trial,
-         repeats=args.repeats)
+    return emit("claim_latency", markdown, rows, args.json, study=args.study,
+                trial=args.trial, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -161,11 +161,12 @@ def main() -> None:
     if not metrics.is_file():
         raise SystemExit(f"{metrics}: not found; replay a final job that has finished")
     found, left_out = trainings(args.folder)
-    trials, searched, baselines = phases(found, json.loads(metrics.read_text())["input_size"])
+    size = json.loads(metrics.read_text())["input_size"]
+    trials, searched, baselines = phases(found, size)
     if not (trials and searched and baselines):
         raise SystemExit(f"{args.folder}: no finished recipe trials, searched seeds and "
                          "baseline seeds to replay (is the final job done?)")
-    free = phases(on_free_cores(found), json.loads(metrics.read_text())["input_size"])
+    free = phases(on_free_cores(found), size)
     work = sum(t.seconds for t in trials + searched + baselines)
     recorded = sum(t.recorded for t in trials + searched + baselines)
     rows = []
