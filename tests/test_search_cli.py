@@ -5,6 +5,7 @@ the two halves run on two pytest-xdist workers side by side.)"""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,25 +46,6 @@ RAY_SHUTDOWN_NOISE = re.compile(r"Traceback \(most recent call last\):(?:(?!Trac
                                 r"sigterm_handler(?:(?!Traceback).)*?SystemExit: 1", re.S)
 
 
-def test_a_ci_search_console_holds_no_traceback_and_no_repeated_warning(tmp_path) -> None:
-    """What a person reads: the trial table, our log lines, the summary; Ray's warnings once
-    at most, no worker traceback after the summary, no per-checkpoint lines."""
-    out = _cli("--config", "configs/ci.yaml", "--output", str(tmp_path),
-               env={"LITESEARCH_STORAGE": ""})
-    text = out.stdout + out.stderr
-    assert out.returncode == 0, text[-3000:]
-    assert "best COMPLETE trial" in out.stdout
-    # Ray ends reused trial workers with SIGTERM; its handler raises SystemExit, and when that
-    # lands inside a weakref callback Python prints it as ignored: Ray's shutdown, not a trial
-    text = RAY_SHUTDOWN_NOISE.sub("", text)
-    assert "Traceback" not in text and "SystemExit" not in text
-    assert "Checkpoint successfully created" not in text
-    warnings = [re.sub(r"^[\d-]+ [\d:,]+\s+", "", line) for line in text.splitlines()
-                if "WARNING" in line]
-    repeated = {w for w in warnings if warnings.count(w) > 1}
-    assert not repeated, repeated
-
-
 def test_unknown_config_key_and_empty_data_are_clear_errors(tmp_path) -> None:
     out = _cli("--config", "configs/ci.yaml", "--set", "search.numsamples=3")
     assert out.returncode == 2 and "search.numsamples: unknown key" in out.stderr
@@ -90,95 +72,104 @@ def _finished(db: Path, study: str) -> int:
     return sum(t.state.is_finished() for t in s.trials)
 
 
-def test_resume_after_the_driver_is_killed(tmp_path, cache_dir) -> None:
-    """SIGKILL the whole driver (and its local Ray) mid-search, rerun with --resume: the study
-    ends with exactly num_samples finished trials, none lost, none twice."""
+def _assert_clean_console(text: str) -> None:
+    """What a person reads: the trial table, our log lines, the summary; Ray's warnings once
+    at most, no worker traceback, no per-checkpoint lines."""
+    # Ray ends reused trial workers with SIGTERM; its handler raises SystemExit, and when that
+    # lands inside a weakref callback Python prints it as ignored: Ray's shutdown, not a trial
+    text = RAY_SHUTDOWN_NOISE.sub("", text)
+    assert "Traceback" not in text and "SystemExit" not in text, text[-3000:]
+    assert "Checkpoint successfully created" not in text
+    warnings = [re.sub(r"^[\d-]+ [\d:,]+\s+", "", line) for line in text.splitlines()
+                if "WARNING" in line]
+    repeated = {w for w in warnings if warnings.count(w) > 1}
+    assert not repeated, repeated
+
+
+def _search(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "tune_jobs" / "search.py"), *args]
+
+
+def test_a_killed_search_resumes_in_its_folder_or_from_its_study_alone(tmp_path,
+                                                                       cache_dir) -> None:
+    """SIGKILL the whole driver (and its local Ray) mid-search, then go on two ways from the
+    same killed run (one search, the first half shared):
+
+    - a copy of the run folder without Tune's experiment folder, with the original out of
+      reach (a machine given back; the study and the rung state kept, restored into another
+      folder): --resume goes on from the study, the trials left running trained again;
+    - the run folder itself: --resume restores Tune's state and ASHA's rungs.
+
+    Each ends with exactly num_samples trainings, none lost, none twice; the consoles (the
+    fresh run's up to the kill, the resumed one's to its summary) are clean."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    args = ["--config", "configs/ci.yaml", "--output", str(tmp_path), "--study", "resume",
-            "--num-samples", "8", "--set", f"data.cache_dir={cache_dir}"]
-    env = {**os.environ, "LITESEARCH_STORAGE": ""}
-    proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    db = tmp_path / "study.db"
-    # a busy two-core machine took over 120 s for three trials: killed before any trial had
-    # reached a rung, the resume had no rungs to bring back (a CI run failed so)
-    deadline = time.monotonic() + 240  # + the resume's 300: inside pytest's 600 s
-    while _finished(db, "resume") < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert proc.poll() is None, "the search ended before it could be interrupted"
-    assert _finished(db, "resume") >= 3, "no three trials finished in 240 s"
-    os.killpg(proc.pid, 9)
-    proc.wait()
-    interrupted = optuna.load_study(study_name="resume", storage=f"sqlite:///{db}")
-    assert len(interrupted.trials) < 8 or any(not t.state.is_finished()
-                                              for t in interrupted.trials)
-    out = subprocess.run([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
-                          "--resume"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    # ASHA's rungs came back with the driver (ray issue 30838: Tune alone restores them empty)
-    first = next(line for line in out.stdout.splitlines() if line.startswith("Bracket:"))
-    assert "None" not in first, first
-    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{db}")
-    unfinished = [(t.number, t.state.name, t.params, t.user_attrs) for t in study.trials
-                  if not t.state.is_finished()]
-    assert not unfinished, (unfinished, out.stdout[-3000:], out.stderr[-3000:])
-    # num_samples counts trainings: a reused duplicate proposal is recorded but trains nothing
-    trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
-    assert len(trained) == 8, [(t.number, t.params, t.user_attrs) for t in study.trials]
-    assert len({t.user_attrs["trial_dir"] for t in trained}) == 8
-
-
-def test_a_run_folder_without_tune_state_continues_its_study(tmp_path, cache_dir) -> None:
-    """The driver killed mid-search and Tune's experiment folder lost (a machine given back;
-    the study and the rung state kept, restored into another folder): --resume goes on from
-    the study, the trials left running trained again, and the study ends with exactly
-    num_samples trainings."""
-    import shutil
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    first, moved = tmp_path / "a", tmp_path / "b"
-    args = ["--study", "lost", "--config", "configs/ci.yaml", "--num-samples", "8",
+    run, copy, away = tmp_path / "run", tmp_path / "copy", tmp_path / "away"
+    args = ["--config", "configs/ci.yaml", "--study", "killed", "--num-samples", "8",
             "--set", f"data.cache_dir={cache_dir}"]
     env = {**os.environ, "LITESEARCH_STORAGE": ""}
     log = tmp_path / "first.txt"
     with log.open("w") as f:
-        proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
-                                 "--output", str(first)], cwd=REPO, env=env, stdout=f,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    db = first / "study.db"
-    deadline = time.monotonic() + 240  # generous: a hang guard for a loaded machine
-    while _finished(db, "lost") < 2 and proc.poll() is None and time.monotonic() < deadline:
+        proc = subprocess.Popen(_search(*args, "--output", str(run)), cwd=REPO, env=env,
+                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    db = run / "study.db"
+    # a busy two-core machine took over 120 s for three trials: killed before any trial had
+    # reached a rung, the resume had no rungs to bring back (a CI run failed so)
+    deadline = time.monotonic() + 180  # + the two resumes' 200 s each: inside pytest's 600 s
+    while _finished(db, "killed") < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
     assert proc.poll() is None, ("the search ended before it could be interrupted: "
                                  + log.read_text()[-3000:])
-    assert _finished(db, "lost") >= 1, "no trial finished in 240 s"
+    assert _finished(db, "killed") >= 3, "no three trials finished in 180 s"
     os.killpg(proc.pid, 9)
     proc.wait()
-    before = optuna.load_study(study_name="lost", storage=f"sqlite:///{db}").trials
+    _assert_clean_console(log.read_text())
+    before = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}").trials
+    assert len(before) < 8 or any(not t.state.is_finished() for t in before)
     kept = {t.number: (t.state, t.values) for t in before if t.state.is_finished()}
-    shutil.rmtree(first / "ray")
-    first.rename(moved)
-    db = moved / "study.db"
-    out = subprocess.run([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args,
-                          "--output", str(moved), "--resume"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
+
+    # the folder lost: a copy without Tune's folder, the original (where the study's trial
+    # folders point) out of reach while the copy resumes
+    shutil.copytree(run, copy, ignore=lambda d, names: ["ray"] if Path(d) == run else [])
+    run.rename(away)
+    out = subprocess.run(_search(*args, "--output", str(copy), "--resume"), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=200)
+    away.rename(run)
     assert out.returncode == 0, out.stderr[-3000:]
-    said = re.search(r"continuing study 'lost', whose (\d+) finished trial\(s\) of this run "
+    said = re.search(r"continuing study 'killed', whose (\d+) finished trial\(s\) of this run "
                      r"count towards the 8 samples; (\d+) left running", out.stderr)
     assert said, out.stderr[-3000:]
     assert int(said.group(1)) == sum(t.state.is_finished() and "duplicate_of" not in t.user_attrs
                                      for t in before)
     assert int(said.group(2)) == sum(t.state == TrialState.RUNNING for t in before)
     # the rungs so far came back from the run folder: the first status already has a cutoff
-    first = next(line for line in out.stdout.splitlines() if line.startswith("Bracket:"))
-    assert "None" not in first.split("|")[-1], first
-    study = optuna.load_study(study_name="lost", storage=f"sqlite:///{db}")
-    assert all(t.state.is_finished() for t in study.trials)
+    bracket = next(line for line in out.stdout.splitlines() if line.startswith("Bracket:"))
+    assert "None" not in bracket.split("|")[-1], bracket
+    _assert_trained_once(copy / "study.db", kept, out)
+
+    # the folder kept: Tune's state and ASHA's rungs come back with the driver (ray issue
+    # 30838: Tune alone restores them empty)
+    out = subprocess.run(_search(*args, "--output", str(run), "--resume"), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "best COMPLETE trial" in out.stdout
+    _assert_clean_console(out.stdout + out.stderr)
+    bracket = next(line for line in out.stdout.splitlines() if line.startswith("Bracket:"))
+    assert "None" not in bracket, bracket
+    _assert_trained_once(db, kept, out)
+
+
+def _assert_trained_once(db: Path, kept: dict, out: subprocess.CompletedProcess) -> None:
+    """Every trial finished, those finished before the kill unchanged, and exactly 8
+    trainings in distinct trial folders (a reused duplicate proposal is recorded but trains
+    nothing, and does not count towards num_samples)."""
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{db}")
+    unfinished = [(t.number, t.state.name, t.params, t.user_attrs) for t in study.trials
+                  if not t.state.is_finished()]
+    assert not unfinished, (unfinished, out.stdout[-3000:], out.stderr[-3000:])
     assert {t.number: (t.state, t.values) for t in study.trials if t.number in kept} == kept
     trained = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
-    assert len(trained) == 8, [(t.number, t.state, t.user_attrs) for t in study.trials]
+    assert len(trained) == 8, [(t.number, t.params, t.user_attrs) for t in study.trials]
+    assert len({t.user_attrs["trial_dir"] for t in trained}) == 8
 
 
 def test_ctrl_c_then_final_says_the_search_is_partial(tmp_path, cache_dir) -> None:
