@@ -29,7 +29,7 @@ import yaml
 from optuna.trial import TrialState
 from raynodes import RayNodes, submit_when_the_agent_is_up
 
-from conftest import REPO, debian_postgres_host, free_ports
+from conftest import REPO, free_ports
 from tune_jobs.internals import validate_cluster_config
 from tune_jobs.study.storage import open_storage
 
@@ -118,48 +118,6 @@ def test_node_script_starts_ray_under_a_low_hard_limit_with_token_auth(tmp_path)
     bad = subprocess.run(["bash", str(script), "start"], env=env, capture_output=True,
                          text=True, timeout=30)
     assert bad.returncode == 2 and "usage" in bad.stderr
-
-
-def _can_run_as_root() -> bool:
-    if os.geteuid() == 0:
-        return True
-    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
-
-
-@pytest.mark.slow
-def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path) -> None:
-    """The head's setup for real, on this machine's Debian PostgreSQL: no systemd here (a
-    container), root without sudo; it must start the cluster with pg_ctlcluster, make the
-    role and database, keep the password out of its output, and be safe to run twice."""
-    if not _can_run_as_root():
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root (or with sudo) to set up PostgreSQL")
-        pytest.skip("needs root or passwordless sudo")
-    script = REPO / "configs" / "cluster" / "head_postgres.sh"
-    env = {**os.environ, "HOME": str(tmp_path), "LITESEARCH_RESULTS": str(tmp_path / "res")}
-    env.pop("LITESEARCH_DB_PASSWORD", None)
-    with debian_postgres_host():
-        first = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
-                               timeout=300)
-        assert first.returncode == 0, first.stderr[-3000:]
-        secrets = tmp_path / ".litesearch"
-        assert (secrets / "env").stat().st_mode & 0o777 == 0o600
-        password = (secrets / "db_password").read_text().strip()
-        assert len(password) >= 16 and password not in first.stdout + first.stderr
-        lines = dict(line.split("=", 1) for line in (secrets / "env").read_text().split())
-        url = lines["LITESEARCH_STORAGE"]
-        assert url.startswith("postgresql+psycopg2://litesearch:")
-        assert url.endswith(":5432/litesearch")
-        assert lines["LITESEARCH_RESULTS"] == str(tmp_path / "res")
-        name = f"head-{uuid.uuid4().hex[:6]}"
-        study = optuna.create_study(study_name=name, storage=open_storage(url))
-        study.add_trial(optuna.trial.create_trial(value=1.0))
-        again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
-                               timeout=300)
-        assert again.returncode == 0, again.stderr[-3000:]
-        assert (secrets / "db_password").read_text().strip() == password  # kept, not rotated
-        kept = optuna.load_study(study_name=name, storage=open_storage(url))
-        assert [t.value for t in kept.get_trials()] == [1.0]
 
 
 def test_a_broken_cluster_edit_fails_validation() -> None:
