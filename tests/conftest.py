@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 # other finishes a long file (by default xdist starts the files with the fewest tests last,
 # test_ray_up's 4 minutes among them: about 5 min of one worker idle in a CI run). Files not
 # named here follow in collection order.
-LONGEST_FIRST = ("test_search_cli", "test_final", "test_search", "test_final_runs",
-                 "test_ray_up", "test_curves", "test_cluster", "test_compile", "test_outage",
-                 "test_secrets", "test_autoscale", "test_int8", "test_install")
+LONGEST_FIRST = ("test_final", "test_search", "test_ray_up", "test_search_cli",
+                 "test_final_runs", "test_compile", "test_autoscale", "test_cluster",
+                 "test_outage", "test_secrets", "test_curves", "test_install", "test_int8")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
