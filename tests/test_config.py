@@ -81,6 +81,7 @@ def test_an_operating_point_is_picked_by_name_and_the_users_overrides_win() -> N
     accurate = cfg("--point", "accurate")
     assert accurate.objective.kind == "f1"
     assert accurate.objective.max_latency_of == "mobilenet_v3_small"
+    assert accurate.objective.latency == "ort"  # its budget timed where the net ships
     assert cfg("--point", "fast").objective.kind == "score" == cfg().objective.kind
     mine = cfg("--point", "accurate", "--set", "objective.max_latency_of=shufflenet_v2_x0_5")
     assert mine.objective.max_latency_of == "shufflenet_v2_x0_5"

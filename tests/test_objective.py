@@ -46,9 +46,11 @@ def test_ort_int8_times_the_quantized_graph(monkeypatch) -> None:
     assert "QLinearConv" in ops and "Conv" not in ops, ops  # QOperator U8S8: every conv int8
 
 
-def test_a_budget_named_after_a_net_is_its_ratio_timed_alongside_the_candidate() -> None:
+@pytest.mark.parametrize("mode", ["torch", "ort"])  # the default; the accurate preset's
+def test_a_budget_named_after_a_net_is_its_ratio_timed_alongside_the_candidate(mode) -> None:
     cfg = load_config("ci.yaml", ["objective.max_latency_of=mobilenet_v3_small",
-                                  "objective.max_latency_ratio=null"])
+                                  "objective.max_latency_ratio=null",
+                                  f"objective.latency={mode}"])
     fits = measure_costs(models.build("baseline"), 48, cfg.objective)
     # the budget net times as a ratio of the same reference, at the candidate's size
     assert fits.latency_limit is not None and fits.latency_limit > fits.latency_ratio

@@ -279,9 +279,14 @@ class Config(Strict):
 
 # The operating points a user picks by name (`search.py --point NAME`), as overrides applied
 # before the user's own --set: what each means is the claim the final job judges.
+# The accurate point's budget is timed in ONNX Runtime, the runtime the job ships to: timed in
+# eager PyTorch, whose per-op overhead at batch 1 favours few wide layers, the best net of an
+# accurate search on fmnist-taco6 was 0.66x MobileNetV3-Small's latency at 96 px, and 1.60x
+# in ONNX Runtime (benchmarks/claim_latency.py).
 POINTS: dict[str, dict[str, Any]] = {
     "fast": {"objective.kind": "score"},
-    "accurate": {"objective.kind": "f1", "objective.max_latency_of": "mobilenet_v3_small"},
+    "accurate": {"objective.kind": "f1", "objective.max_latency_of": "mobilenet_v3_small",
+                 "objective.latency": "ort"},
 }
 
 

@@ -32,7 +32,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--point", choices=sorted(POINTS), help="the operating point: fast (as "
                    "accurate as the baselines at a fraction of their latency; the default "
                    "objective) or accurate (the highest macro-F1 no slower than "
-                   "mobilenet_v3_small); the final job judges its claim")
+                   "mobilenet_v3_small in ONNX Runtime); the final job judges its claim")
     p.add_argument("--final", action="store_true",
                    help="then retrain, benchmark and export the winner (tune_jobs/final.py)")
     add_final_flags(p)  # with --final
