@@ -5,7 +5,7 @@ in one process, against the objective's reference, `--repeats` times; the MACs b
 Weights are untrained: latency does not depend on them.
 
     python benchmarks/claim_latency.py --study night-fmnist-taco6-accurate \
-        --storage sqlite:///benchmarks/results/night/fmnist-taco6-accurate/study.db \
+        --storage sqlite:///benchmarks/results/night/fmnist-taco6-accurate-torch/study.db \
         --trial 51 --sizes 48 96 \
         --json benchmarks/results/claim_latency.json
 """

@@ -157,7 +157,8 @@ def test_the_claim_latency_benchmark_times_a_study_trial_beside_the_baselines(tm
 
     import claim_latency
 
-    db = shutil.copy(REPO / "benchmarks/results/night/fmnist-taco6-accurate/study.db", tmp_path)
+    night = REPO / "benchmarks/results/night/fmnist-taco6-accurate-torch"
+    db = shutil.copy(night / "study.db", tmp_path)
     study = ["--storage", f"sqlite:///{db}", "--study", "night-fmnist-taco6-accurate"]
     out = tmp_path / "claim_latency.json"
     result = claim_latency.main([*study, "--trial", "51", "--sizes", "48", "--repeats", "1",
