@@ -19,13 +19,11 @@ from pathlib import Path
 import optuna
 
 import models
-from common import emit
+from common import BASELINES, emit
 from models.cost import count_macs
 from models.spec import ModelSpec
 from tune_jobs.config import load_config
 from tune_jobs.trial.objective import LATENCY
-
-BASELINES = ["mobilenet_v3_small", "shufflenet_v2_x0_5"]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from common import REPO, emit
+from common import BASELINES, REPO, emit
 from tune_jobs.config import load_config
 from tune_jobs.finaljob.batch import run_all
 from tune_jobs.finaljob.int8 import Int8Result
@@ -31,7 +31,6 @@ from tune_jobs.finaljob.runs import Bench, Net
 from tune_jobs.trial.space import candidate_from_config
 
 SEARCHED = REPO / "benchmarks" / "results" / "final_fmnist13_full" / "metrics.json"
-BASELINES = ("mobilenet_v3_small", "shufflenet_v2_x0_5")
 
 
 def get_args_parser() -> argparse.ArgumentParser:

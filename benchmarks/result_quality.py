@@ -21,7 +21,7 @@ from pathlib import Path
 
 import optuna
 
-from common import REPO, emit
+from common import BASELINES, REPO, emit
 from tune_jobs.config import load_config
 from tune_jobs.finaljob.job import run_final
 from tune_jobs.finaljob.options import FinalOptions
@@ -30,7 +30,6 @@ from tune_jobs.finaljob.stats import Verdict
 from tune_jobs.searchjob import run_search
 from tune_jobs.study.storage import mask_url, open_storage
 
-BASELINES = ("mobilenet_v3_small", "shufflenet_v2_x0_5")
 LATENCY_TARGET = 1 / 3  # of the fastest baseline's
 
 
