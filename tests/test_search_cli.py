@@ -22,13 +22,15 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 
+def _search(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "tune_jobs" / "search.py"), *args]
+
+
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    # a hang guard, not a speed check: the 6-trial search took 117 s, and over 120 s in a
-    # landing run, beside the final job's fixture on the other xdist worker; under
+    # a hang guard, not a speed check (these calls end before Ray starts); under
     # pytest-timeout's 600 s so that the child is killed and its output shown
-    return subprocess.run([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args],
-                          capture_output=True, text=True, timeout=420, cwd=REPO,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(_search(*args), capture_output=True, text=True, timeout=420,
+                          cwd=REPO, env={**os.environ, **(env or {})})
 
 
 def test_unreachable_database_fails_fast_with_masked_password(tmp_path) -> None:
@@ -84,10 +86,6 @@ def _assert_clean_console(text: str) -> None:
                 if "WARNING" in line]
     repeated = {w for w in warnings if warnings.count(w) > 1}
     assert not repeated, repeated
-
-
-def _search(*args: str) -> list[str]:
-    return [sys.executable, str(REPO / "tune_jobs" / "search.py"), *args]
 
 
 def test_a_killed_search_resumes_in_its_folder_or_from_its_study_alone(tmp_path,
@@ -182,9 +180,8 @@ def test_ctrl_c_then_final_says_the_search_is_partial(tmp_path, cache_dir) -> No
             "--set", "final.int8=false", "--final"]
     env = {**os.environ, "LITESEARCH_STORAGE": ""}
     logs = {name: open(tmp_path / f"{name}.txt", "w+") for name in ("out", "err")}  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, str(REPO / "tune_jobs" / "search.py"), *args],
-                            cwd=REPO, env=env, stdout=logs["out"], stderr=logs["err"],
-                            start_new_session=True)
+    proc = subprocess.Popen(_search(*args), cwd=REPO, env=env, stdout=logs["out"],
+                            stderr=logs["err"], start_new_session=True)
     db, deadline = tmp_path / "study.db", time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline:
         try:
