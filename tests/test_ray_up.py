@@ -66,12 +66,15 @@ RAY = str(Path(sys.executable).with_name("ray"))
 pytestmark = pytest.mark.slow
 
 
-def _root_or_skip() -> None:
-    if os.geteuid() == 0:
+def _root_or_skip(need: str, sudo: bool = False) -> None:
+    """Root for `need` (or, with `sudo`, passwordless sudo); CI runs as root, so there its
+    absence fails the test instead of skipping it."""
+    if os.geteuid() == 0 or (sudo and subprocess.run(["sudo", "-n", "true"],
+                                                     capture_output=True).returncode == 0):
         return
     if os.environ.get("CI"):
-        pytest.fail("CI runs as root: the test adds a user and an SSH server")
-    pytest.skip("needs root (adds a user and starts sshd)")
+        pytest.fail(f"CI runs as root: the test {need}")
+    pytest.skip(f"needs root{' or passwordless sudo' if sudo else ''}: the test {need}")
 
 
 def _install_packages() -> None:
@@ -196,12 +199,6 @@ def _image_venv(venv: Path) -> None:
             shutil.chown(target, USER, USER)
 
 
-def _can_run_as_root() -> bool:
-    if os.geteuid() == 0:
-        return True
-    return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
-
-
 def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path) -> None:
     """The head's setup for real, on this machine's Debian PostgreSQL: no systemd here (a
     container), root without sudo; it must start the cluster with pg_ctlcluster, make the
@@ -209,10 +206,7 @@ def test_head_postgres_script_makes_the_study_database_without_systemd(tmp_path)
     (In this file, before `machines`, which holds the host's PostgreSQL for `ray up`: one
     xdist worker runs both in turn, where two files had one wait on the other's lock for
     over two minutes.)"""
-    if not _can_run_as_root():
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root (or with sudo) to set up PostgreSQL")
-        pytest.skip("needs root or passwordless sudo")
+    _root_or_skip("sets up PostgreSQL", sudo=True)
     script = REPO / "configs" / "cluster" / "head_postgres.sh"
     env = {**os.environ, "HOME": str(tmp_path), "LITESEARCH_RESULTS": str(tmp_path / "res")}
     env.pop("LITESEARCH_DB_PASSWORD", None)
@@ -258,7 +252,7 @@ def machines(tmp_path_factory):
     own /dev/shm; so its `ray stop` sees only its processes. A folder both see at one path
     stands for the NFS share of trial results. The worker boots when the test calls
     `start_worker` (the autoscaler retries SSH until then)."""
-    _root_or_skip()
+    _root_or_skip("adds a user and starts sshd")
     _install_packages()
     root = tmp_path_factory.mktemp("rayup")
     local, sshd_dir = root / "local", root / "sshd"
